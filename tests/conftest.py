@@ -1,0 +1,39 @@
+"""Strict JAX for the suite: x64 available, strict promotion, 4 CPU devices, pinnable keys.
+
+Tests that want float32 pass float32 inputs explicitly; the default-float32 path of the
+library is covered by the CLI tests, which run ``memgen`` in a subprocess without x64.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# One table of tolerances, keyed by (dtype, backend): kernel vs float64 reference.
+_BACKEND = jax.default_backend()
+RTOL = {"float64": 1e-10, "float32": 1e-4 if _BACKEND == "cpu" else 1e-3}
+
+
+@pytest.fixture
+def seed(request):
+    """A fresh random seed per test, printed on failure, pinned by MEMGEN_TEST_SEED."""
+    s = int(os.environ.get("MEMGEN_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
+    request.node.user_properties.append(("seed", s))
+    print(f"MEMGEN_TEST_SEED={s}")
+    return s
+
+
+@pytest.fixture
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def pytest_report_header(config):
+    return f"jax {jax.__version__}, backend {_BACKEND}, devices {jax.device_count()}"
