@@ -8,3 +8,6 @@ try:
     __version__ = version("memgen")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
+
+from .engine import enable_x64 as enable_x64, scan as scan
+from .store import load as load, mean_sem as mean_sem

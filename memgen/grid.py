@@ -1,0 +1,321 @@
+"""THE batching layer: grid points -> padded buckets -> memory-sized chunks -> devices.
+
+Everything about batching, compilation, chunking, devices, finite checks and progress lives
+here; the kernels it composes (``data``, ``linear``, ``metrics``) are written for one point.
+
+A grid point is (extra, gamma, seed), where ``extra`` indexes a swept beta or alpha; the lam
+axis is not a grid dimension of the kernel but a trailing vector served from one
+eigendecomposition per dataset (theory.md §2). Each point fits a *pair* of models on
+disjoint training sets (two independent draws), stacked on an axis of size 2 so that one
+batched ``eigh`` serves both halves of every point of a chunk.
+
+Why one ``eigh`` call per compiled kernel: on the CPU, jaxlib's batched LAPACK kernels split
+the batch over XLA's intra-op thread pool and block a pool thread until the pieces finish
+(``jax::ParallelBatchMap``). Two such calls in flight at once in one executable (two
+independent ``eigh`` of a jit(vmap(...))) were seen to deadlock with 0% CPU (jax 0.10.2, 2
+cores). Stacking the halves gives one call; ``tests/test_grid.py`` keeps the regression.
+
+Keys: the root is ``key(grid.seed)``; seed index ``s`` gets ``fold_in(root, s)`` and from it,
+by ``fold_in`` with fixed tags, the population, the two training sets (row ``i`` from
+``fold_in(k_half, i)``) and the shared noise z. Randomness is a function of where a point
+sits, never of chunking or device count, and every gamma of one seed sees nested prefixes of
+the same draw (common random numbers across the whole grid).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import data as data_mod
+from . import linear, metrics
+from .config import DataSpec, Grid, Linear, PowerLaw, n_samples
+
+# Variable -> whether it has a lam axis. The order of this table is the store's order.
+VARIABLES: dict[str, bool] = {
+    "m": True,
+    "q": True,
+    "w2": True,
+    "m_kad": True,
+    "mem_frac": True,
+    "Q": False,
+    "top_eig": False,
+}
+
+_TAG_POP, _TAG_A, _TAG_B, _TAG_Z = 0, 1, 2, 3
+
+
+# ------------------------------------------------------------------ the point kernel
+
+
+def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool):
+    """One model of a pair: fit on its own training set, generate, measure."""
+    X = data_mod.sample(key_rows, pop, n_pad)
+    fit = linear.fit(X, n)
+    x = linear.generate(fit, lam, z)
+    out = metrics.memorisation(x, X, linear.row_mask(n_pad, n, X.dtype))
+    out["w2"] = metrics.bulk_w2(fit, lam, pop.sigma, isotropic)
+    out["Q"] = metrics.latent_recovery(fit, pop.latent)
+    out["top_eig"] = fit.evals[-1]
+    return out, x
+
+
+def point(seed_idx, n, beta, alpha, lam, root, *, spec: DataSpec, n_pad: int, samples: int, dtype):
+    """All order parameters of one grid point (a pair of models), every lam at once.
+
+    Args:
+        seed_idx: seed index [] (uint32).
+        n: training-set size of each model [] (int, <= n_pad).
+        beta: spike strengths [r]; alpha: power-law exponent [].
+        lam: regularisations [L].
+        root: the root PRNG key.
+        spec, n_pad, samples, dtype: static.
+
+    Returns:
+        dict of arrays: lam-dependent variables [L], the others [] (see ``VARIABLES``).
+    """
+    k_seed = jax.random.fold_in(root, seed_idx)
+    pop = data_mod.population(jax.random.fold_in(k_seed, _TAG_POP), spec, beta, alpha, dtype)
+    z = jax.random.normal(jax.random.fold_in(k_seed, _TAG_Z), (samples, spec.d), dtype)
+    halves = jnp.stack([jax.random.fold_in(k_seed, _TAG_A), jax.random.fold_in(k_seed, _TAG_B)])
+    model = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw))
+    per, x = jax.vmap(model, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
+    out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
+    out["q"] = metrics.convergence(x[0], x[1])
+    return out
+
+
+# ------------------------------------------------------------------------ planning
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The scan's coordinates: ``extra`` is ("beta"|"alpha", values) or None."""
+
+    extra: tuple[str, tuple[float, ...]] | None
+    gamma: tuple[float, ...]
+    lam: tuple[float, ...]
+    seeds: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(E, G, S): points are the flat index of this shape."""
+        return (len(self.extra[1]) if self.extra else 1, len(self.gamma), self.seeds)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def axes_of(grid: Grid) -> Axes:
+    extra = ("beta", grid.beta) if grid.beta is not None else ("alpha", grid.alpha) if grid.alpha is not None else None
+    return Axes(extra, grid.gamma, grid.lam, grid.seeds)
+
+
+def pad_rows(n: int, d: int) -> int:
+    """Static padded training-set size for n real rows.
+
+    A ladder keeps compilations few: below d, steps of sqrt(2) (Gram route, ``eigh`` cost
+    n_pad^3 so padding waste stays <= 2.8x); from d up, steps of 2 (covariance route, where
+    n_pad only scales the cheap ``n_pad d^2`` covariance).
+    """
+    if n >= d:
+        return d * 2 ** math.ceil(math.log2(n / d) - 1e-12)
+    k = math.floor(2 * math.log2(n / d) + 1e-12)  # n <= d 2^(k/2+1/2)
+    for step in (k, k + 1, k + 2):
+        cand = min(d, int(math.ceil(d * 2 ** (step / 2) / 8) * 8))
+        if cand >= n:
+            return cand
+    return d
+
+
+def point_bytes(spec: DataSpec, n_pad: int, n_lam: int, samples: int, itemsize: int) -> int:
+    """Estimated peak bytes of one point (both models), the chunk-size model."""
+    d, r = spec.d, min(n_pad, spec.d)
+    per_model = (
+        2 * n_pad * d  # X and its masked copy
+        + 3 * r * r + 2 * d * r  # covariance/Gram, eigh workspace, eigenvectors
+        + 3 * n_lam * samples * d  # generated samples, centred copies
+        + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
+        + (3 * n_lam * d * d if isinstance(spec, PowerLaw) else 0)  # eigvalsh per lam
+    )
+    return 2 * per_model * itemsize
+
+
+def default_memory() -> int:
+    """Memory budget in bytes: half the free memory of device 0, or a quarter of host RAM."""
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        try:
+            st = dev.memory_stats()
+            return int(0.5 * (st["bytes_limit"] - st.get("bytes_in_use", 0)))
+        except Exception:  # noqa: BLE001 - not every backend reports
+            pass
+    try:
+        return int(0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Points (flat indices) that run as one compiled call.
+
+    ``size`` is the padded number of points (a multiple of ``batch * devices``) and ``batch``
+    the micro-batch evaluated at once on each device.
+    """
+
+    n_pad: int
+    index: np.ndarray
+    size: int
+    batch: int
+
+
+def plan(data: DataSpec, model: Linear, grid: Grid, *, itemsize: int, memory: int | None = None,
+         chunk: int | None = None, done: np.ndarray | None = None, devices: int = 1,
+         batch: int = 8) -> list[Chunk]:
+    """Splits the not-yet-done points into chunks, grouped by padding bucket.
+
+    Memory: each device holds one micro-batch of points in flight, so the micro-batch is
+    ``min(batch, memory // point_bytes)``. A chunk (the unit of checkpointing and progress)
+    holds ``chunk`` real points, default four micro-batches per device, padded to a multiple of
+    ``batch * devices``.
+
+    Raises:
+        ValueError: when one point does not fit in ``memory`` (before any compute).
+    """
+    ax = axes_of(grid)
+    E, G, S = ax.shape
+    flat = np.arange(ax.size).reshape(E, G, S)
+    budget = default_memory() if memory is None else memory
+    buckets: dict[int, list[int]] = {}
+    for g, gamma in enumerate(ax.gamma):
+        buckets.setdefault(pad_rows(n_samples(gamma, data.d), data.d), []).extend(flat[:, g, :].ravel())
+    out = []
+    for n_pad in sorted(buckets):
+        idx = np.sort(np.asarray(buckets[n_pad]))
+        if done is not None:
+            idx = idx[~done[idx]]
+        need = point_bytes(data, n_pad, len(ax.lam), model.samples, itemsize)
+        if need > budget:
+            raise ValueError(
+                f"memory={budget / 2**30:.3g} GiB is too small: one grid point at d={data.d}, "
+                f"n_pad={n_pad} needs about {need / 2**30:.3g} GiB; raise --memory or lower d/gamma")
+        b = int(min(batch, budget // need))
+        step = b * devices
+        size = chunk if chunk is not None else 4 * step
+        for start in range(0, len(idx), size):
+            part = idx[start:start + size]
+            out.append(Chunk(n_pad, part, -(-len(part) // step) * step, b))
+    return out
+
+
+# ------------------------------------------------------------------------- running
+
+
+def _coords(ax: Axes, index: np.ndarray):
+    e, g, s = np.unravel_index(index, ax.shape)
+    return e, g, s
+
+
+class Runner:
+    """Compiles and runs chunks; one compiled kernel per (n_pad, chunk size, n_lam).
+
+    Every compiled call evaluates points in fixed micro-batches of ``batch`` points per device
+    (``lax.map`` over ``vmap``), each device running the same local program (``shard_map``
+    over a 1-D mesh of all local devices). The arithmetic of a point therefore never depends on
+    how many points share its chunk or how many devices share the chunk: results are
+    bit-identical for any chunk size, device count or resume history at a given ``batch``.
+    """
+
+    def __init__(self, data: DataSpec, model: Linear, grid: Grid, dtype):
+        self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
+        self.ax = axes_of(grid)
+        self.root = jax.random.key(grid.seed)
+        self.lam = np.asarray(grid.lam, self.dtype)
+        self.mesh = jax.sharding.Mesh(np.array(jax.devices()), ("points",))
+        self._kernels: dict[tuple[int, int], Callable] = {}
+
+    def _kernel(self, n_pad: int, batch: int):
+        if (n_pad, batch) not in self._kernels:
+            fn = partial(point, spec=self.data, n_pad=n_pad, samples=self.model.samples, dtype=self.dtype)
+
+            def local(s, n, beta, alpha, lam, root):  # lax.map vmaps fn over micro-batches
+                return jax.lax.map(lambda a: fn(*a, lam, root), (s, n, beta, alpha), batch_size=batch)
+
+            P = jax.sharding.PartitionSpec
+            pts = P("points")
+            sharded = jax.shard_map(local, mesh=self.mesh, in_specs=(pts, pts, pts, pts, P(), P()),
+                                    out_specs=pts)
+            self._kernels[n_pad, batch] = jax.jit(sharded)
+        return self._kernels[n_pad, batch]
+
+    def inputs(self, index: np.ndarray, size: int):
+        """Per-point kernel inputs, padded to ``size`` by repeating the last point."""
+        idx = np.concatenate([index, np.full(size - len(index), index[-1])])
+        e, g, s = _coords(self.ax, idx)
+        n = np.array([n_samples(self.ax.gamma[i], self.data.d) for i in g], np.int32)
+        r = len(self.data.beta)
+        beta = np.broadcast_to(np.asarray(self.data.beta, self.dtype), (len(idx), r)).copy()
+        alpha = np.full(len(idx), getattr(self.data, "alpha", 0.0), self.dtype)
+        if self.ax.extra is not None:
+            vals = np.asarray(self.ax.extra[1], self.dtype)[e]
+            if self.ax.extra[0] == "beta":
+                beta[:] = vals[:, None]
+            else:
+                alpha[:] = vals
+        return s.astype(np.uint32), n, beta, alpha
+
+    def run(self, chunk: Chunk) -> dict[str, np.ndarray]:
+        """Runs one chunk; returns host arrays with the padding removed, checked finite."""
+        args = self.inputs(chunk.index, chunk.size)
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("points"))
+        args = tuple(jax.device_put(a, sharding) for a in args)
+        with jax.default_matmul_precision("highest"):
+            out = self._kernel(chunk.n_pad, chunk.batch)(*args, self.lam, self.root)
+        out = {k: np.asarray(v)[: len(chunk.index)] for k, v in jax.device_get(out).items()}
+        self._check_finite(chunk.index, out)
+        return out
+
+    def _check_finite(self, index: np.ndarray, out: dict[str, np.ndarray]) -> None:
+        for name, v in out.items():
+            bad = ~np.isfinite(v)
+            if bad.any():
+                row = np.argwhere(bad)[0]
+                e, g, s = _coords(self.ax, index[row[0]])
+                where = f"gamma={self.ax.gamma[g]}, seed={s}"
+                if len(row) > 1:
+                    where += f", lam={self.ax.lam[row[1]]}"
+                if self.ax.extra is not None:
+                    where = f"{self.ax.extra[0]}={self.ax.extra[1][e]}, " + where
+                raise FloatingPointError(
+                    f"non-finite {name} at {where}; rerun with JAX_DEBUG_NANS=1 to find its source")
+
+
+def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> Iterator[tuple[Chunk, dict]]:
+    """Runs chunks in order, yielding results as they complete, with a progress bar."""
+    total = sum(len(c.index) for c in chunks)
+    bar = None
+    if progress and total:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="pt", desc="memgen scan", dynamic_ncols=True)
+    try:
+        for c in chunks:
+            t0 = time.perf_counter()
+            out = runner.run(c)
+            if bar is not None:
+                bar.update(len(c.index))
+                bar.set_postfix(n_pad=c.n_pad, s_per_pt=f"{(time.perf_counter() - t0) / len(c.index):.3g}")
+            yield c, out
+    finally:
+        if bar is not None:
+            bar.close()

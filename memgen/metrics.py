@@ -1,0 +1,100 @@
+"""Order parameters (theory.md §3) of generated samples, for ONE grid point.
+
+Contract: pure functions, no jit/vmap (``grid.py`` batches). Samples come with a leading
+lam axis; training sets are padded to n_pad rows of which the first ``n`` are real (``mask``).
+
+- memorisation ``m = E_z max_mu |cos(x, x_mu)|`` over the model's own training set;
+- ``m_kad``: Kadkhodaie et al.'s convention, max over mu of the mean-removed correlation
+  (no absolute value);
+- ``mem_frac``: fraction of samples with nearest / second-nearest training distance < 1/3
+  (the "memorised" criterion of the diffusion literature);
+- convergence ``q = E_z cos(x^(1), x^(2))`` for two models driven by the same z;
+- latent recovery ``Q = (1/k) ||Uhat_k^T V_k||_F^2``;
+- bulk ``w2 = W2^2(N(0, Sigma_bulk), N(0, C + lam I)) / d``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .linear import LinearFit
+
+_TINY = 1e-30
+
+
+def _unit(x: jax.Array) -> jax.Array:
+    """Rows scaled to unit norm (zero rows stay zero) [..., d]."""
+    norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    return x / jnp.maximum(norm, _TINY)
+
+
+def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
+    """cos(a, b) along the last axis [...]."""
+    return jnp.sum(_unit(a) * _unit(b), axis=-1)
+
+
+def convergence(xa: jax.Array, xb: jax.Array) -> jax.Array:
+    """q: mean over samples of cos(x^(1), x^(2)); xa, xb [L, S, d] -> [L]."""
+    return jnp.mean(cosine(xa, xb), axis=-1)
+
+
+def memorisation(x: jax.Array, X: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+    """Nearest-training-sample statistics of generated samples.
+
+    Args:
+        x: generated samples [L, S, d].
+        X: training set [n_pad, d], rows with ``mask == 0`` ignored.
+        mask: 1 on real rows, 0 on padding [n_pad].
+
+    Returns:
+        ``{"m": [L], "m_kad": [L], "mem_frac": [L]}``.
+    """
+    real = mask > 0
+    cos = jnp.where(real, jnp.abs(_unit(x) @ _unit(X).T), 0)  # [L, S, n_pad]
+    m = jnp.mean(jnp.max(cos, axis=-1), axis=-1)
+
+    xc = x - jnp.mean(x, axis=-1, keepdims=True)
+    Xc = X - jnp.mean(X, axis=-1, keepdims=True)
+    corr = jnp.where(real, _unit(xc) @ _unit(Xc).T, -jnp.inf)
+    m_kad = jnp.mean(jnp.max(corr, axis=-1), axis=-1)
+
+    d2 = jnp.sum(x * x, axis=-1)[..., None] + jnp.sum(X * X, axis=-1)[None, None, :] - 2 * (x @ X.T)
+    d2 = jnp.where(real, jnp.maximum(d2, 0), jnp.inf)
+    nearest = -jax.lax.top_k(-d2, 2)[0]  # two smallest squared distances [L, S, 2]
+    ratio_sq = nearest[..., 0] / jnp.maximum(nearest[..., 1], _TINY)
+    # With one training sample there is no second neighbour: ratio 0 -> memorised.
+    mem_frac = jnp.mean((ratio_sq < 1.0 / 9.0).astype(x.dtype), axis=-1)
+    return {"m": m, "m_kad": m_kad, "mem_frac": mem_frac}
+
+
+def latent_recovery(f: LinearFit, latent: jax.Array) -> jax.Array:
+    """Q = (1/k) ||Uhat_k^T V_k||_F^2 with Uhat_k the top-k eigenvectors of C; latent [d, k] -> []."""
+    k = latent.shape[1]
+    return jnp.sum((f.evecs[:, -k:].T @ latent) ** 2) / k
+
+
+def bulk_w2(f: LinearFit, lam: jax.Array, sigma: jax.Array, isotropic: bool) -> jax.Array:
+    """W2^2(N(0, diag(sigma)), N(0, C + lam I)) / d for every lam [L].
+
+    ``isotropic`` (static) says sigma == 1, where the answer is a spectral sum,
+    ``(1/d) sum_i (sqrt(s_i + lam) - 1)^2`` over all d eigenvalues of C (the d - r absent from
+    a thin fit are 0), free for every lam. Otherwise
+    ``tr Sigma + tr(C + lam) - 2 tr (Sigma^(1/2) (C + lam) Sigma^(1/2))^(1/2)``, one ``eigvalsh``
+    per lam.
+    """
+    d, r = f.evecs.shape
+    if isotropic:
+        inner = jnp.sum((jnp.sqrt(f.evals[None, :] + lam[:, None]) - 1) ** 2, axis=-1)
+        return (inner + (d - r) * (jnp.sqrt(lam) - 1) ** 2) / d
+    root = jnp.sqrt(sigma)
+    B = root[:, None] * f.evecs  # Sigma^(1/2) U
+    core = (B * f.evals[None, :]) @ B.T  # Sigma^(1/2) C Sigma^(1/2)
+    M = core[None] + lam[:, None, None] * jnp.diag(sigma)[None]  # [L, d, d]
+    ev = jnp.maximum(jnp.linalg.eigvalsh(M), 0)  # ascending [L, d]
+    # At lam = 0, rank(M) = rank(C): its d - rank smallest are exact zeros, whose rounding
+    # would otherwise add ~sqrt(eps) each under the square root.
+    rank = jnp.sum(f.evals > 0)
+    ev = jnp.where((lam[:, None] == 0) & (jnp.arange(d)[None, :] < d - rank), 0, ev)
+    tr_model = jnp.sum(f.evals) + d * lam
+    return (jnp.sum(sigma) + tr_model - 2 * jnp.sum(jnp.sqrt(ev), axis=-1)) / d

@@ -1,0 +1,183 @@
+"""Results on disk: chunk files written atomically, resume, and labelled xarray Datasets.
+
+A store is a directory::
+
+    DIR/spec.json            what produced it (data, model, grid, dtype); checked on resume
+    DIR/chunks/*.npz         one file per finished chunk: flat point indices + every variable
+    DIR/results.nc           the assembled Dataset (netCDF), written when the scan completes
+
+Each chunk file is written to a temporary name and renamed (atomic on POSIX), so a scan killed
+at any moment leaves only whole chunks; ``--resume`` recomputes only the points no chunk holds.
+Because every random draw depends on a point's coordinates alone, the resumed result is
+bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from . import config
+
+# Dimension names, shared with memgen.theory and memgen.plots.
+GAMMA, LAM, SEED, BETA, ALPHA, N = "gamma", "lam", "seed", "beta", "alpha", "n"
+SPEC_ATTR = "memgen_spec"
+KIND_ATTR = "memgen_kind"
+RESULTS = "results.nc"
+
+
+def spec_dict(data, model, grid, dtype) -> dict:
+    return {"data": config.to_dict(data), "model": config.to_dict(model), "grid": config.to_dict(grid),
+            "dtype": str(np.dtype(dtype))}
+
+
+def spec_from_attrs(ds: xr.Dataset):
+    """(data, model, grid) rebuilt from a Dataset's attrs."""
+    spec = json.loads(ds.attrs[SPEC_ATTR])
+    return tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+
+
+def _environment() -> dict:
+    import jax
+
+    from . import __version__
+
+    dev = jax.devices()[0]
+    return {"memgen_version": __version__, "jax_version": jax.__version__,
+            "numpy_version": np.__version__, "device": f"{dev.platform}:{dev.device_kind}",
+            "device_count": jax.device_count(), "python": platform.python_version()}
+
+
+class Store:
+    """A results directory being written (or resumed)."""
+
+    def __init__(self, path: str | os.PathLike, spec: dict, *, overwrite: bool = False, resume: bool = False):
+        self.path = Path(path)
+        self.spec = spec
+        self.chunks = self.path / "chunks"
+        if self.path.exists() and any(self.path.iterdir()):
+            if overwrite:
+                shutil.rmtree(self.path)
+            elif not resume:
+                raise ValueError(f"out={str(self.path)!r} exists and is not empty; pass overwrite=True "
+                                 "(--overwrite) to replace it or resume=True (--resume) to finish it")
+            else:
+                self._check_spec()
+        elif resume:
+            raise ValueError(f"resume: nothing to resume at {str(self.path)!r} (no such store)")
+        self.chunks.mkdir(parents=True, exist_ok=True)
+        if not (self.path / "spec.json").exists():
+            _atomic_write(self.path / "spec.json", json.dumps(spec, indent=1).encode())
+
+    def _check_spec(self) -> None:
+        f = self.path / "spec.json"
+        if not f.exists():
+            raise ValueError(f"resume: {str(self.path)!r} is not a memgen store (no spec.json)")
+        old = json.loads(f.read_text())
+        if old != self.spec:
+            diff = [k for k in sorted(set(old) | set(self.spec)) if old.get(k) != self.spec.get(k)]
+            raise ValueError(f"resume: the store at {str(self.path)!r} was written by another spec "
+                             f"(differs in {', '.join(diff)}); use --overwrite or another --out")
+
+    def done(self, size: int) -> np.ndarray:
+        """Boolean mask [size] of points already stored."""
+        mask = np.zeros(size, bool)
+        for f in self.chunks.glob("*.npz"):
+            with np.load(f) as z:
+                mask[z["index"]] = True
+        return mask
+
+    def write_chunk(self, index: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        buf = self.chunks / f"c{int(index[0]):09d}-{uuid.uuid4().hex[:8]}.npz"
+        tmp = buf.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, index=index, **values)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, buf)
+
+    def finish(self, ds: xr.Dataset) -> None:
+        tmp = self.path / (RESULTS + ".tmp")
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, self.path / RESULTS)
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def read_chunks(path: Path, size: int, variables: dict[str, bool], n_lam: int) -> tuple[dict, np.ndarray]:
+    """Flat arrays [size(, L)] from every chunk file (NaN where missing) and the done mask."""
+    flat = {k: np.full((size, n_lam) if lam else (size,), np.nan) for k, lam in variables.items()}
+    done = np.zeros(size, bool)
+    for f in sorted((Path(path) / "chunks").glob("*.npz")):
+        with np.load(f) as z:
+            idx = z["index"]
+            for k in flat:
+                flat[k][idx] = z[k]
+            done[idx] = True
+    return flat, done
+
+
+def to_dataset(flat: dict[str, np.ndarray], variables: dict[str, bool], spec: dict, shape, extra,
+               gamma, lam, d: int, kind: str = "scan") -> xr.Dataset:
+    """Flat per-point arrays -> Dataset with dims (extra?, gamma, lam, seed)."""
+    E, G, S = shape
+    L = len(lam)
+    lead = [extra[0]] if extra else []
+    data_vars = {}
+    for k, has_lam in variables.items():
+        a = flat[k].reshape((E, G, S, L) if has_lam else (E, G, S))
+        if has_lam:
+            a = np.moveaxis(a, -1, 2)  # (E, G, L, S)
+        if not extra:
+            a = a[0]
+        data_vars[k] = (lead + [GAMMA] + ([LAM] if has_lam else []) + [SEED], a)
+    coords = {GAMMA: list(gamma), LAM: list(lam), SEED: np.arange(S),
+              N: (GAMMA, [config.n_samples(g, d) for g in gamma])}
+    if extra:
+        coords[extra[0]] = list(extra[1])
+    attrs = {KIND_ATTR: kind, SPEC_ATTR: json.dumps(spec), **_environment()}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def load(path: str | os.PathLike) -> xr.Dataset:
+    """Reads a store: the finished results, or a partial one (NaN where not yet computed)."""
+    path = Path(path)
+    if (path / RESULTS).exists():
+        with xr.open_dataset(path / RESULTS, engine="h5netcdf") as ds:
+            return ds.load()
+    if not (path / "spec.json").exists():
+        raise ValueError(f"load: {str(path)!r} is not a memgen store (no {RESULTS} or spec.json)")
+    from .grid import VARIABLES, axes_of
+
+    spec = json.loads((path / "spec.json").read_text())
+    data, grid = config.from_dict(spec["data"]), config.from_dict(spec["grid"])
+    ax = axes_of(grid)
+    flat, done = read_chunks(path, ax.size, VARIABLES, len(ax.lam))
+    ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
+    ds.attrs["complete"] = int(done.all())
+    return ds
+
+
+def mean_sem(ds: xr.Dataset, dim: str = SEED) -> xr.Dataset:
+    """Seed mean and standard error: variables ``v`` and ``v_sem`` (sem 0 with one seed)."""
+    out = {}
+    for k, v in ds.data_vars.items():
+        if dim not in v.dims:
+            out[k] = v
+            continue
+        count = v.notnull().sum(dim)
+        out[k] = v.mean(dim)
+        sem = v.std(dim, ddof=1) / np.sqrt(count) if v.sizes[dim] > 1 else xr.zeros_like(out[k])
+        out[k + "_sem"] = sem.fillna(0)
+    return xr.Dataset(out, attrs=ds.attrs)
