@@ -9,5 +9,9 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
+from .denoisers import ConvDenoiser as ConvDenoiser, ImageField as ImageField, Images as Images
 from .engine import enable_x64 as enable_x64, scan as scan
-from .store import load as load, mean_sem as mean_sem
+from .theory import theory as theory, theory_table as theory_table
+from .store import load as load
+from .plots import mean_sem as mean_sem
+from . import plots as plots

@@ -9,9 +9,9 @@ Sampling uses the sum-of-independent-Gaussians form of
 ``x = sqrt(sigma) * g + V (sqrt(beta) * h)``, ``g ~ N(0, I_d)``, ``h ~ N(0, I_r)``,
 which costs O(d r) per sample and never forms Sigma. Spiked data is the case sigma = 1.
 
-Row ``i`` of a training set is drawn from ``fold_in(key, i)``: training sets of every size
-are prefixes of one long draw (nested in gamma) and a row's value does not depend on how
-many rows are drawn, so results do not depend on padding or chunking.
+Rows are drawn in blocks from ``fold_in(key, block)``: training sets of every size are
+prefixes of one long draw (nested in gamma) and a row's value does not depend on how many
+rows are drawn, so results do not depend on padding or chunking.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from . import _linalg
 
 from .config import DataSpec, PowerLaw, Spiked
 
@@ -51,7 +53,7 @@ def _directions(key: jax.Array, d: int, r: int, kind: str, dtype) -> jax.Array:
     """Orthonormal [d, r]: Haar-random (QR with sign fix) or the first coordinate axes."""
     if kind == "axis" or r == 0:
         return jnp.eye(d, r, dtype=dtype)
-    q, rr = jnp.linalg.qr(jax.random.normal(key, (d, r), dtype))
+    q, rr = _linalg.qr(jax.random.normal(key, (d, r), dtype))
     return q * jnp.sign(jnp.diagonal(rr))[None, :]
 
 
@@ -82,14 +84,28 @@ def population(key: jax.Array, spec: DataSpec, beta, alpha, dtype) -> Population
     return Population(sigma=sigma, spikes=spikes, beta=beta, latent=latent)
 
 
-def sample_row(key: jax.Array, pop: Population) -> jax.Array:
-    """One sample x ~ N(0, Sigma) [d]."""
-    d, r = pop.spikes.shape
-    g = jax.random.normal(key, (d + r,), pop.sigma.dtype)
-    return jnp.sqrt(pop.sigma) * g[:d] + pop.spikes @ (jnp.sqrt(pop.beta) * g[d:])
+_BLOCK = 32  # rows drawn per key: large enough to amortise key derivation, small padding waste
 
 
 def sample(key: jax.Array, pop: Population, n_rows: int) -> jax.Array:
-    """A training set: rows ``i = 0..n_rows-1`` drawn from ``fold_in(key, i)`` [n_rows, d]."""
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n_rows, dtype=jnp.uint32))
-    return jax.vmap(sample_row, in_axes=(0, None))(keys, pop)
+    """A training set of ``n_rows`` samples [n_rows, d].
+
+    Rows come in blocks of 32, block ``b`` drawn from ``fold_in(key, b)``: the first rows of a
+    longer draw are exactly a shorter draw (nested training sets; padding-independent).
+    """
+    d, r = pop.spikes.shape
+    dtype = pop.sigma.dtype
+    blocks = -(-n_rows // _BLOCK)
+
+    def block(b):
+        k = jax.random.fold_in(key, b)
+        g = jax.random.normal(jax.random.fold_in(k, 0), (_BLOCK, d), dtype)
+        if r == 0:  # no spikes (a zero-size draw is not allowed)
+            return g, jnp.zeros((_BLOCK, 0), dtype)
+        return g, jax.random.normal(jax.random.fold_in(k, 1), (_BLOCK, r), dtype)
+
+    g, h = jax.vmap(block)(jnp.arange(blocks, dtype=jnp.uint32))
+    x = jnp.sqrt(pop.sigma)[None, :] * g.reshape(-1, d)[:n_rows]
+    if r == 0:
+        return x
+    return x + (h.reshape(-1, r)[:n_rows] * jnp.sqrt(pop.beta)[None, :]) @ pop.spikes.T

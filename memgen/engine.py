@@ -16,6 +16,7 @@ import xarray as xr
 from . import grid as grid_mod
 from . import store as store_mod
 from .config import Grid, Linear, PowerLaw, Spiked
+from .denoisers import ConvDenoiser, ImageField, Images, scan_denoisers
 
 _PARSE_MEMORY = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
                  "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -71,6 +72,9 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
     """
     model = Linear() if model is None else model
     grid = Grid() if grid is None else grid
+    if isinstance(model, ConvDenoiser) or isinstance(data, (ImageField, Images)):
+        return _scan_denoisers(data, model, grid, out=out, x64=x64, chunk=chunk, progress=progress,
+                               overwrite=overwrite, resume=resume)
     if not isinstance(data, (Spiked, PowerLaw)):
         raise ValueError(f"data must be Spiked or PowerLaw, got {type(data).__name__}")
     if not isinstance(model, Linear):
@@ -117,6 +121,30 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
     ds = store_mod.to_dataset(flat, grid_mod.VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
     ds.attrs["dtype"] = str(jnp.dtype(dtype))
     ds.attrs["matmul_precision"] = "highest"
+    if store is not None:
+        store.finish(ds)
+    return ds
+
+
+def _scan_denoisers(data, model, grid, *, out, x64, chunk, progress, overwrite, resume) -> xr.Dataset:
+    """Denoiser scans: trained ensembles (``memgen.denoisers``), stored as one finished file.
+
+    Training a chunk of models is one compiled call; the store is written when the scan ends
+    (chunk-level resume is the linear engine's only, for now).
+    """
+    if not isinstance(model, ConvDenoiser):
+        raise ValueError(f"model must be ConvDenoiser for image data, got {type(model).__name__}")
+    if not isinstance(data, (ImageField, Images)):
+        raise ValueError(f"data must be ImageField or Images for ConvDenoiser, got {type(data).__name__}")
+    if resume:
+        raise ValueError("resume is not supported for denoiser scans yet; use overwrite or a new out")
+    if x64:
+        enable_x64()
+    dtype = jnp.float64 if x64 else jnp.float32
+    store = None
+    if out is not None:
+        store = store_mod.Store(out, store_mod.spec_dict(data, model, grid, dtype), overwrite=overwrite)
+    ds = scan_denoisers(data, model, grid, progress=progress, chunk=chunk, dtype=dtype)
     if store is not None:
         store.finish(ds)
     return ds

@@ -18,6 +18,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from . import _linalg
+
 from .linear import LinearFit
 
 _TINY = 1e-30
@@ -51,18 +53,29 @@ def memorisation(x: jax.Array, X: jax.Array, mask: jax.Array) -> dict[str, jax.A
         ``{"m": [L], "m_kad": [L], "mem_frac": [L]}``.
     """
     real = mask > 0
-    cos = jnp.where(real, jnp.abs(_unit(x) @ _unit(X).T), 0)  # [L, S, n_pad]
-    m = jnp.mean(jnp.max(cos, axis=-1), axis=-1)
+    d = x.shape[-1]
+    dot = (x.reshape(-1, d) @ X.T).reshape(x.shape[:-1] + X.shape[:1])  # [L, S, n_pad]: the one
+    # O(L S n d) product (as one 2-D matmul); everything below is O(L S n)
+    sq_x, sq_X = jnp.sum(x * x, axis=-1), jnp.sum(X * X, axis=-1)
+    norm_x, norm_X = jnp.sqrt(sq_x), jnp.sqrt(sq_X)
 
-    xc = x - jnp.mean(x, axis=-1, keepdims=True)
-    Xc = X - jnp.mean(X, axis=-1, keepdims=True)
-    corr = jnp.where(real, _unit(xc) @ _unit(Xc).T, -jnp.inf)
-    m_kad = jnp.mean(jnp.max(corr, axis=-1), axis=-1)
+    cos = jnp.abs(dot) / jnp.maximum(norm_x[..., None] * norm_X[None, None, :], _TINY)
+    m = jnp.mean(jnp.max(jnp.where(real, cos, 0), axis=-1), axis=-1)
 
-    d2 = jnp.sum(x * x, axis=-1)[..., None] + jnp.sum(X * X, axis=-1)[None, None, :] - 2 * (x @ X.T)
-    d2 = jnp.where(real, jnp.maximum(d2, 0), jnp.inf)
-    nearest = -jax.lax.top_k(-d2, 2)[0]  # two smallest squared distances [L, S, 2]
-    ratio_sq = nearest[..., 0] / jnp.maximum(nearest[..., 1], _TINY)
+    # mean-removed: (x - xbar)(X - Xbar) = x.X - d xbar Xbar, |x - xbar|^2 = |x|^2 - d xbar^2
+    mx, mX = jnp.mean(x, axis=-1), jnp.mean(X, axis=-1)
+    cdot = dot - d * mx[..., None] * mX[None, None, :]
+    cnx = jnp.sqrt(jnp.maximum(sq_x - d * mx**2, 0))
+    cnX = jnp.sqrt(jnp.maximum(sq_X - d * mX**2, 0))
+    corr = cdot / jnp.maximum(cnx[..., None] * cnX[None, None, :], _TINY)
+    m_kad = jnp.mean(jnp.max(jnp.where(real, corr, -jnp.inf), axis=-1), axis=-1)
+
+    d2 = jnp.maximum(sq_x[..., None] + sq_X[None, None, :] - 2 * dot, 0)
+    d2 = jnp.where(real, d2, jnp.inf)
+    first = jnp.min(d2, axis=-1)  # the two smallest squared distances, without a sort
+    at_first = jnp.arange(d2.shape[-1])[None, None, :] == jnp.argmin(d2, axis=-1)[..., None]
+    second = jnp.min(jnp.where(at_first, jnp.inf, d2), axis=-1)
+    ratio_sq = first / jnp.maximum(second, _TINY)
     # With one training sample there is no second neighbour: ratio 0 -> memorised.
     mem_frac = jnp.mean((ratio_sq < 1.0 / 9.0).astype(x.dtype), axis=-1)
     return {"m": m, "m_kad": m_kad, "mem_frac": mem_frac}
@@ -91,7 +104,7 @@ def bulk_w2(f: LinearFit, lam: jax.Array, sigma: jax.Array, isotropic: bool) -> 
     B = root[:, None] * f.evecs  # Sigma^(1/2) U
     core = (B * f.evals[None, :]) @ B.T  # Sigma^(1/2) C Sigma^(1/2)
     M = core[None] + lam[:, None, None] * jnp.diag(sigma)[None]  # [L, d, d]
-    ev = jnp.maximum(jnp.linalg.eigvalsh(M), 0)  # ascending [L, d]
+    ev = jnp.maximum(_linalg.eigvalsh(M), 0)  # ascending [L, d]
     # At lam = 0, rank(M) = rank(C): its d - rank smallest are exact zeros, whose rounding
     # would otherwise add ~sqrt(eps) each under the square root.
     rank = jnp.sum(f.evals > 0)

@@ -169,15 +169,12 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
-def mean_sem(ds: xr.Dataset, dim: str = SEED) -> xr.Dataset:
-    """Seed mean and standard error: variables ``v`` and ``v_sem`` (sem 0 with one seed)."""
-    out = {}
-    for k, v in ds.data_vars.items():
-        if dim not in v.dims:
-            out[k] = v
-            continue
-        count = v.notnull().sum(dim)
-        out[k] = v.mean(dim)
-        sem = v.std(dim, ddof=1) / np.sqrt(count) if v.sizes[dim] > 1 else xr.zeros_like(out[k])
-        out[k + "_sem"] = sem.fillna(0)
-    return xr.Dataset(out, attrs=ds.attrs)
+def attach_theory(ds: xr.Dataset, th: xr.Dataset, path: str | os.PathLike | None = None) -> xr.Dataset:
+    """Adds theory variables as ``<v>_theory`` on the scan's coordinates (rewrites the store)."""
+    extra = {f"{k}_theory": v.reindex_like(ds, method=None) for k, v in th.data_vars.items()}
+    out = ds.assign(extra)
+    if path is not None:
+        tmp = Path(path) / (RESULTS + ".tmp")
+        out.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, Path(path) / RESULTS)
+    return out

@@ -1,0 +1,125 @@
+"""Denoiser training: a pure AdamW step and a ``lax.scan`` over steps, for ONE model.
+
+Loss (theory.md §5): ``E_{x, sigma, e} w(sigma) |D(x + sigma e) - x|^2 / d`` with ``x`` drawn with
+replacement from the model's training set (the first ``n`` rows of ``data``; ``n`` is
+traced, so a new load does not recompile), ``log sigma ~ U[log sigma_min, log sigma_max]``
+``e ~ N(0, I)`` and ``w(sigma) = 1 + 1/sigma^2``. The weight decay ``lam`` of ``optax.adamw`` is a traced scalar.
+
+Contract: :func:`train_step` and :func:`train` are pure functions of one model's
+``(key, data, n, lam)``; an ensemble of K models is ``jax.jit(jax.vmap(train))`` over
+stacked keys, data, n and lam (:func:`train_ensemble`), which is bit-for-bit a function of
+each model's own inputs, so results do not depend on how the ensemble is chunked. Step keys
+are ``fold_in(key, step)`` (a wide key tree, no chained splits).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import model as _model
+from .specs import ConvDenoiser
+
+
+def optimizer(spec: ConvDenoiser, lam: jax.Array) -> optax.GradientTransformation:
+    """AdamW with learning rate ``spec.lr`` and (traced) decoupled weight decay ``lam``."""
+    return optax.adamw(learning_rate=spec.lr, weight_decay=lam)
+
+
+def denoise_loss(params, graph, key: jax.Array, x: jax.Array, spec: ConvDenoiser) -> jax.Array:
+    """Weighted per-pixel denoising error of a batch x [B, H, W] at log-uniform noise levels.
+
+    The error at level sigma is weighted by ``1 + 1 / sigma^2`` (Karras et al. 2022 with unit
+    data variance): the relative error counts at small sigma, the absolute one at large sigma.
+    """
+    k_sig, k_e = jax.random.split(key)
+    lo, hi = math.log(spec.sigma_min), math.log(spec.sigma_max)
+    sigma = jnp.exp(jax.random.uniform(k_sig, (x.shape[0],), x.dtype, minval=lo, maxval=hi))
+    y = x + sigma[:, None, None] * jax.random.normal(k_e, x.shape, x.dtype)
+    den = jax.vmap(_model.apply, in_axes=(None, None, 0, 0))(graph, params, y, sigma)
+    err = jnp.mean((den - x) ** 2, axis=(1, 2))
+    return jnp.mean(err * (1.0 + 1.0 / sigma**2))
+
+
+def sample_batch(key: jax.Array, data: jax.Array, n: jax.Array, batch: int) -> jax.Array:
+    """``batch`` rows drawn uniformly with replacement from the first ``n`` rows of data."""
+    idx = jax.random.randint(key, (batch,), 0, n)
+    return data[idx]
+
+
+def train_step(params, opt_state, key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *, spec: ConvDenoiser):
+    """One AdamW step on one model.
+
+    Args:
+        params: model parameters (``nnx.State``).
+        opt_state: AdamW state.
+        key: this step's key.
+        data: training pool [n_max, H, W]; the model sees rows ``[0, n)``.
+        n: training-set size (traced int).
+        lam: weight decay (traced scalar).
+        spec: the denoiser spec (static).
+
+    Returns:
+        (params, opt_state, loss)
+    """
+    graph = _model.graphdef(spec, data.dtype)
+    k_batch, k_noise = jax.random.split(key)
+    x = sample_batch(k_batch, data, n, spec.batch)
+    loss, grads = jax.value_and_grad(denoise_loss)(params, graph, k_noise, x, spec)
+    lam = jnp.asarray(lam, data.dtype)
+    # optax mixes Python floats and int32 step counts; allow that even under strict promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimizer(spec, lam).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def train(key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *, spec: ConvDenoiser):
+    """Initialise and train one model for ``spec.steps`` steps (``lax.scan``).
+
+    Args:
+        key: the model's key; ``split`` once into init and step keys, step t uses
+            ``fold_in(k_steps, t)``.
+        data: training pool [n_max, H, W] (dtype sets the parameter dtype).
+        n: training-set size, 1 <= n <= n_max.
+        lam: AdamW weight decay >= 0.
+        spec: the denoiser spec (static).
+
+    Returns:
+        (params, losses [steps])
+    """
+    k_init, k_steps = jax.random.split(key)
+    params = _model.init_params(k_init, spec, data.dtype)
+    lam = jnp.asarray(lam, data.dtype)
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimizer(spec, lam).init(params)
+
+    def body(carry, t):
+        p, s = carry
+        p, s, loss = train_step(p, s, jax.random.fold_in(k_steps, t), data, n, lam, spec=spec)
+        return (p, s), loss
+
+    (params, _), losses = jax.lax.scan(body, (params, opt_state), jnp.arange(spec.steps))
+    return params, losses
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def train_one(key, data, n, lam, *, spec: ConvDenoiser):
+    """``jit(train)``: one model (the baseline of the ensemble benchmark)."""
+    return train(key, data, n, lam, spec=spec)
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser):
+    """K models at once: ``jit(vmap(train))`` over keys [K], data [K, n_max, H, W], n [K], lam [K].
+
+    Returns:
+        (params stacked on a leading K axis, losses [K, steps])
+    """
+    return jax.vmap(functools.partial(train, spec=spec))(keys, data, n, lam)
+
+
+__all__ = ["optimizer", "denoise_loss", "sample_batch", "train_step", "train", "train_one", "train_ensemble"]

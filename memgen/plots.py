@@ -1,0 +1,591 @@
+"""Figures from results Datasets: simulation as points ± s.e.m. over seeds, theory as lines.
+
+Contract: every function takes ``xarray.Dataset`` objects laid out as ``memgen.scan``
+(dims ``[beta|alpha,] gamma, lam, seed``; ``attrs["memgen_kind"] = "scan"``) and
+``memgen.theory`` (the same without ``seed``) write them, draws on a
+``matplotlib.figure.Figure`` that it creates (or on the ``ax`` it is given), and returns
+that Figure. No pyplot state and no display are used: figures render with Agg on save.
+Variables that a Dataset lacks are skipped; one seed gives points without error bars;
+``lam = 0`` is shown on a symlog axis. Theory found in a scan as ``<var>_theory`` is used
+when no ``theory`` Dataset is passed. Symbols follow docs/theory.md: load
+``gamma = n/d``, regularisation ``lam``, BBP transition ``gamma_c = 1/beta^2``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import xarray as xr
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+GAMMA_LABEL = r"load $\gamma = n/d$"
+LABELS = {
+    "m": r"memorisation $m$",
+    "q": r"convergence $q$",
+    "Q": r"latent recovery $Q$",
+    "w2": r"bulk distance $W_2^2/d$",
+    "m_kad": r"nearest-image $m_{\mathrm{K}}$",
+    "mem_frac": r"memorised fraction",
+    "top_eig": r"top eigenvalue $s_1$",
+}
+_STYLE = {
+    "font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 6.5,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 3.5,
+    "legend.frameon": False, "legend.handlelength": 1.5, "errorbar.capsize": 1.5,
+}
+_styled = matplotlib.rc_context(_STYLE)  # a ContextDecorator: the style applies per call only
+
+
+def _label(var: str) -> str:
+    return LABELS.get(var, var)
+
+
+def _new_axes(ax, figsize=(3.4, 2.6)):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _colours(n: int, cmap: str = "viridis") -> list:
+    return [matplotlib.colormaps[cmap](x) for x in np.linspace(0.0, 0.85, max(n, 1))][:n]
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):g}"
+
+
+def _log_ticks(axis) -> None:
+    """Plain-number labels on a log axis; 1-2-5 major ticks when it spans under 2 decades."""
+    lo, hi = sorted(axis.get_view_interval())
+    if lo > 0 and np.log10(hi / lo) < 2.0:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+# ----------------------------------------------------------------------- statistics
+
+
+def mean_sem(ds: xr.Dataset, dim: str = "seed") -> tuple[xr.Dataset, xr.Dataset]:
+    """Mean and standard error of the mean over ``dim``, ignoring NaNs.
+
+    ``sem = std(ddof=1) / sqrt(count)`` with ``count`` the non-NaN entries; it is 0 where
+    fewer than two entries exist (one seed), so no warning is ever raised. Variables
+    without ``dim`` (e.g. ``q_theory``) pass through unchanged with ``sem = 0``.
+
+    Args:
+        ds: Dataset with a ``dim`` dimension (or without, then ``sem`` is all zeros).
+        dim: dimension to reduce.
+
+    Returns:
+        ``(mean, sem)``: Datasets without ``dim``, attrs of ``ds`` kept on ``mean``.
+    """
+    means, sems = {}, {}
+    for name, da in ds.data_vars.items():
+        if dim not in da.dims:
+            means[name], sems[name] = da, xr.zeros_like(da, dtype=float)
+            continue
+        da = da.astype(float)
+        cnt = da.notnull().sum(dim)
+        mean = da.fillna(0.0).sum(dim) / cnt.where(cnt > 0)
+        ss = ((da - mean) ** 2).fillna(0.0).sum(dim)
+        var = ss / (cnt - 1).where(cnt > 1)
+        sems[name] = np.sqrt(var / cnt).fillna(0.0)
+        means[name] = mean
+    drop = [c for c in ds.coords if dim in ds[c].dims]
+    coords = {k: v for k, v in ds.coords.items() if k not in drop}
+    mean_ds = xr.Dataset(means, coords=coords, attrs=dict(ds.attrs))
+    sem_ds = xr.Dataset(sems, coords=coords)
+    return mean_ds, sem_ds
+
+
+# -------------------------------------------------------------------------- helpers
+
+
+def _spec(ds: xr.Dataset) -> dict:
+    raw = ds.attrs.get("memgen_spec")
+    try:
+        spec = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except (TypeError, ValueError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _spiked(ds: xr.Dataset) -> bool | None:
+    """True/False when the stored spec says whether the data is Spiked, None if unknown."""
+    data = _spec(ds).get("data")
+    return data.get("kind") == "Spiked" if isinstance(data, dict) and "kind" in data else None
+
+
+def _betas(ds: xr.Dataset, beta_c=None) -> list[float]:
+    """Spike strengths whose BBP line gamma_c = 1/beta^2 applies (not for PowerLaw data)."""
+    spiked = _spiked(ds)
+    if beta_c is not None:
+        vals = np.atleast_1d(np.asarray(beta_c, dtype=float))
+    elif spiked is False:
+        return []
+    elif "beta" in ds.coords:
+        vals = np.atleast_1d(ds["beta"].values.astype(float))
+    else:
+        spec = _spec(ds)
+        data = spec.get("data") if isinstance(spec.get("data"), dict) else {}
+        grid = spec.get("grid") if isinstance(spec.get("grid"), dict) else {}
+        raw = grid.get("beta") if grid.get("beta") is not None else data.get("beta")
+        if raw is None:
+            return []
+        try:
+            vals = np.atleast_1d(np.asarray(raw, dtype=float))
+        except (TypeError, ValueError):
+            return []
+    return sorted({float(b) for b in vals.ravel() if np.isfinite(b) and b > 0})
+
+
+def _theory(ds: xr.Dataset, theory: xr.Dataset | None) -> xr.Dataset | None:
+    if theory is not None:
+        return theory
+    found = {v[: -len("_theory")]: ds[v] for v in ds.data_vars if str(v).endswith("_theory")}
+    return xr.Dataset(found) if found else None
+
+
+def _sel(da: xr.DataArray, **where) -> xr.DataArray | None:
+    """``da.sel`` by nearest value, or None when the value is not (close to) present."""
+    for dim, val in where.items():
+        if dim not in da.dims:
+            continue
+        got = da.sel({dim: val}, method="nearest")
+        if not np.isclose(float(got[dim]), float(val), rtol=1e-6, atol=1e-12):
+            return None
+        da = got
+    return da
+
+
+def _check_dims(da: xr.DataArray, allowed: set, fn: str) -> xr.DataArray:
+    extra = [d for d in da.dims if d not in allowed]
+    for d in list(extra):
+        if da.sizes[d] == 1:
+            da = da.isel({d: 0})
+            extra.remove(d)
+    if extra:
+        raise ValueError(f"plots.{fn}: unexpected dims {extra} in {da.name!r}; select them first, "
+                         f"e.g. ds.sel({extra[0]}=...)")
+    return da
+
+
+def _points(ax, mean: xr.DataArray, sem: xr.DataArray, colour, label=None, marker="o"):
+    mean = mean.sortby("gamma")
+    sem = sem.sortby("gamma")
+    yerr = sem.values if np.any(sem.values > 0) else None
+    return ax.errorbar(mean["gamma"].values, mean.values, yerr=yerr, fmt=marker, color=colour,
+                       label=label, elinewidth=0.8, zorder=3)
+
+
+def _line(ax, da: xr.DataArray | None, colour, label=None):
+    if da is None:
+        return None
+    da = da.sortby("gamma")
+    return ax.plot(da["gamma"].values, da.values, "-", color=colour, label=label, zorder=2)[0]
+
+
+def _bbp_lines(ax, betas, colours=None, label=True):
+    for i, b in enumerate(betas):
+        c = "0.4" if colours is None else colours[i]
+        lab = r"$\gamma_c = 1/\beta^2$" if (label and i == 0) else None
+        ax.axvline(1.0 / b**2, color=c, ls="--", lw=0.8, label=lab, zorder=1)
+
+
+def _theory_key(ax, has_theory: bool):
+    if has_theory:
+        ax.plot([], [], "-", color="0.3", label="theory")
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+@_styled
+def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None, beta_c=None,
+                     variables=("m", "q", "Q"), axes=None, figsize=(6.8, 2.3)) -> Figure:
+    """A row of panels, one order parameter each (default m, q, Q), against gamma.
+
+    One colour per lam; simulation as points ± s.e.m. over seeds, theory as lines. The
+    Q panel gets a dashed line at gamma_c = 1/beta^2 when beta is known.
+
+    Args:
+        ds: scan Dataset with dims ``gamma, lam, seed`` (a size-1 leading ``beta``/``alpha``
+            is squeezed; select larger ones first, e.g. ``ds.sel(beta=2.0)``).
+        theory: theory Dataset (dims ``gamma, lam``); default: ``<var>_theory`` in ``ds``.
+        lam: lam values to show (default all).
+        beta_c: spike strength(s) beta for the BBP line; default from the ``beta``
+            coordinate or ``attrs["memgen_spec"]`` (Spiked data).
+        variables: variables to draw, missing ones skipped.
+        axes: sequence of Axes, one per drawn variable (default: a new Figure).
+        figsize: size of a new Figure, inches.
+
+    Returns:
+        The Figure.
+    """
+    theory = _theory(ds, theory)
+    variables = [v for v in variables if v in ds.data_vars]
+    if not variables:
+        raise ValueError("plots.order_parameters: none of the requested variables are in ds")
+    if axes is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        axes = fig.subplots(1, len(variables), squeeze=False)[0]
+    fig = axes[0].figure
+    mean, sem = mean_sem(ds)
+    lams = np.atleast_1d(ds["lam"].values if lam is None else np.asarray(lam, dtype=float))
+    colours = _colours(len(lams))
+    betas = _betas(ds, beta_c)
+    for ax, var in zip(axes, variables):
+        mu = _check_dims(mean[var], {"gamma", "lam"}, "order_parameters")
+        se = _check_dims(sem[var], {"gamma", "lam"}, "order_parameters")
+        th = theory[var] if theory is not None and var in theory.data_vars else None
+        if "lam" in mu.dims:
+            for lv, c in zip(lams, colours):
+                m_l, s_l = _sel(mu, lam=lv), _sel(se, lam=lv)
+                if m_l is None:
+                    continue
+                _points(ax, m_l, s_l, c, label=rf"$\lambda = {_fmt(lv)}$")
+                _line(ax, None if th is None else _sel(th, lam=lv), c)
+        else:
+            _points(ax, mu, se, "k", label="simulation")
+            _line(ax, th, "k")
+        if var == "Q" and betas:
+            _bbp_lines(ax, betas)
+        ax.set_xscale("log")
+        _log_ticks(ax.xaxis)
+        ax.set_xlabel(GAMMA_LABEL)
+        ax.set_ylabel(_label(var))
+    _theory_key(axes[0], theory is not None)
+    shown: set = set()
+    for ax in axes:  # each entry once, in the first panel that has it
+        handles, labels = ax.get_legend_handles_labels()
+        new = [(h, lab) for h, lab in zip(handles, labels) if lab not in shown]
+        if new:
+            ax.legend(*zip(*new), loc="best")
+            shown.update(lab for _, lab in new)
+    return fig
+
+
+def _edges(axis, values: np.ndarray) -> np.ndarray:
+    """Cell edges around ``values`` that are midpoints in the axis' scale coordinates."""
+    tr = axis.get_transform()
+    t = tr.transform(np.asarray(values, dtype=float).reshape(-1, 1)).ravel()
+    if t.size == 1:
+        e = np.array([t[0] - 0.5, t[0] + 0.5])
+    else:
+        mid = 0.5 * (t[1:] + t[:-1])
+        e = np.concatenate([[t[0] - (mid[0] - t[0])], mid, [t[-1] + (t[-1] - mid[-1])]])
+    return tr.inverted().transform(e.reshape(-1, 1)).ravel()
+
+
+@_styled
+def phase_diagram(ds: xr.Dataset, var: str = "q", theory: xr.Dataset | None = None, ax=None,
+                  beta_c=None, cmap: str = "viridis") -> Figure:
+    """Heat map of the seed-mean of ``var`` over (gamma, lam), theory as contour lines.
+
+    gamma is on a log axis; lam on a log axis, or symlog (linear below the smallest
+    positive lam) when lam = 0 is on the grid. The colour bar spans the data range
+    exactly; theory contours are drawn at levels inside it and marked on the colour bar.
+
+    Args:
+        ds: scan Dataset with ``var`` over ``gamma, lam[, seed]`` (a theory Dataset works too).
+        var: variable to map.
+        theory: theory Dataset for contour lines; default ``<var>_theory`` in ``ds``.
+        ax: Axes to draw on (default: a new Figure).
+        beta_c: spike strength(s) for the BBP line gamma_c = 1/beta^2 (default from ds).
+        cmap: colour map name.
+
+    Returns:
+        The Figure.
+    """
+    if var not in ds.data_vars:
+        raise ValueError(f"plots.phase_diagram: variable {var!r} not in ds ({list(ds.data_vars)})")
+    theory = _theory(ds, theory)
+    fig, ax = _new_axes(ax, figsize=(3.4, 2.6))
+    mean = _check_dims(mean_sem(ds)[0][var], {"gamma", "lam"}, "phase_diagram")
+    if "lam" not in mean.dims:
+        raise ValueError(f"plots.phase_diagram: {var!r} has no lam dimension")
+    mean = mean.sortby("gamma").sortby("lam").transpose("lam", "gamma")
+    g, lam, z = mean["gamma"].values, mean["lam"].values, mean.values
+    ax.set_xscale("log")
+    pos = lam[lam > 0]
+    if lam.min() > 0:
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=float(pos.min()) if pos.size else 1.0, linscale=0.5)
+    xe, ye = _edges(ax.xaxis, g), _edges(ax.yaxis, lam)
+    finite = z[np.isfinite(z)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    mesh = ax.pcolormesh(xe, ye, z, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat")
+    cbar = fig.colorbar(mesh, ax=ax)
+    cbar.set_label(_label(var))
+    if len(lam) <= 8:
+        ax.set_yticks(lam, [_fmt(v) for v in lam])
+        ax.yaxis.set_minor_locator(ticker.NullLocator())
+    if theory is not None and var in theory.data_vars:
+        th = _check_dims(theory[var], {"gamma", "lam"}, "phase_diagram")
+        if "lam" in th.dims and th.sizes["gamma"] > 1 and th.sizes["lam"] > 1:
+            th = th.sortby("gamma").sortby("lam").transpose("lam", "gamma")
+            tv = th.values[np.isfinite(th.values)]
+            levels = [x for x in ticker.MaxNLocator(6).tick_values(vmin, vmax)
+                      if vmin < x < vmax and tv.size and tv.min() < x < tv.max()]
+            if levels:
+                cs = ax.contour(th["gamma"].values, th["lam"].values, th.values, levels=levels,
+                                colors="w", linewidths=0.8)
+                ax.clabel(cs, fontsize=5.5, fmt="%g")
+                cbar.add_lines(cs)
+    betas = _betas(ds, beta_c)
+    _bbp_lines(ax, betas, ["r"] * len(betas))
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+    _log_ticks(ax.xaxis)
+    ax.set_xlabel(GAMMA_LABEL)
+    ax.set_ylabel(r"regularisation $\lambda$")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", frameon=True, framealpha=0.8)
+    return fig
+
+
+def _family(ds, theory, var, dim, symbol, lam, ax, fn, transitions=False):
+    """Shared body of latent_recovery / powerlaw_curves: var against gamma, one colour per dim."""
+    if var not in ds.data_vars:
+        raise ValueError(f"plots.{fn}: variable {var!r} not in ds ({list(ds.data_vars)})")
+    theory = _theory(ds, theory)
+    fig, ax = _new_axes(ax)
+    mean, sem = mean_sem(ds)
+    mu, se = mean[var], sem[var]
+    th = theory[var] if theory is not None and var in theory.data_vars else None
+    if "lam" in mu.dims:
+        lv = float(mu["lam"].values[0]) if lam is None else float(lam)
+        mu, se = _sel(mu, lam=lv), _sel(se, lam=lv)
+        if mu is None:
+            raise ValueError(f"plots.{fn}: lam={lv} not in ds")
+        th = None if th is None else _sel(th, lam=lv)
+        if mean.sizes["lam"] > 1:
+            ax.set_title(rf"$\lambda = {_fmt(lv)}$")
+    vals = np.atleast_1d(mu[dim].values) if dim in mu.dims else np.array([np.nan])
+    colours = _colours(len(vals), "plasma")
+    transitions = transitions and _spiked(ds) is not False
+    for v, c in zip(vals, colours):
+        m_v = mu.sel({dim: v}) if dim in mu.dims else mu
+        s_v = se.sel({dim: v}) if dim in se.dims else se
+        m_v = _check_dims(m_v, {"gamma"}, fn)
+        label = rf"${symbol} = {_fmt(v)}$" if np.isfinite(v) else None
+        _points(ax, m_v, _check_dims(s_v, {"gamma"}, fn), c, label=label)
+        t_v = None if th is None else (_sel(th, **{dim: v}) if dim in th.dims else th)
+        _line(ax, None if t_v is None else _check_dims(t_v, {"gamma"}, fn), c)
+        if transitions and np.isfinite(v):
+            _bbp_lines(ax, [float(v)], [c], label=False)
+    if transitions and not np.isfinite(vals).any():
+        _bbp_lines(ax, _betas(ds), label=False)
+    if any(ln.get_linestyle() == "--" for ln in ax.get_lines()):
+        ax.plot([], [], "--", color="0.4", lw=0.8, label=r"$\gamma_c = 1/\beta^2$")
+    _theory_key(ax, th is not None)
+    ax.set_xscale("log")
+    _log_ticks(ax.xaxis)
+    ax.set_xlabel(GAMMA_LABEL)
+    ax.set_ylabel(_label(var))
+    ax.legend(loc="best")
+    return fig
+
+
+@_styled
+def latent_recovery(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None, ax=None) -> Figure:
+    """Latent recovery Q against gamma, one colour per beta, BBP lines at 1/beta^2.
+
+    Args:
+        ds: scan Dataset with ``Q`` over ``[beta,] gamma[, lam], seed``.
+        theory: theory Dataset with ``Q`` over ``[beta,] gamma``; default ``Q_theory`` in ds.
+        lam: lam to show when Q depends on it (denoisers; default the first lam).
+        ax: Axes to draw on (default: a new Figure).
+
+    Returns:
+        The Figure.
+    """
+    return _family(ds, theory, "Q", "beta", r"\beta", lam, ax, "latent_recovery", transitions=True)
+
+
+@_styled
+def powerlaw_curves(ds: xr.Dataset, theory: xr.Dataset | None = None, var: str = "q", lam=None,
+                    ax=None) -> Figure:
+    """``var`` against gamma for power-law data, one colour per exponent alpha.
+
+    Args:
+        ds: scan Dataset with ``var`` over ``alpha, gamma[, lam], seed``.
+        theory: theory Dataset over ``alpha, gamma[, lam]``; default ``<var>_theory`` in ds.
+        var: variable to draw.
+        lam: lam to show (default the first lam of ``ds``).
+        ax: Axes to draw on (default: a new Figure).
+
+    Returns:
+        The Figure.
+    """
+    return _family(ds, theory, var, "alpha", r"\alpha", lam, ax, "powerlaw_curves")
+
+
+def mp_density(s, gamma: float) -> np.ndarray:
+    """Marchenko–Pastur density of C = X^T X / n at ratio c = d/n = 1/gamma (continuous part).
+
+    ``sqrt((b - s)(s - a)) / (2 pi c s)`` on ``[a, b] = [(1 - sqrt c)^2, (1 + sqrt c)^2]``,
+    0 elsewhere. It integrates to ``min(1, gamma)``; the rest is an atom at 0.
+    """
+    s = np.asarray(s, dtype=float)
+    c = 1.0 / gamma
+    a, b = (1 - np.sqrt(c)) ** 2, (1 + np.sqrt(c)) ** 2
+    inside = (s > a) & (s < b) & (s > 0)
+    out = np.zeros_like(s)
+    si = s[inside]
+    out[inside] = np.sqrt((b - si) * (si - a)) / (2 * np.pi * c * si)
+    return out
+
+
+def bbp_outlier(gamma: float, beta: float) -> float | None:
+    """Top eigenvalue (1 + beta)(1 + 1/(gamma beta)) above the BBP threshold, else None."""
+    if gamma * beta**2 <= 1:
+        return None
+    return (1 + beta) * (1 + 1 / (gamma * beta))
+
+
+@_styled
+def spectrum(evals, gamma: float, beta=None, ax=None, bins: int = 50) -> Figure:
+    """Histogram of the eigenvalues of C against the Marchenko–Pastur law at ratio 1/gamma.
+
+    The histogram is normalised by the number of all eigenvalues, so it matches the
+    continuous MP part; eigenvalues at the atom (below 1e-9 of the largest) are left out.
+    The BBP outlier (1 + beta)(1 + 1/(gamma beta)) is marked when gamma beta^2 > 1.
+
+    Args:
+        evals: eigenvalues of C [d].
+        gamma: load n/d of the fit.
+        beta: spike strength(s), optional.
+        ax: Axes to draw on (default: a new Figure).
+        bins: number of histogram bins.
+
+    Returns:
+        The Figure.
+    """
+    fig, ax = _new_axes(ax)
+    ev = np.asarray(evals, dtype=float).ravel()
+    ev = ev[np.isfinite(ev)]
+    keep = ev[ev > 1e-9 * max(float(np.abs(ev).max(initial=0.0)), 1e-300)]
+    c = 1.0 / gamma
+    b = (1 + np.sqrt(c)) ** 2
+    if keep.size:
+        counts, edges = np.histogram(keep, bins=bins)
+        ax.stairs(counts / (ev.size * np.diff(edges)), edges, fill=True, color="C0", alpha=0.5,
+                  label=f"empirical ($d = {ev.size}$)")
+    hi = max(b, float(keep.max(initial=0.0))) * 1.05
+    s = np.linspace(1e-6, hi, 800)
+    ax.plot(s, mp_density(s, gamma), "k-", label=rf"Marchenko–Pastur $\gamma = {_fmt(gamma)}$")
+    for k, bt in enumerate(np.atleast_1d(beta) if beta is not None else []):
+        loc = bbp_outlier(gamma, float(bt))
+        if loc is not None:
+            ax.axvline(loc, color="C3", ls="--", lw=1.0,
+                       label=r"BBP outlier $(1+\beta)(1+\frac{1}{\gamma\beta})$" if k == 0 else None)
+    ax.set_xlabel(r"eigenvalue $s$ of $C$")
+    ax.set_ylabel(r"density $\mu_\gamma(s)$")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="best")
+    return fig
+
+
+@_styled
+def sample_grid(train, sample_a, sample_b, titles=("training", "model A", "model B"),
+                cmap: str = "gray", size: float = 0.7) -> Figure:
+    """Image grid: training images (row 1), model A (row 2) and B (row 3) from the same noise.
+
+    Args:
+        train: training images [k, H, W].
+        sample_a: samples of model A [j, H, W] (or one image [H, W]).
+        sample_b: samples of model B [j, H, W], same noise as ``sample_a``.
+        titles: row labels.
+        cmap: colour map; all images share one intensity range.
+        size: inches per image.
+
+    Returns:
+        The Figure.
+    """
+    rows = [np.asarray(x, dtype=float) for x in (train, sample_a, sample_b)]
+    rows = [x[None] if x.ndim == 2 else x for x in rows]
+    if any(x.ndim != 3 for x in rows) or len({x.shape[1:] for x in rows}) != 1:
+        raise ValueError("plots.sample_grid: expected images [k, H, W] of one size, got "
+                         f"{[x.shape for x in rows]}")
+    ncol = max(x.shape[0] for x in rows)
+    allv = np.concatenate([x.ravel() for x in rows])
+    lo, hi = np.nanpercentile(allv, [0.5, 99.5]) if allv.size else (0.0, 1.0)
+    fig = Figure(figsize=(size * ncol + 0.4, size * 3 + 0.1), layout="constrained")
+    axes = fig.subplots(3, ncol, squeeze=False)
+    for r, (imgs, title) in enumerate(zip(rows, titles)):
+        for col in range(ncol):
+            ax = axes[r, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col < imgs.shape[0]:
+                ax.imshow(imgs[col], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            else:
+                ax.set_axis_off()
+        axes[r, 0].set_ylabel(title)
+    return fig
+
+
+@_styled
+def bench_scaling(records: dict, ax=None) -> Figure:
+    """Time per grid point against d on log-log axes; fitted slopes in the legend.
+
+    Args:
+        records: ``{method: (d [k], seconds [k])}``.
+        ax: Axes to draw on (default: a new Figure).
+
+    Returns:
+        The Figure.
+    """
+    fig, ax = _new_axes(ax)
+    for i, (method, (d, sec)) in enumerate(records.items()):
+        d, sec = np.asarray(d, dtype=float), np.asarray(sec, dtype=float)
+        ok = (d > 0) & (sec > 0) & np.isfinite(d) & np.isfinite(sec)
+        d, sec = d[ok], sec[ok]
+        order = np.argsort(d)
+        label = str(method)
+        if np.unique(d).size >= 2:
+            slope = np.polyfit(np.log(d), np.log(sec), 1)[0]
+            label += f" (slope {slope:.2f})"
+        ax.plot(d[order], sec[order], "o-", color=f"C{i % 10}", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_ticks(ax.xaxis)
+    ax.set_xlabel(r"dimension $d$")
+    ax.set_ylabel("time per grid point (s)")
+    ax.legend(loc="best")
+    return fig
+
+
+def save(fig: Figure, path, dpi: int = 300) -> list[Path]:
+    """Write ``fig`` as ``<path>.png`` and ``<path>.pdf`` (parent folders created).
+
+    Args:
+        fig: the Figure.
+        path: output path without extension (a ``.png``/``.pdf`` suffix is dropped).
+        dpi: PNG resolution.
+
+    Returns:
+        The two paths written.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".png", ".pdf"):
+        path = path.with_suffix("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in ("png", "pdf"):
+        p = path.with_name(path.name + "." + ext)
+        fig.savefig(p, dpi=dpi, format=ext)
+        out.append(p)
+    return out
+
+
+__all__ = ["mean_sem", "order_parameters", "phase_diagram", "latent_recovery", "powerlaw_curves",
+           "spectrum", "mp_density", "bbp_outlier", "sample_grid", "bench_scaling", "save", "LABELS"]

@@ -1,0 +1,220 @@
+"""Exact asymptotic theory of the linear generator, as an ``xarray.Dataset``.
+
+``theory(data, grid)`` evaluates, on the grid's (gamma, lam) points, the same variables the
+simulation store holds (``q``, ``w2``, ``m``, ``Q``, ``top_eig``), with the same dims minus
+``seed``. It is the one batching layer of this sub-package: it jits the spiked closed forms
+over the whole (gamma, lam) mesh and ``lax.map``s the power-law solvers; the modules below
+are pure, broadcasting kernels.
+
+* Spiked: ``mp`` (Marchenko–Pastur quadrature), ``spiked`` (q, W2, BBP), ``memorisation``.
+* PowerLaw: ``powerlaw`` (Silverstein deterministic equivalents at the actual finite d).
+
+See docs/theory.md for the formulas, their assumptions and the tests that check them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from memgen import config
+
+from . import memorisation, mp, powerlaw, spiked
+from .memorisation import memorisation as memorisation_fixed_n
+from .memorisation import memorisation_proportional
+from .mp import mp_density, mp_edges, mp_expect
+from .spiked import bbp_overlap, bulk_w2, convergence, latent_overlap, outlier_eigenvalue, top_eigenvalue
+
+VARIABLES = ("q", "w2", "m", "Q", "top_eig")
+TABLE_FORMATS = ("csv", "json", "table")
+
+
+def _float():
+    return jnp.result_type(float)  # float64 under x64, else float32
+
+
+@jax.jit
+def _spiked_arrays(gamma, lam, betas, n, d):
+    """gamma [G], lam [L], betas [B, k], n [G] -> q, w2, m [B?, G, L], Q, top [B, G]."""
+    g2, l2 = gamma[:, None], lam[None, :]
+    i = spiked.sqrt_moment(g2, l2)
+    q = i**2 / (1.0 + l2)
+    w2 = 2.0 + l2 - 2.0 * i
+    tau1 = 1.0 + jnp.sum(betas, axis=-1) / d  # [B]
+    tau2 = 1.0 + (2.0 * jnp.sum(betas, axis=-1) + jnp.sum(betas**2, axis=-1)) / d
+    m = memorisation_proportional(
+        n[None, :, None], d, l2[None], tau1[:, None, None], tau2[:, None, None]
+    )  # [B, G, L]
+    big_q = latent_overlap(gamma[None, :], betas[:, None, :])  # [B, G]
+    top = top_eigenvalue(gamma[None, :], betas[:, None, :])
+    return q, w2, m, big_q, top
+
+
+def _spiked(data: config.Spiked, grid: config.Grid, gamma, lam, n):
+    dt = gamma.dtype
+    k = data.rank
+    if grid.beta is None:
+        betas = jnp.asarray([data.beta], dt)  # [1, k]
+    else:
+        betas = jnp.asarray(grid.beta, dt)[:, None] * jnp.ones((1, k), dt)
+    q, w2, m, big_q, top = _spiked_arrays(gamma, lam, betas, n.astype(dt), jnp.asarray(float(data.d), dt))
+    nb = betas.shape[0]
+    q = jnp.broadcast_to(q[None], (nb,) + q.shape)
+    w2 = jnp.broadcast_to(w2[None], (nb,) + w2.shape)
+    return {"q": q, "w2": w2, "m": m, "Q": big_q, "top_eig": top}  # leading beta axis
+
+
+def _powerlaw_one(data: config.PowerLaw, alpha: float, beta, gamma, lam, n):
+    """All variables for one (alpha, spike strengths) pair: [G, L] and [G] arrays (numpy)."""
+    dt = gamma.dtype
+    d = data.d
+    axis_spikes = bool(beta) and data.directions == "axis"
+    base = powerlaw.powerlaw_spectrum(jnp.asarray(alpha, dt), d)
+    sigma = powerlaw.powerlaw_spectrum(jnp.asarray(alpha, dt), d, beta=beta if axis_spikes else None)
+    vals = jax.jit(powerlaw.grid_values)(sigma, gamma, lam)
+    powerlaw.check_residual(vals["residual"], f"PowerLaw(alpha={alpha}) deterministic equivalent")
+    extra1 = 0.0 if (axis_spikes or not beta) else sum(beta) / d
+    extra2 = 0.0 if (axis_spikes or not beta) else (2.0 * sum(beta) + sum(b * b for b in beta)) / d
+    tau1 = jnp.mean(sigma) + extra1
+    tau2 = jnp.mean(sigma**2) + extra2
+    m = memorisation_proportional(n.astype(dt)[:, None], jnp.asarray(float(d), dt), lam[None, :], tau1, tau2)
+    m = jnp.minimum(m, 1.0)  # a cosine; the extreme-value law is unreliable here (docs/theory.md)
+    # latent overlaps and the top eigenvalue, per gamma
+    j_top = int(np.argmax(np.asarray(sigma)))
+    x_top = powerlaw.axis_outlier(sigma, gamma, j_top)[1]
+    edge = jax.vmap(lambda g: powerlaw.bulk_edge(sigma, g)[0])(gamma)
+    top = jnp.where(jnp.isnan(x_top), edge, x_top)
+    if beta and not axis_spikes:
+        per = [jax.vmap(lambda g, b=b: powerlaw.random_spike_outlier(base, g, b))(gamma) for b in beta]
+        big_q = jnp.mean(jnp.stack([p[0] for p in per]), axis=0)
+        top = jnp.maximum(top, jnp.max(jnp.stack([p[1] for p in per]), axis=0))
+    else:
+        idx = range(len(beta)) if beta else range(data.k)
+        big_q = jnp.mean(jnp.stack([powerlaw.axis_outlier(sigma, gamma, j)[0] for j in idx]), axis=0)
+    return {"q": vals["q"], "w2": vals["w2"], "m": m, "Q": big_q, "top_eig": top}
+
+
+def theory(data, grid: config.Grid) -> xr.Dataset:
+    """Asymptotic q, w2, m, Q, top_eig on the grid (no seed dim).
+
+    Args:
+        data: a ``config.Spiked`` or ``config.PowerLaw`` spec.
+        grid: a ``config.Grid``; its ``beta``/``alpha`` sweeps become leading dims.
+
+    Returns:
+        Dataset with dims ``([beta], [alpha], gamma, lam)``, coords ``gamma``, ``lam``,
+        ``n`` (on gamma, ``round(gamma d)``) and the swept ``beta``/``alpha``; variables
+        ``q, w2, m [..., gamma, lam]`` and ``Q, top_eig [..., gamma]``; attrs
+        ``memgen_kind = "theory"`` and ``memgen_spec`` (JSON of the data and grid specs).
+
+    Raises:
+        TypeError: for data specs without a theory.
+        ValueError: when the grid does not fit the data (``Grid.check``).
+        RuntimeError: when a power-law solver does not converge.
+    """
+    if not isinstance(data, (config.Spiked, config.PowerLaw)):
+        raise TypeError(f"theory() supports Spiked and PowerLaw data, got {type(data).__name__}")
+    if not isinstance(grid, config.Grid):
+        raise TypeError(f"theory() needs a config.Grid, got {type(grid).__name__}")
+    grid.check(data)
+    dt = _float()
+    gamma = jnp.asarray(grid.gamma, dt)
+    lam = jnp.asarray(grid.lam, dt)
+    n_int = np.array([config.n_samples(g, data.d) for g in grid.gamma], dtype=np.int64)
+    n = jnp.asarray(n_int)
+
+    lead_dims: list[str] = []
+    coords: dict = {}
+    if isinstance(data, config.Spiked):
+        out = _spiked(data, grid, gamma, lam, n)
+        if grid.beta is not None:
+            lead_dims.append("beta")
+            coords["beta"] = ("beta", np.asarray(grid.beta, dtype=float))
+        else:
+            out = {k: v[0] for k, v in out.items()}
+    else:
+        alphas = grid.alpha if grid.alpha is not None else (data.alpha,)
+        betas = [tuple(b for _ in data.beta) for b in grid.beta] if grid.beta is not None else [data.beta]
+        rows = [[_powerlaw_one(data, a, b, gamma, lam, n) for a in alphas] for b in betas]
+        out = {v: jnp.stack([jnp.stack([r[v] for r in row]) for row in rows]) for v in VARIABLES}
+        if grid.beta is not None:
+            lead_dims.append("beta")
+            coords["beta"] = ("beta", np.asarray(grid.beta, dtype=float))
+        else:
+            out = {k: v[0] for k, v in out.items()}
+        if grid.alpha is not None:
+            lead_dims.append("alpha")
+            coords["alpha"] = ("alpha", np.asarray(grid.alpha, dtype=float))
+        else:
+            out = {k: v[0] for k, v in out.items()} if grid.beta is None else {k: v[:, 0] for k, v in out.items()}
+
+    coords["gamma"] = ("gamma", np.asarray(grid.gamma, dtype=float))
+    coords["lam"] = ("lam", np.asarray(grid.lam, dtype=float))
+    coords["n"] = ("gamma", n_int)
+    full = tuple(lead_dims) + ("gamma", "lam")
+    per_gamma = tuple(lead_dims) + ("gamma",)
+    data_vars = {v: (full if v in ("q", "w2", "m") else per_gamma, np.asarray(out[v])) for v in VARIABLES}
+    spec = json.dumps({"data": config.to_dict(data), "grid": config.to_dict(grid)})
+    return xr.Dataset(data_vars, coords=coords, attrs={"memgen_kind": "theory", "memgen_spec": spec})
+
+
+def theory_table(ds: xr.Dataset, fmt: str = "table") -> str:
+    """One row per grid point: gamma, lam, [beta], [alpha], n, q, Q, w2, top_eig, m.
+
+    Args:
+        ds: a dataset from ``theory``.
+        fmt: ``"csv"``, ``"json"`` (a list of records) or ``"table"`` (aligned text).
+
+    Returns:
+        The table as a string.
+
+    Raises:
+        ValueError: for an unknown ``fmt``.
+    """
+    if fmt not in TABLE_FORMATS:
+        raise ValueError(f"theory_table fmt must be one of {TABLE_FORMATS}, got {fmt!r}")
+    lead = [d for d in ("beta", "alpha") if d in ds.dims]
+    cols = ["gamma", "lam"] + lead + ["n", "q", "Q", "w2", "top_eig", "m"]
+    b = xr.broadcast(*[ds[v] for v in ("q", "Q", "w2", "top_eig", "m")])
+    order = lead + ["gamma", "lam"]
+    arrays = {v.name: v.transpose(*order).values.ravel() for v in b}
+    mesh = np.meshgrid(*[ds[c].values for c in order], indexing="ij")
+    for c, arr in zip(order, mesh):
+        arrays[c] = arr.ravel()
+    n_of_gamma = dict(zip(ds["gamma"].values.tolist(), ds["n"].values.tolist()))
+    arrays["n"] = np.array([n_of_gamma[g] for g in arrays["gamma"].tolist()], dtype=np.int64)
+    rows = [{c: (int(arrays[c][i]) if c == "n" else float(arrays[c][i])) for c in cols} for i in range(arrays["q"].size)]
+    if fmt == "json":
+        return json.dumps(rows)
+    if fmt == "csv":
+        lines = [",".join(cols)] + [",".join(repr(r[c]) for c in cols) for r in rows]
+        return "\n".join(lines) + "\n"
+    cells = [cols] + [[str(r[c]) if c == "n" else f"{r[c]:.6g}" for c in cols] for r in rows]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(cols))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells) + "\n"
+
+
+__all__ = [
+    "theory",
+    "theory_table",
+    "VARIABLES",
+    "mp",
+    "spiked",
+    "memorisation",
+    "powerlaw",
+    "mp_edges",
+    "mp_density",
+    "mp_expect",
+    "convergence",
+    "bulk_w2",
+    "bbp_overlap",
+    "outlier_eigenvalue",
+    "latent_overlap",
+    "top_eigenvalue",
+    "memorisation_fixed_n",
+    "memorisation_proportional",
+]

@@ -1,0 +1,125 @@
+"""``memgen bench``: the record's shape, the table, compare, and the CLI's argument handling.
+
+These check the plumbing at tiny sizes (one compiled bucket per size, shrunken theory and
+denoiser items); they time nothing that matters. Real numbers come from ``memgen bench``.
+"""
+
+import copy
+import json
+
+import pytest
+
+from memgen import bench
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "rec.json"
+    rec = bench.run_suite(sizes=(16, 32), repeat=2, out=out, progress=False, _tiny=True)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rec))
+    return rec
+
+
+def test_record_has_all_keys(record):
+    assert record["suite_version"] == bench.SUITE_VERSION
+    assert record["timestamp"]
+    env = record["env"]
+    for key in ("platform", "device_kind", "device_count", "device", "jax", "jaxlib", "numpy", "memgen",
+                "dtype", "matmul_precision", "host_cores"):
+        assert env[key] is not None, key
+    res = record["results"]
+    assert set(res) == {"linear_d16", "linear_d32", "lam_axis_d16", "theory", "denoisers"}
+    for d in (16, 32):
+        r = res[f"linear_d{d}"]
+        assert r["d"] == d and r["points"] == len(r["gamma"]) * len(r["lam"]) * r["seeds"]
+        assert len(r["runs_s"]) == 2 and r["run_min_s"] <= r["run_median_s"]
+        assert r["compile_s"] >= 0 and r["throughput"] == pytest.approx(r["points"] / r["run_median_s"])
+        assert r["floor_s"] > 0 and r["floor_fraction"] == pytest.approx(r["floor_s"] / r["run_min_s"])
+    lam = res["lam_axis_d16"]
+    assert lam["lams"] == [1, 4] and lam["time_ratio"] > 0
+    assert res["theory"]["points"] == 64 and res["theory"]["throughput"] > 0
+    den = res["denoisers"]
+    assert den["throughput"] == pytest.approx(den["K"] * den["steps"] / den["run_median_s"])
+
+
+def test_format_table_one_line_per_item(record):
+    lines = bench.format_table(record).splitlines()
+    assert record["env"]["device"] in lines[0]
+    assert len(lines) == 2 + len(record["results"])
+    for name, line in zip(record["results"], lines[2:]):
+        assert line.startswith(name)
+
+
+def test_skipped_size_is_reported(record):
+    rec = copy.deepcopy(record)
+    rec["results"]["linear_d4096"] = {"d": 4096, "skipped": "time: estimated 900 s > cap 600 s"}
+    assert "linear_d4096     skipped: time" in bench.format_table(rec)
+
+
+def test_time_cap_skips_larger_sizes():
+    rec = bench.run_suite(sizes=(16, 4096), repeat=1, cap_s=1e-6, progress=False, _tiny=True)
+    assert "skipped" not in rec["results"]["linear_d16"]
+    assert rec["results"]["linear_d4096"]["skipped"].startswith("time: estimated")
+
+
+def test_compare_prints_ratios(record):
+    b = copy.deepcopy(record)
+    b["env"]["device"] = "gpu:Fancy x1"
+    for r in b["results"].values():
+        r["throughput"] *= 2
+    text = bench.compare(record, b)
+    assert record["env"]["device"] in text and "gpu:Fancy x1" in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[3:]}
+    assert set(rows) == set(record["results"])
+    for name, cols in rows.items():
+        assert float(cols[4]) == pytest.approx(2.0), name
+
+
+def test_compare_warns_on_other_suite_version(record):
+    b = copy.deepcopy(record)
+    b["suite_version"] += 1
+    assert "suite versions differ" in bench.compare(record, b)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--sizes", "abc"], "--sizes"),
+    (["--sizes", "4"], "integers >= 8"),
+    (["--repeat", "0"], "--repeat"),
+    (["--bogus"], "unrecognized arguments"),
+    (["--compare", "only_one.json"], "--compare"),
+])
+def test_main_bad_args_exit_2(capsys, argv, msg):
+    assert bench.main(argv) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_main_compare_missing_or_bad_file(tmp_path, capsys, record):
+    good = tmp_path / "a.json"
+    bench.write(record, good)
+    assert bench.main(["--compare", str(good), str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"x": 1}')
+    assert bench.main(["--compare", str(good), str(bad)]) == 2
+    assert "not a memgen bench record" in capsys.readouterr().err
+    assert bench.main(["--compare", str(good), str(good)]) == 0
+    assert "b/a" in capsys.readouterr().out
+
+
+def test_main_out_writes_json(tmp_path, capsys, monkeypatch, record):
+    seen = {}
+
+    def fake_suite(sizes, quick, repeat, out, cap_s):  # the real suite runs in the fixture
+        seen.update(sizes=sizes, quick=quick, repeat=repeat)
+        bench.write(record, out)
+        return record
+
+    monkeypatch.setattr(bench, "run_suite", fake_suite)
+    out = tmp_path / "sub" / "r.json"
+    assert bench.main(["--quick", "--sizes", "16,32", "--repeat", "2", "--out", str(out)]) == 0
+    assert seen == {"sizes": (16, 32), "quick": True, "repeat": 2}
+    assert bench.load(out)["suite_version"] == bench.SUITE_VERSION
+    text = capsys.readouterr().out
+    assert "linear_d16" in text and f"wrote {out}" in text
+    assert bench.main(["--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err

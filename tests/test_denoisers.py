@@ -1,0 +1,247 @@
+"""Denoiser engine: FFT fields, bias-freeness, ensembles == single models, pairs, loaders, scan.
+
+Sizes are tiny (8x8 images, a few hundred steps) so the whole file runs in about a minute
+on 2 CPU cores.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from memgen.config import Grid
+from memgen.denoisers import ConvDenoiser, ImageField, Images, scan_denoisers
+from memgen.denoisers import images as I
+from memgen.denoisers import metrics as MM
+from memgen.denoisers import model as M
+from memgen.denoisers import sample as S
+from memgen.denoisers import train as T
+
+SIZE = (8, 8)
+TINY = ConvDenoiser(depth=3, width=8, steps=60, batch=8, samples=6, sample_steps=6, test=8, mse_sigmas=(0.1, 1.0))
+
+
+# ----------------------------------------------------------------------------- specs
+
+
+@pytest.mark.parametrize(
+    "make, msg",
+    [
+        (lambda: ConvDenoiser(depth=0), "ConvDenoiser.depth must be an integer >= 2, got 0"),
+        (lambda: ConvDenoiser(lr=-1.0), "ConvDenoiser.lr must be > 0, got -1.0"),
+        (lambda: ConvDenoiser(sigma_min=1.0, sigma_max=0.5), "ConvDenoiser.sigma_max must be > sigma_min=1.0"),
+        (lambda: ConvDenoiser(sampler="euler"), "ConvDenoiser.sampler must be 'ddim' or 'ascent'"),
+        (lambda: ConvDenoiser(mse_sigmas=()), "ConvDenoiser.mse_sigmas must be"),
+        (lambda: ImageField(size=(2, 8)), "ImageField.size must be a pair of integers"),
+        (lambda: ImageField(alpha=-1.0), "ImageField.alpha must be >= 0, got -1.0"),
+        (lambda: ImageField(f0=0.0), "ImageField.f0 must be > 0, got 0.0"),
+        (lambda: ImageField(size=(8, 8), k=3), "ImageField.k must be a whole number of frequency shells"),
+        (lambda: Images(source=""), "Images.source must be"),
+        (lambda: Images(size=(8, 8), k=64), "Images.k must be < d=64, got 64"),
+    ],
+)
+def test_spec_validation(make, msg):
+    with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_specs_serialise_and_quick():
+    from memgen.config import to_dict
+
+    d = to_dict(ConvDenoiser.quick())
+    assert d["kind"] == "ConvDenoiser" and isinstance(d["mse_sigmas"], list)
+    json.dumps([to_dict(ImageField()), to_dict(Images()), d])
+    assert I.fourier_basis(SIZE)[0].shape == (64, 64)
+    assert ImageField(size=SIZE, k=5).k == 5 and hash(ConvDenoiser()) == hash(ConvDenoiser())
+
+
+# ----------------------------------------------------------------------------- images
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_field_covariance_matches_spectrum(seed, dtype):
+    spec = ImageField(size=(6, 8), alpha=1.5, f0=0.7, k=1)
+    x = I.sample_field(jax.random.key(seed), spec, 6000, dtype)
+    assert x.dtype == dtype and x.shape == (6000, 6, 8)
+    # float64 NumPy reference: circulant covariance with eigenvalues P, built from the real basis
+    u, s = I.field_eigen(spec)
+    np.testing.assert_allclose(u.T @ u, np.eye(48), atol=1e-12)
+    ref = (u * s) @ u.T
+    h, w = spec.size
+    p = (np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 * h**2 + np.fft.fftfreq(w)[None, :] ** 2 * w**2) + 0.7) ** -1.5
+    p /= p.mean()
+    circ = np.real(np.fft.ifft2(p)).ravel()  # autocovariance at lag (a, b)
+    lag = lambda i, j: ((i // w - j // w) % h) * w + (i % w - j % w) % w  # noqa: E731
+    direct = np.array([[circ[lag(i, j)] for j in range(48)] for i in range(48)])
+    np.testing.assert_allclose(ref, direct, atol=1e-12)
+    assert abs(np.trace(ref) / 48 - 1.0) < 1e-12
+    xf = np.asarray(x, np.float64).reshape(6000, -1)
+    emp = xf.T @ xf / 6000
+    assert np.max(np.abs(emp - ref)) < 6 * np.sqrt(2 * np.max(np.diag(ref)) ** 2 / 6000)
+
+
+def test_synthetic_sets_and_loader(tmp_path, seed):
+    from PIL import Image
+
+    d = I.sample_disks(jax.random.key(seed), SIZE, 5)
+    c = I.sample_calpha(jax.random.key(seed), SIZE, 5)
+    for a in (d, c):
+        assert a.shape == (5, 8, 8) and float(a.min()) >= -1e-12 and float(a.max()) <= 1 + 1e-12
+    rng = np.random.default_rng(seed)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+    imgs = I.load_images(str(tmp_path), SIZE)
+    assert imgs.shape == (3, 8, 8) and 0 <= imgs.min() and imgs.max() <= 1
+    np.save(tmp_path / "a.npy", rng.random((4, 16, 16)))
+    assert I.load_images(str(tmp_path / "a.npy"), SIZE).shape == (4, 8, 8)
+    hop = I.load_images("grace_hopper", SIZE)
+    assert hop.shape[0] > 1000 and hop.shape[1:] == SIZE
+    z = I.standardise(hop)
+    assert abs(np.mean(z**2) - 1) < 1e-9 and np.abs(z.mean(0)).max() < 1e-9
+    with pytest.raises(ValueError, match="Images.source"):
+        I.load_images(str(tmp_path / "missing.npy"), SIZE)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+def test_bias_free(seed, dtype, padding):
+    spec = ConvDenoiser(depth=4, width=6, padding=padding)
+    graph = M.graphdef(spec, dtype)
+    params = M.init_params(jax.random.key(seed), spec, dtype)
+    apply = jax.jit(lambda p, y, s: M.apply(graph, p, y, s))
+    # move the gains away from 1 so the conditioning is exercised
+    params = jax.tree.map(lambda p: p + 0.3 * jnp.ones_like(p) if p.shape[0] == 8 else p, params)
+    y = jax.random.normal(jax.random.key(seed + 1), SIZE, dtype)
+    sig = jnp.asarray(0.7, dtype)
+    d1 = apply(params, y, sig)
+    assert d1.dtype == dtype and d1.shape == SIZE
+    assert M.apply(graph, params, y[..., None], sig).shape == (8, 8, 1)
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    for a in (0.01, 3.0, 250.0):
+        np.testing.assert_allclose(apply(params, a * y, sig), a * d1, rtol=tol, atol=tol * a)
+    assert float(jnp.abs(apply(params, jnp.zeros(SIZE, dtype), sig)).max()) == 0.0
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_ensemble_equals_single_models(seed):
+    spec = ConvDenoiser(depth=3, width=6, steps=20, batch=8)
+    field = ImageField(size=SIZE, alpha=1.0, k=5)
+    K = 3
+    data = I.sample_field(jax.random.key(seed), field, K * 16).reshape(K, 16, *SIZE)
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(K))
+    n = jnp.asarray([3, 9, 16])
+    lam = jnp.asarray([0.0, 0.01, 0.1])
+    pe, le = T.train_ensemble(keys, data, n, lam, spec=spec)
+    assert le.shape == (K, 20)
+    for i in range(K):
+        p1, l1 = T.train_one(keys[i], data[i], n[i], lam[i], spec=spec)
+        np.testing.assert_allclose(le[i], l1, rtol=1e-9)
+        for a, b in zip(jax.tree.leaves(pe), jax.tree.leaves(p1)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-8, atol=1e-10)
+    # the loss depends on the training subset only through its first n rows
+    data2 = data.at[0, 3:].set(100.0)
+    _, l2 = T.train_one(keys[0], data2[0], n[0], lam[0], spec=spec)
+    np.testing.assert_allclose(l2, le[0], rtol=1e-12)
+
+
+def test_samplers_share_noise_within_pair(seed):
+    spec = ConvDenoiser(depth=3, width=6, sample_steps=5, samples=4)
+    graph = M.graphdef(spec, jnp.float64)
+    pa = M.init_params(jax.random.key(seed), spec, jnp.float64)
+    z = jax.random.normal(jax.random.key(seed + 1), (4, *SIZE))
+    key = jax.random.key(seed + 2)
+    for sampler in ("ddim", "ascent"):
+        sp = ConvDenoiser(depth=3, width=6, sample_steps=5, samples=4, sampler=sampler)
+        gen = jax.jit(lambda p, k, z: S.generate(graph, p, k, z, sp))  # noqa: B023
+        a = gen(pa, key, z)
+        b = gen(pa, key, z)
+        assert a.shape == (4, *SIZE) and a.dtype == z.dtype and bool(jnp.all(jnp.isfinite(a)))
+        np.testing.assert_array_equal(a, b)  # same model, same z and key -> same samples
+    c = gen(pa, jax.random.key(seed + 3), z)
+    assert not np.allclose(a, c)  # the ascent sampler's injected noise comes from the key
+
+
+def test_metrics_against_numpy(rng):
+    x = rng.standard_normal((5, 12))
+    tr = rng.standard_normal((7, 12))
+    cos = (x / np.linalg.norm(x, axis=1)[:, None]) @ (tr / np.linalg.norm(tr, axis=1)[:, None]).T
+    m = MM.memorisation(jnp.asarray(x), jnp.asarray(tr), jnp.asarray(4))
+    np.testing.assert_allclose(m, np.abs(cos[:, :4]).max(1).mean(), rtol=1e-12)
+    assert float(MM.memorisation(jnp.asarray(tr[:3]), jnp.asarray(tr), jnp.asarray(3))) == pytest.approx(1.0)
+    v = np.linalg.qr(rng.standard_normal((12, 2)))[0]
+    assert float(MM.latent_recovery(jnp.asarray(30 * rng.standard_normal((40, 2)) @ v.T), jnp.asarray(v))) > 0.99
+    s, u = MM.empirical_eigen(jnp.asarray(tr), jnp.asarray(7))
+    c = tr.T @ tr / 7
+    np.testing.assert_allclose(
+        MM.spectral_denoise(jnp.asarray(x), u, s, jnp.asarray(0.5)), x @ (c @ np.linalg.inv(c + 0.25 * np.eye(12))).T,
+        rtol=1e-8, atol=1e-10,
+    )
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+def test_scan_contract_pairs_and_chunking():
+    data = ImageField(size=SIZE, alpha=1.0, k=5)
+    grid = Grid(gamma=(2 / 64, 0.5), lam=(0.0, 0.05), seeds=1, seed=3)
+    ds = scan_denoisers(data, TINY, grid, progress=False)
+    assert set(ds.dims) == {"gamma", "lam", "seed", "sigma"}
+    for v in ("m", "q", "Q", "loss"):
+        assert ds[v].dims == ("gamma", "lam", "seed")
+    for v in ("mse", "mse_wiener", "mse_empirical"):
+        assert ds[v].dims == ("gamma", "lam", "seed", "sigma")
+    assert ds["n"].dims == ("gamma",) and ds["n"].values.tolist() == [2, 32] and ds["n"].dtype.kind == "i"
+    assert ds.attrs["memgen_kind"] == "scan"
+    spec = json.loads(ds.attrs["memgen_spec"])
+    assert spec["data"]["kind"] == "ImageField" and spec["model"]["kind"] == "ConvDenoiser"
+    assert spec["grid"]["gamma"] == [2 / 64, 0.5]
+    assert np.all(np.isfinite(ds.to_array().values))
+    assert np.all((ds.m.values > 0) & (ds.m.values <= 1 + 1e-12))
+    # the Wiener filter is optimal: no denoiser beats it on average
+    assert np.all(ds.mse_wiener.mean("seed") <= ds.mse_empirical.mean("seed") + 1e-12)
+    # chunking does not change results (keys come from grid coordinates)
+    ds1 = scan_denoisers(data, TINY, grid, progress=False, chunk=3)
+    for v in ("m", "q", "Q", "mse"):
+        np.testing.assert_allclose(ds1[v].values, ds[v].values, rtol=1e-8, atol=1e-12)
+
+
+def test_pair_draws_are_disjoint_halves():
+    from memgen.denoisers.engine import _Source
+
+    src = _Source(ImageField(size=SIZE, k=5), 2 * 20, 4, jnp.float64)
+    root = jax.random.key(0)
+    pool, test = src.draw(root, 0)
+    a, b = pool[:20].reshape(20, -1), pool[20:].reshape(20, -1)
+    assert not np.any(np.all(np.isclose(a[:, None], b[None]), axis=-1))
+    np.testing.assert_array_equal(pool, src.draw(root, 0)[0])  # a function of (root, seed)
+    assert not np.allclose(pool, src.draw(root, 1)[0])
+    hop = _Source(Images("grace_hopper", size=SIZE, k=3), 2 * 50, 10, jnp.float64)
+    p2, t2 = hop.draw(root, 0)
+    flat = np.concatenate([p2, t2]).reshape(110, -1)
+    assert len({row.tobytes() for row in flat}) == 110  # A, B and test never share an image
+
+
+def test_memorises_at_tiny_n_generalises_at_large_n():
+    """Behaviour: one training image -> samples copy it (m high); 4d images -> they do not.
+
+    Zero padding: a circular CNN is exactly translation-equivariant and can only learn a
+    training image up to its translations, so it cannot copy it (m stays low).
+    """
+    data = ImageField(size=SIZE, alpha=2.0, k=5)
+    model = ConvDenoiser(depth=5, width=16, steps=600, batch=16, lr=3e-3, samples=8, sample_steps=15, test=16,
+                         padding="zeros", mse_sigmas=(0.3,))
+    grid = Grid(gamma=(1 / 64, 4.0), lam=(0.0,), seeds=1)
+    ds = scan_denoisers(data, model, grid, progress=False, dtype=jnp.float32)
+    m = ds.m.values.ravel()
+    q = ds.q.values.ravel()
+    assert m[0] > 0.65 and m[1] < m[0] - 0.1, m
+    assert q[1] > q[0], q
+    ratio = float(ds.mse.values[1, 0, 0, 0] / ds.mse_wiener.values[1, 0, 0, 0])
+    assert ratio < 1.3, ratio
