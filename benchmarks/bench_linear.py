@@ -55,7 +55,7 @@ def datasets(data, grid):
         n_max = max(int(round(g * data.d)) for g in grid.gamma)
         Xa = np.asarray(data_mod.sample(jax.random.fold_in(k, 1), pop, n_max))
         Xb = np.asarray(data_mod.sample(jax.random.fold_in(k, 2), pop, n_max))
-        z = np.asarray(jax.random.normal(jax.random.fold_in(k, 3), (32, data.d), jnp.float64))
+        z = np.asarray(data_mod.normal(jax.random.fold_in(k, 3), (32, data.d), jnp.float64))
         out[s] = (Xa, Xb, z, np.asarray(pop.latent))
     return out
 

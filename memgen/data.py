@@ -42,6 +42,15 @@ class Population(NamedTuple):
     latent: jax.Array
 
 
+def normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+    """Standard normals drawn in float32 and cast to ``dtype``.
+
+    One stream for both precisions: a float32 and an x64 scan of the same spec see the same
+    data and noise, so their difference is arithmetic alone (tests/test_store.py bounds it).
+    """
+    return jax.random.normal(key, shape, jnp.float32).astype(dtype)
+
+
 def powerlaw_sigma(d: int, alpha, dtype) -> jax.Array:
     """Bulk variances sigma_i ∝ i^(-alpha), i = 1..d, normalised so that tau(sigma) = 1 [d]."""
     i = jnp.arange(1, d + 1, dtype=dtype)
@@ -53,7 +62,7 @@ def _directions(key: jax.Array, d: int, r: int, kind: str, dtype) -> jax.Array:
     """Orthonormal [d, r]: Haar-random (QR with sign fix) or the first coordinate axes."""
     if kind == "axis" or r == 0:
         return jnp.eye(d, r, dtype=dtype)
-    q, rr = _linalg.qr(jax.random.normal(key, (d, r), dtype))
+    q, rr = _linalg.qr(normal(key, (d, r), dtype))
     return q * jnp.sign(jnp.diagonal(rr))[None, :]
 
 
@@ -99,10 +108,10 @@ def sample(key: jax.Array, pop: Population, n_rows: int) -> jax.Array:
 
     def block(b):
         k = jax.random.fold_in(key, b)
-        g = jax.random.normal(jax.random.fold_in(k, 0), (_BLOCK, d), dtype)
+        g = normal(jax.random.fold_in(k, 0), (_BLOCK, d), dtype)
         if r == 0:  # no spikes (a zero-size draw is not allowed)
             return g, jnp.zeros((_BLOCK, 0), dtype)
-        return g, jax.random.normal(jax.random.fold_in(k, 1), (_BLOCK, r), dtype)
+        return g, normal(jax.random.fold_in(k, 1), (_BLOCK, r), dtype)
 
     g, h = jax.vmap(block)(jnp.arange(blocks, dtype=jnp.uint32))
     x = jnp.sqrt(pop.sigma)[None, :] * g.reshape(-1, d)[:n_rows]

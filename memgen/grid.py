@@ -9,11 +9,9 @@ eigendecomposition per dataset (theory.md §2). Each point fits a *pair* of mode
 disjoint training sets (two independent draws), stacked on an axis of size 2 so that one
 batched ``eigh`` serves both halves of every point of a chunk.
 
-Why one ``eigh`` call per compiled kernel: on the CPU, jaxlib's batched LAPACK kernels split
-the batch over XLA's intra-op thread pool and block a pool thread until the pieces finish
-(``jax::ParallelBatchMap``). Two such calls in flight at once in one executable (two
-independent ``eigh`` of a jit(vmap(...))) were seen to deadlock with 0% CPU (jax 0.10.2, 2
-cores). Stacking the halves gives one call; ``tests/test_grid.py`` keeps the regression.
+On the CPU, batched LAPACK calls in flight at once (the two halves, or one call per device)
+deadlocked with 0% CPU (jax 0.10.2, 2 cores): see ``_linalg.py`` for the cause and the fix;
+``tests/test_grid.py`` keeps the regression.
 
 Keys: the root is ``key(grid.seed)``; seed index ``s`` gets ``fold_in(root, s)`` and from it,
 by ``fold_in`` with fixed tags, the population, the two training sets (row ``i`` from
@@ -28,6 +26,8 @@ import contextlib
 import functools
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -86,7 +86,7 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec: DataSpec, n_pad: int, sa
     """
     k_seed = jax.random.fold_in(root, seed_idx)
     pop = data_mod.population(jax.random.fold_in(k_seed, _TAG_POP), spec, beta, alpha, dtype)
-    z = jax.random.normal(jax.random.fold_in(k_seed, _TAG_Z), (samples, spec.d), dtype)
+    z = data_mod.normal(jax.random.fold_in(k_seed, _TAG_Z), (samples, spec.d), dtype)
     halves = jnp.stack([jax.random.fold_in(k_seed, _TAG_A), jax.random.fold_in(k_seed, _TAG_B)])
     model = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw))
     per, x = jax.vmap(model, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
@@ -329,6 +329,11 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> It
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="pt", desc="memgen scan", dynamic_ncols=True)
+    # Ctrl-C finishes (and lets the caller store) the chunk in flight, then stops.
+    stop = []
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     try:
         for c in chunks:
             t0 = time.perf_counter()
@@ -337,6 +342,10 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> It
                 bar.update(len(c.index))
                 bar.set_postfix(n_pad=c.n_pad, s_per_pt=f"{(time.perf_counter() - t0) / len(c.index):.3g}")
             yield c, out
+            if stop:
+                raise KeyboardInterrupt
     finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
         if bar is not None:
             bar.close()

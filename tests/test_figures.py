@@ -1,0 +1,89 @@
+"""memgen.figures: every figure function runs end to end on tiny grids and is indexed.
+
+The drawing itself is tested in test_plots.py; here only the wiring: each figure writes a PNG
+and a PDF, ``figures.json`` lists every file with the exact specs it was made from, and the
+mode/figure names are validated. ``mode="tiny"`` keeps the whole module to well under a minute.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memgen import config, figures
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figs")
+    files = figures.make_all(out, mode="tiny")
+    return out, files, json.loads((out / "figures.json").read_text())
+
+
+def test_every_figure_writes_png_and_pdf(made):
+    out, files, _ = made
+    assert files[-1] == out / "figures.json"
+    stems = {p.with_suffix("") for p in files[:-1]}
+    for stem in stems:
+        for ext in (".png", ".pdf"):
+            p = stem.with_suffix(ext)
+            assert p.exists() and p.stat().st_size > 1000, p
+    names = {p.name for p in stems}
+    for name in ("order_parameters", "phase_diagrams", "latent_recovery", "powerlaw", "spectra",
+                 "denoisers", "benchmark"):
+        assert name in names
+    assert any(n.startswith("denoisers_samples_field_") for n in names)
+    assert any(n.startswith("denoisers_samples_hopper_") for n in names)
+    # the PNG really is a PNG
+    assert (out / "order_parameters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_index_lists_files_and_specs(made):
+    out, files, index = made
+    assert index["mode"] == "tiny"
+    assert [e["name"] for e in index["figures"]] == list(figures.FIGURES)
+    listed = {f for e in index["figures"] for f in e["files"]}
+    assert listed == {str(p.relative_to(out)) for p in files[:-1]}
+    for e in index["figures"]:
+        assert e["mode"] == "tiny" and e["specs"]
+        for s in e["specs"]:
+            assert set(s) >= {"data", "model", "grid"}
+            # specs round-trip: they are exactly what the figure was made from
+            data = config.from_dict(s["data"])
+            grid = config.from_dict(s["grid"])
+            assert isinstance(grid, config.Grid) and data.d >= 2
+            if s["model"] is not None:
+                config.from_dict(s["model"])
+    by = {e["name"]: e for e in index["figures"]}
+    assert by["latent_recovery"]["specs"][0]["grid"]["beta"] == list(figures.SIZES["tiny"]["betas"])
+    assert by["powerlaw"]["specs"][0]["grid"]["alpha"] == list(figures.SIZES["tiny"]["alphas"])
+    assert by["powerlaw"]["specs"][0]["data"]["kind"] == "PowerLaw"
+    assert by["denoisers"]["specs"][0]["model"]["kind"] == "ConvDenoiser"
+    bench = by["benchmark"]["seconds_per_point"]
+    assert len(bench) == 3 and all(len(v) == len(figures.SIZES["tiny"]["bench_d"]) for v in bench.values())
+    assert all(t > 0 for v in bench.values() for t in v.values())
+
+
+def test_scan_results_are_kept_with_theory(made):
+    import xarray as xr
+
+    out, _, _ = made
+    with xr.open_dataset(out / "data" / "order_parameters.nc", engine="h5netcdf") as ds:
+        assert {"q", "m", "Q", "q_theory", "Q_theory"} <= set(ds.data_vars)
+        assert not ds["q_theory"].isnull().any()
+
+
+def test_bad_mode_and_name(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        figures.make_all(tmp_path, mode="huge")
+    with pytest.raises(ValueError, match="unknown figure"):
+        figures.make_all(tmp_path, mode="tiny", only=["nope"])
+    assert not (tmp_path / "figures.json").exists()
+
+
+def test_sizes_table_is_complete():
+    keys = set(figures.SIZES["quick"])
+    for mode in figures.MODES:
+        assert set(figures.SIZES[mode]) == keys, mode
+    full = figures.SIZES["full"]
+    assert full["d"] >= 1000 and full["seeds"] >= 16 and max(full["bench_d"]) >= 512
