@@ -94,7 +94,8 @@ def _powerlaw_one(data: config.PowerLaw, alpha: float, beta, gamma, lam, n):
         top = jnp.maximum(top, jnp.max(jnp.stack([p[1] for p in per]), axis=0))
     else:
         idx = range(len(beta)) if beta else range(data.k)
-        big_q = jnp.mean(jnp.stack([powerlaw.axis_outlier(sigma, gamma, j)[0] for j in idx]), axis=0)
+        # each axis a spike on the other d - 1 values; subspace Q incl. cross overlaps
+        big_q = powerlaw.latent_recovery(sigma, gamma, list(idx))
     return {"q": vals["q"], "w2": vals["w2"], "m": m, "Q": big_q, "top_eig": top}
 
 

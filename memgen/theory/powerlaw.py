@@ -220,27 +220,73 @@ def grid_values(sigma, gamma, lam, batch_size: int = 16):
 # ----------------------------------------------------------------------- outliers
 
 
+def outlier_overlaps(sigma, gamma, idx):
+    """Leave-one-out outliers of the population axes ``idx``, each a spike on the rest.
+
+    For ``s = sigma_j`` and the other ``d - 1`` values (larger ones included, signed),
+    ``psi(s) = s (1 + (c/d) sum_{i != j} sigma_i/(s - sigma_i))`` is the sample outlier and
+    ``psi'(s) = 1 - (c/d) sum_{i != j} sigma_i^2/(s - sigma_i)^2``; the axis separates iff
+    ``psi'(s) > 0`` (and no other sigma_i equals s). Overlaps (residue of
+    ``e^T (C - z)^(-1) e ~ -1/(z (1 + m_{-j}(z) s))`` at ``m_{-j} = -1/s``):
+    ``|<u_j, e_j>|^2 = s psi'(s) / psi(s)`` and, for another axis ``l``,
+    ``|<u_j, e_l>|^2 = s^2 sigma_l / (n psi(s) (s - sigma_l)^2)`` (``n = gamma d``).
+
+    Args:
+        sigma: population spectrum ``[d]``.
+        gamma: load n/d, shape ``[...]``.
+        idx: static axis indices ``[k]`` (python ints).
+
+    Returns:
+        ``(overlap [..., k], eigenvalue [..., k], cross [..., k, k])``: ``cross[..., a, b]``
+        is ``|<u_{idx_a}, e_{idx_b}>|^2`` for ``a != b`` (0 on the diagonal). Overlaps and
+        cross terms are 0, eigenvalues NaN, for axes that do not separate.
+    """
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+    d = sigma.shape[0]
+    gamma = jnp.asarray(gamma, sigma.dtype)
+    lift = lambda a: a.reshape((1,) * gamma.ndim + a.shape)  # noqa: E731  (rank_promotion)
+    c = (1.0 / gamma)[..., None]  # [..., 1]
+    s = sigma[idx]  # [k]
+    mask = np.arange(d)[None, :] != idx[:, None]  # [k, d] (static)
+    diff = s[:, None] - sigma[None, :]
+    live = mask & (diff != 0)
+    safe = jnp.where(live, diff, 1.0)
+    t1 = jnp.sum(jnp.where(live, sigma[None, :] / safe, 0.0), axis=-1) / d  # [k]
+    t2 = jnp.sum(jnp.where(live, (sigma[None, :] / safe) ** 2, 0.0), axis=-1) / d
+    distinct = jnp.all(jnp.where(mask, diff != 0, True), axis=-1)  # [k]
+    slope = 1.0 - c * lift(t2)  # psi'(s)  [..., k]
+    lam_top = lift(s) * (1.0 + c * lift(t1))  # psi(s)
+    sep = lift(distinct) & (slope > 0) & (lam_top > 0)
+    lam_safe = jnp.where(sep, lam_top, 1.0)
+    overlap = jnp.where(sep, lift(s) * slope / lam_safe, 0.0)
+    pair = s[:, None] - s[None, :]  # [k, k]
+    off = ~np.eye(idx.shape[0], dtype=bool)
+    pair_safe = jnp.where(off & (pair != 0), pair, 1.0)
+    w = (s[:, None] ** 2) * s[None, :] / pair_safe**2 / d  # [k, k]: s_a^2 s_b / (s_a - s_b)^2 / d
+    cross = (c / lam_safe)[..., None] * lift(jnp.where(off & (pair != 0), w, 0.0))
+    cross = jnp.where(sep[..., None], cross, 0.0)
+    return overlap, jnp.where(sep, lam_top, jnp.nan), cross
+
+
 def axis_outlier(sigma, gamma, j: int):
     """Sample outlier attached to population axis ``j``: ``(overlap |<u_j, e_j>|^2, eigenvalue)``.
 
-    Overlap 0 and eigenvalue NaN when ``sigma_j`` does not separate from the rest.
+    ``outlier_overlaps`` for one axis: a spike ``sigma_j`` on the other ``d - 1`` values
+    (larger ones included). Overlap 0 and eigenvalue NaN when ``sigma_j`` does not separate.
     ``gamma`` may be an array ``[G]``; returns arrays of its shape.
     """
-    gamma = jnp.asarray(gamma, sigma.dtype)
-    c = 1.0 / gamma[..., None]
-    s = sigma[j]
-    mask = jnp.arange(sigma.shape[0]) != j
-    diff = s - sigma
-    ok_pair = jnp.where(mask, diff > 0, True)
-    safe = jnp.where(mask & (diff > 0), diff, 1.0)
-    t1 = jnp.sum(jnp.where(mask, sigma / safe, 0.0)) / sigma.shape[0]
-    t2 = jnp.sum(jnp.where(mask, (sigma / safe) ** 2, 0.0)) / sigma.shape[0]
-    c = c[..., 0]
-    slope = 1.0 - c * t2
-    sep = jnp.all(ok_pair) & (slope > 0)
-    lam_top = s * (1.0 + c * t1)
-    overlap = jnp.where(sep, s * slope / lam_top, 0.0)
-    return overlap, jnp.where(sep, lam_top, jnp.nan)
+    overlap, lam_top, _ = outlier_overlaps(sigma, gamma, [j])
+    return overlap[..., 0], lam_top[..., 0]
+
+
+def latent_recovery(sigma, gamma, idx):
+    """Theory of ``Q = (1/k) ||Uhat_k^T V_k||_F^2`` for the population axes ``idx`` (k of them).
+
+    ``Q = (1/k) sum_a [|<u_a, e_a>|^2 + sum_{b != a} |<u_a, e_b>|^2]`` from
+    ``outlier_overlaps`` (rows of non-separating axes count 0). ``gamma [...]`` -> ``[...]``.
+    """
+    overlap, _, cross = outlier_overlaps(sigma, gamma, idx)
+    return jnp.mean(overlap + jnp.sum(cross, axis=-1), axis=-1)
 
 
 def _z_of_m(m, sigma, c):
@@ -315,7 +361,9 @@ __all__ = [
     "w2_equivalent",
     "point_values",
     "grid_values",
+    "outlier_overlaps",
     "axis_outlier",
+    "latent_recovery",
     "bulk_edge",
     "random_spike_outlier",
     "check_residual",
