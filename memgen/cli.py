@@ -177,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="store directory (required)")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", default=None, help="replace an existing store")
-    g.add_argument("--resume", action="store_true", default=None, help="finish an interrupted store")
+    g.add_argument("--resume", metavar="DIR", help="finish the interrupted store DIR (its spec.json gives the "
+                   "data, model and grid; run options such as --memory may change)")
     s.add_argument("--x64", action="store_true", default=None, help="compute in float64")
     s.add_argument("--memory", help="memory budget, e.g. 4GB (default: from the device)")
     s.add_argument("--chunk", type=int, help="points per stored chunk")
@@ -201,9 +202,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_SPEC_OPTIONS = ("config", "data", "d", "beta", "rank", "spikes", "alpha", "k", "directions", "gamma", "lam",
+                 "seeds", "seed", "samples", "model", "preset", "size", "source", "x64", "out")
+
+
+def _resume_specs(args, opts):
+    """--resume DIR: the specs (and dtype) come from DIR/spec.json, not the command line."""
+    given = [f"--{k}" for k in _SPEC_OPTIONS if getattr(args, k, None) not in (None, False)]
+    if given:
+        raise ValueError(f"--resume takes the spec from the store; drop {', '.join(given)}")
+    from . import config
+
+    spec_file = Path(args.resume) / "spec.json"
+    if not spec_file.is_file():
+        raise ValueError(f"--resume: {args.resume!r} is not a memgen store (no spec.json)")
+    spec = json.loads(spec_file.read_text())
+    opts.update(out=args.resume, resume=True, x64=spec.get("dtype") == "float64")
+    return tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+
+
 def _cmd_scan(args) -> int:
     opts = _options(args)
-    data, model, grid = build_specs(opts)
+    if args.resume is not None:
+        data, model, grid = _resume_specs(args, opts)
+    else:
+        opts["resume"] = False
+        data, model, grid = build_specs(opts)
     from .engine import parse_memory, scan
 
     if opts["memory"] is not None:

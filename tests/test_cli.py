@@ -74,3 +74,21 @@ def test_theory_formats():
 def test_info():
     r = memgen("info")
     assert r.returncode == 0 and '"backend": "cpu"' in r.stdout
+
+
+def test_resume_takes_the_spec_from_the_store(tmp_path):
+    out = tmp_path / "r"
+    r = memgen("scan", "--d", "16", "--gamma", "0.5,2", "--lam", "0", "--seeds", "2", "--samples", "2",
+               "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    first = xr.open_dataset(out / "results.nc", engine="h5netcdf").load()
+    for f in (out / "chunks").glob("*.npz"):  # as if interrupted: drop one chunk and the result
+        f.unlink()
+        break
+    (out / "results.nc").unlink()
+    r = memgen("scan", "--resume", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    again = xr.open_dataset(out / "results.nc", engine="h5netcdf").load()
+    assert (first.q.values == again.q.values).all()
+    r = memgen("scan", "--resume", str(out), "--d", "20")
+    assert r.returncode == 2 and "--resume takes the spec from the store; drop --d" in r.stderr
