@@ -44,18 +44,20 @@ def best_of(fn, repeat: int) -> float:
     return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
-def datasets(data, grid):
+def datasets(data, grid, samples):
     """The exact training sets and noise memgen uses, as float64 NumPy (untimed)."""
+    from memgen.grid import point_keys
+
     root = jax.random.key(grid.seed)
     out = {}
     for s in range(grid.seeds):
-        k = jax.random.fold_in(root, s)
-        pop = data_mod.population(jax.random.fold_in(k, 0), data, jnp.asarray(data.beta, jnp.float64),
+        k_pop, k_a, k_b, k_z = point_keys(root, s)
+        pop = data_mod.population(k_pop, data, jnp.asarray(data.beta, jnp.float64),
                                   jnp.asarray(0.0, jnp.float64), jnp.float64)
         n_max = max(int(round(g * data.d)) for g in grid.gamma)
-        Xa = np.asarray(data_mod.sample(jax.random.fold_in(k, 1), pop, n_max))
-        Xb = np.asarray(data_mod.sample(jax.random.fold_in(k, 2), pop, n_max))
-        z = np.asarray(data_mod.normal(jax.random.fold_in(k, 3), (32, data.d), jnp.float64))
+        Xa = np.asarray(data_mod.sample(k_a, pop, n_max))
+        Xb = np.asarray(data_mod.sample(k_b, pop, n_max))
+        z = np.asarray(data_mod.normal(k_z, (samples, data.d), jnp.float64))
         out[s] = (Xa, Xb, z, np.asarray(pop.latent))
     return out
 
@@ -167,7 +169,7 @@ def main(argv=None):
     n_points = len(gammas) * seeds * len(grid.lam)
 
     # (b) and NumPy's floor first, in a child process that never loads JAX
-    sets = datasets(data, grid)
+    sets = datasets(data, grid, model.samples)
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "sets.npz")
     arrays = {f"{k}{s}": v for s, (Xa, Xb, z, V) in sets.items() for k, v in zip(("Xa", "Xb", "z", "V"), (Xa, Xb, z, V))}

@@ -148,7 +148,7 @@ def linear_item(d: int, repeat: int, lams=LAMS, gammas=GAMMAS) -> dict:
         return out
     with warnings.catch_warnings():  # without x64 the float64 requests fall back to float32
         warnings.filterwarnings("ignore", message=".*float64.*not available.*")
-        sets = bl.datasets(data, grid)
+        sets = bl.datasets(data, grid, model.samples)
     mats = bl.floor_mats(d, list(gammas), sets, "float32")
     del sets
     floor = bl.eigh_floor_jax(mats, repeat)

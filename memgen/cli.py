@@ -75,20 +75,55 @@ def _load_config(path: str) -> dict:
 
 
 def _options(args) -> dict:
+    """Defaults < TOML < command line; ``_given`` names the options set explicitly."""
     opts = dict(SCAN_DEFAULTS)
+    given = set()
     if getattr(args, "config", None):
-        opts.update(_load_config(args.config))
+        cfg = _load_config(args.config)
+        opts.update(cfg)
+        given |= set(cfg)
     for k in SCAN_DEFAULTS:
         v = getattr(args, k, None)
         if v is not None:
             opts[k] = v
+            given.add(k)
+    opts["_given"] = given
     return opts
+
+
+# Options that only make sense for some data; giving one elsewhere is an error, not a no-op.
+_ONLY_FOR = {
+    "spiked": {"rank"},
+    "powerlaw": {"alpha", "k"},
+    "linear": {"d", "beta", "spikes", "directions", "samples", "memory", "batch", "theory"},
+    "conv": {"preset", "size", "source"},
+}
+
+
+def _check_applicable(opts: dict) -> None:
+    data, given = opts["data"], opts.get("_given", set())
+    model = "conv" if data in ("field", "images") else "linear"
+    allowed = set().union(*(v for k, v in _ONLY_FOR.items() if k not in ("spiked", "powerlaw", "linear", "conv")))
+    allowed |= _ONLY_FOR[model] | _ONLY_FOR.get(data, set())
+    if data == "spiked":
+        allowed -= {"alpha", "k"}
+    if data == "field":
+        allowed |= {"alpha"}
+    bad = sorted(k for k in given if k in set().union(*_ONLY_FOR.values()) - allowed)
+    if data == "powerlaw" and "beta" in given:
+        bad = sorted(set(bad) | {"beta"})
+    if bad:
+        hint = " (power-law spikes: --spikes)" if "beta" in bad and data == "powerlaw" else ""
+        raise ValueError(f"{', '.join('--' + b for b in bad)} do(es) not apply to --data {data}{hint}")
+    if data == "spiked" and "spikes" in given and ({"rank"} & given or "," in str(opts["beta"])):
+        raise ValueError("--spikes sets every spike strength: drop --rank and the --beta list")
 
 
 def build_specs(opts: dict):
     """CLI/TOML options -> (data, model, grid), validated by the specs themselves."""
     from . import config
 
+    _check_applicable(opts)
     betas = parse_range("beta", opts["beta"], log=False)
     alphas = parse_range("alpha", opts["alpha"], log=False)
     common = dict(d=opts["d"], directions=opts["directions"])
@@ -203,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _SPEC_OPTIONS = ("config", "data", "d", "beta", "rank", "spikes", "alpha", "k", "directions", "gamma", "lam",
-                 "seeds", "seed", "samples", "model", "preset", "size", "source", "x64", "out")
+                 "seeds", "seed", "samples", "model", "preset", "size", "source", "x64", "out", "batch")
 
 
 def _resume_specs(args, opts):
@@ -217,7 +252,7 @@ def _resume_specs(args, opts):
     if not spec_file.is_file():
         raise ValueError(f"--resume: {args.resume!r} is not a memgen store (no spec.json)")
     spec = json.loads(spec_file.read_text())
-    opts.update(out=args.resume, resume=True, x64=spec.get("dtype") == "float64")
+    opts.update(out=args.resume, resume=True, x64=spec.get("dtype") == "float64", batch=spec.get("batch", 8))
     return tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
 
 

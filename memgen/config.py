@@ -194,6 +194,8 @@ class Grid:
         for g in self.gamma:
             if n_samples(g, data.d) < 1:
                 _fail("Grid.gamma", f">= {0.5 / data.d:.3g} so that n = round(gamma*d) >= 1 at d={data.d}", g)
+        if self.alpha is not None and self.beta is not None:
+            _fail("Grid.beta", "unset when Grid.alpha is swept (one swept axis at a time)", list(self.beta))
         if self.alpha is not None and not isinstance(data, PowerLaw):
             _fail("Grid.alpha", "unset unless the data is PowerLaw", list(self.alpha))
         if self.beta is not None and isinstance(data, PowerLaw) and not data.beta:

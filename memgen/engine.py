@@ -18,8 +18,8 @@ from . import store as store_mod
 from .config import Grid, Linear, PowerLaw, Spiked
 from .denoisers import ConvDenoiser, ImageField, Images, scan_denoisers
 
-_PARSE_MEMORY = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-                 "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_PARSE_MEMORY = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
+                 "T": 1e12, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 def parse_memory(value) -> int:
@@ -34,7 +34,7 @@ def parse_memory(value) -> int:
             num = float(num_s)
         except ValueError:
             num = -1.0
-    if unit not in _PARSE_MEMORY or not np.isfinite(num) or num <= 0:
+    if unit not in _PARSE_MEMORY or not np.isfinite(num) or num * _PARSE_MEMORY.get(unit, 0) < 1:
         raise ValueError(f"memory must be a positive size such as 4GB or 512MiB, got {value!r}")
     return int(num * _PARSE_MEMORY[unit])
 
@@ -94,7 +94,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
     dtype = jnp.float64 if x64 else jnp.float32
 
     ax = grid_mod.axes_of(grid)
-    spec = store_mod.spec_dict(data, model, grid, dtype)
+    spec = store_mod.spec_dict(data, model, grid, dtype, batch)
     store = None
     done = None
     if out is not None:
@@ -104,7 +104,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
     chunks = grid_mod.plan(data, model, grid, itemsize=jnp.dtype(dtype).itemsize, memory=budget,
                            chunk=chunk, done=done, devices=devices, batch=batch)
     runner = grid_mod.Runner(data, model, grid, dtype)
-    flat = {k: np.full((ax.size, len(ax.lam)) if lam else (ax.size,), np.nan)
+    flat = {k: np.full((ax.size, len(ax.lam)) if lam else (ax.size,), np.nan, jnp.dtype(dtype))
             for k, lam in grid_mod.VARIABLES.items()}
     try:
         for c, res in grid_mod.run_chunks(runner, chunks, progress=progress):
@@ -117,7 +117,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
             print(f"\ninterrupted: finished chunks are saved; continue with --resume {out}")
         raise
     if store is not None:  # resumed points come from disk
-        flat, _ = store_mod.read_chunks(store.path, ax.size, grid_mod.VARIABLES, len(ax.lam))
+        flat, _ = store_mod.read_chunks(store.path, ax.size, grid_mod.VARIABLES, len(ax.lam), jnp.dtype(dtype))
     ds = store_mod.to_dataset(flat, grid_mod.VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
     ds.attrs["dtype"] = str(jnp.dtype(dtype))
     ds.attrs["matmul_precision"] = "highest"

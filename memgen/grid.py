@@ -70,6 +70,12 @@ def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool):
     return out, x
 
 
+def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(k_pop, k_a, k_b, k_z) of a seed: the one documented key layout (see module doc)."""
+    k_seed = jax.random.fold_in(root, seed_idx)
+    return tuple(jax.random.fold_in(k_seed, t) for t in (_TAG_POP, _TAG_A, _TAG_B, _TAG_Z))
+
+
 def point(seed_idx, n, beta, alpha, lam, root, *, spec: DataSpec, n_pad: int, samples: int, dtype):
     """All order parameters of one grid point (a pair of models), every lam at once.
 
@@ -84,10 +90,10 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec: DataSpec, n_pad: int, sa
     Returns:
         dict of arrays: lam-dependent variables [L], the others [] (see ``VARIABLES``).
     """
-    k_seed = jax.random.fold_in(root, seed_idx)
-    pop = data_mod.population(jax.random.fold_in(k_seed, _TAG_POP), spec, beta, alpha, dtype)
-    z = data_mod.normal(jax.random.fold_in(k_seed, _TAG_Z), (samples, spec.d), dtype)
-    halves = jnp.stack([jax.random.fold_in(k_seed, _TAG_A), jax.random.fold_in(k_seed, _TAG_B)])
+    k_pop, k_a, k_b, k_z = point_keys(root, seed_idx)
+    pop = data_mod.population(k_pop, spec, beta, alpha, dtype)
+    z = data_mod.normal(k_z, (samples, spec.d), dtype)
+    halves = jnp.stack([k_a, k_b])
     model = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw))
     per, x = jax.vmap(model, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
     out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
@@ -186,10 +192,10 @@ def plan(data: DataSpec, model: Linear, grid: Grid, *, itemsize: int, memory: in
          batch: int = 8) -> list[Chunk]:
     """Splits the not-yet-done points into chunks, grouped by padding bucket.
 
-    Memory: each device holds one micro-batch of points in flight, so the micro-batch is
-    ``min(batch, points in the bucket, memory // point_bytes)``. A chunk (the unit of checkpointing and progress)
-    holds ``chunk`` real points, default four micro-batches per device, padded to a multiple of
-    ``batch * devices``.
+    Memory: each device holds one micro-batch of ``min(batch, points in the bucket)`` points
+    in flight; a micro-batch that does not fit ``memory`` is refused. A chunk (the unit of
+    checkpointing and progress) holds ``chunk`` points rounded up to whole micro-batches on
+    every device (default four per device).
 
     Raises:
         ValueError: when one point does not fit in ``memory`` (before any compute).
@@ -204,18 +210,23 @@ def plan(data: DataSpec, model: Linear, grid: Grid, *, itemsize: int, memory: in
     out = []
     for n_pad in sorted(buckets):
         idx = np.sort(np.asarray(buckets[n_pad]))
-        # the micro-batch depends only on the spec (never on devices or what is done), so every
-        # point sees the same arithmetic whatever the chunking, device count or resume history
-        b = int(min(batch, len(idx), max(1, budget // point_bytes(data, n_pad, len(ax.lam), model.samples, itemsize))))
-        if done is not None:
-            idx = idx[~done[idx]]
+        # The micro-batch depends only on the spec and ``batch`` (stored with the spec), never on
+        # memory, devices or what is done: every point sees the same arithmetic whatever the
+        # chunking, device count or resume history.
+        b = int(min(batch, len(idx)))
         need = point_bytes(data, n_pad, len(ax.lam), model.samples, itemsize)
         if need > budget:
             raise ValueError(
                 f"memory={budget / 2**30:.3g} GiB is too small: one grid point at d={data.d}, "
                 f"n_pad={n_pad} needs about {need / 2**30:.3g} GiB; raise --memory or lower d/gamma")
+        if b * need > budget:
+            raise ValueError(
+                f"memory={budget / 2**30:.3g} GiB is too small for batch={b} points at d={data.d}, n_pad={n_pad} "
+                f"({b * need / 2**30:.3g} GiB); lower --batch to {max(1, budget // need)} or raise --memory")
+        if done is not None:
+            idx = idx[~done[idx]]
         step = b * devices
-        size = chunk if chunk is not None else 4 * step
+        size = 4 * step if chunk is None else -(-chunk // step) * step  # whole micro-batches only
         for start in range(0, len(idx), size):
             part = idx[start:start + size]
             out.append(Chunk(n_pad, part, -(-len(part) // step) * step, b))

@@ -33,9 +33,13 @@ KIND_ATTR = "memgen_kind"
 RESULTS = "results.nc"
 
 
-def spec_dict(data, model, grid, dtype) -> dict:
-    return {"data": config.to_dict(data), "model": config.to_dict(model), "grid": config.to_dict(grid),
-            "dtype": str(np.dtype(dtype))}
+def spec_dict(data, model, grid, dtype, batch: int | None = None) -> dict:
+    """Everything that fixes the numbers: specs, dtype and the micro-batch (see grid.plan)."""
+    out = {"data": config.to_dict(data), "model": config.to_dict(model), "grid": config.to_dict(grid),
+           "dtype": str(np.dtype(dtype))}
+    if batch is not None:
+        out["batch"] = batch
+    return out
 
 
 def spec_from_attrs(ds: xr.Dataset):
@@ -64,6 +68,9 @@ class Store:
         self.chunks = self.path / "chunks"
         if self.path.exists() and any(self.path.iterdir()):
             if overwrite:
+                if not (self.path / "spec.json").exists():  # never delete what memgen did not write
+                    raise ValueError(f"overwrite: {str(self.path)!r} is not a memgen store (no spec.json); "
+                                     "refusing to delete it, choose another out")
                 shutil.rmtree(self.path)
             elif not resume:
                 raise ValueError(f"out={str(self.path)!r} exists and is not empty; pass overwrite=True "
@@ -115,9 +122,9 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_chunks(path: Path, size: int, variables: dict[str, bool], n_lam: int) -> tuple[dict, np.ndarray]:
-    """Flat arrays [size(, L)] from every chunk file (NaN where missing) and the done mask."""
-    flat = {k: np.full((size, n_lam) if lam else (size,), np.nan) for k, lam in variables.items()}
+def read_chunks(path: Path, size: int, variables: dict[str, bool], n_lam: int, dtype) -> tuple[dict, np.ndarray]:
+    """Flat arrays [size(, L)] of ``dtype`` from every chunk file (NaN where missing), done mask."""
+    flat = {k: np.full((size, n_lam) if lam else (size,), np.nan, dtype) for k, lam in variables.items()}
     done = np.zeros(size, bool)
     for f in sorted((Path(path) / "chunks").glob("*.npz")):
         with np.load(f) as z:
@@ -163,7 +170,7 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     spec = json.loads((path / "spec.json").read_text())
     data, grid = config.from_dict(spec["data"]), config.from_dict(spec["grid"])
     ax = axes_of(grid)
-    flat, done = read_chunks(path, ax.size, VARIABLES, len(ax.lam))
+    flat, done = read_chunks(path, ax.size, VARIABLES, len(ax.lam), spec["dtype"])
     ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
     ds.attrs["complete"] = int(done.all())
     return ds

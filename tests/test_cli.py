@@ -92,3 +92,15 @@ def test_resume_takes_the_spec_from_the_store(tmp_path):
     assert (first.q.values == again.q.values).all()
     r = memgen("scan", "--resume", str(out), "--d", "20")
     assert r.returncode == 2 and "--resume takes the spec from the store; drop --d" in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "powerlaw", "--beta", "1,2"], "--beta do(es) not apply to --data powerlaw (power-law spikes: --spikes)"),
+    (["--data", "spiked", "--alpha", "1,2"], "--alpha do(es) not apply to --data spiked"),
+    (["--data", "field", "--model", "conv", "--d", "64"], "--d do(es) not apply to --data field"),
+    (["--spikes", "4,2", "--rank", "2"], "--spikes sets every spike strength"),
+    (["--memory", "0.5"], "memory must be a positive size"),
+])
+def test_options_that_do_not_apply_are_refused(args, message, tmp_path):
+    r = memgen("scan", *args, "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and message in r.stderr, r.stderr

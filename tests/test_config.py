@@ -33,6 +33,8 @@ def test_cross_checks_before_compute():
         memgen.scan(memgen.Spiked(d=100), memgen.Linear(), memgen.Grid(gamma=[0.001]))
     with pytest.raises(ValueError, match=r"Grid.alpha must be unset unless the data is PowerLaw"):
         memgen.scan(memgen.Spiked(d=10), memgen.Linear(), memgen.Grid(alpha=[1.0]))
+    with pytest.raises(ValueError, match=r"Grid.beta must be unset when Grid.alpha is swept"):
+        memgen.scan(memgen.PowerLaw(d=10, beta=(2.0,)), memgen.Linear(), memgen.Grid(beta=[1.0, 2.0], alpha=[1.0]))
     with pytest.raises(ValueError, match=r"chunk must be an integer >= 1, got 0"):
         memgen.scan(memgen.Spiked(d=10), memgen.Linear(), memgen.Grid(), chunk=0)
     with pytest.raises(ValueError, match=r"memory must be a positive size such as 4GB"):

@@ -32,11 +32,11 @@ def test_point_matches_naive_sqrtm_loop(seed, spec, n, n_pad):
     out = grid_mod.point(jnp.uint32(s_idx), n, beta, alpha, jnp.asarray(lam), root,
                          spec=spec, n_pad=n_pad, samples=7, dtype=jnp.float64)
     # the same draws, re-derived from the documented key layout
-    k = jax.random.fold_in(root, s_idx)
-    pop = data_mod.population(jax.random.fold_in(k, 0), spec, beta, alpha, jnp.float64)
-    Xa = np.asarray(data_mod.sample(jax.random.fold_in(k, 1), pop, n))
-    Xb = np.asarray(data_mod.sample(jax.random.fold_in(k, 2), pop, n))
-    z = np.asarray(data_mod.normal(jax.random.fold_in(k, 3), (7, spec.d), jnp.float64))
+    k_pop, k_a, k_b, k_z = grid_mod.point_keys(root, s_idx)
+    pop = data_mod.population(k_pop, spec, beta, alpha, jnp.float64)
+    Xa = np.asarray(data_mod.sample(k_a, pop, n))
+    Xb = np.asarray(data_mod.sample(k_b, pop, n))
+    z = np.asarray(data_mod.normal(k_z, (7, spec.d), jnp.float64))
     want = ref.naive_point(Xa, Xb, z, lam, np.asarray(pop.latent), np.diag(np.asarray(pop.sigma)))
     for key, val in want.items():
         np.testing.assert_allclose(out[key], val, rtol=1e-9, atol=1e-9, err_msg=key)

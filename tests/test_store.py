@@ -26,6 +26,7 @@ def test_roundtrip_and_attrs(tmp_path):
     back = memgen.load(tmp_path / "s")
     _same(ds, back)
     assert back.attrs["memgen_kind"] == "scan" and back.attrs["dtype"] == "float32"
+    assert back.q.dtype == np.float32 and ds.q.dtype == np.float32
     assert "device" in back.attrs and "jax_version" in back.attrs
     from memgen.store import spec_from_attrs
 
@@ -39,7 +40,14 @@ def test_existing_out_is_refused(tmp_path):
         memgen.scan(DATA, MODEL, GRID, out=tmp_path / "s", progress=False, batch=2)
     other = memgen.Grid(gamma=[0.5], lam=[0.0], seeds=2)
     with pytest.raises(ValueError, match=r"written by another spec \(differs in grid\)"):
-        memgen.scan(DATA, MODEL, other, out=tmp_path / "s", resume=True, progress=False)
+        memgen.scan(DATA, MODEL, other, out=tmp_path / "s", resume=True, progress=False, batch=2)
+    with pytest.raises(ValueError, match=r"written by another spec \(differs in batch\)"):
+        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "s", resume=True, progress=False, batch=3)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    with pytest.raises(ValueError, match=r"not a memgen store \(no spec.json\); refusing to delete it"):
+        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "mine", overwrite=True, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").exists()
     with pytest.raises(ValueError, match=r"nothing to resume"):
         memgen.scan(DATA, MODEL, GRID, out=tmp_path / "new", resume=True, progress=False)
 
