@@ -91,27 +91,19 @@ def _options(args) -> dict:
     return opts
 
 
-# Options that only make sense for some data; giving one elsewhere is an error, not a no-op.
-_ONLY_FOR = {
-    "spiked": {"rank"},
-    "powerlaw": {"alpha", "k"},
-    "linear": {"d", "beta", "spikes", "directions", "samples", "memory", "batch", "theory"},
-    "conv": {"preset", "size", "source"},
+# The options each kind of data uses; giving one it does not use is an error, not a no-op.
+_APPLIES = {
+    "spiked": {"d", "beta", "rank", "spikes", "directions", "samples", "memory", "batch", "theory"},
+    "powerlaw": {"d", "spikes", "alpha", "k", "directions", "samples", "memory", "batch", "theory"},
+    "field": {"alpha", "preset", "size"},
+    "images": {"preset", "size", "source"},
 }
+_DATA_OPTIONS = set().union(*_APPLIES.values())
 
 
 def _check_applicable(opts: dict) -> None:
     data, given = opts["data"], opts.get("_given", set())
-    model = "conv" if data in ("field", "images") else "linear"
-    allowed = set().union(*(v for k, v in _ONLY_FOR.items() if k not in ("spiked", "powerlaw", "linear", "conv")))
-    allowed |= _ONLY_FOR[model] | _ONLY_FOR.get(data, set())
-    if data == "spiked":
-        allowed -= {"alpha", "k"}
-    if data == "field":
-        allowed |= {"alpha"}
-    bad = sorted(k for k in given if k in set().union(*_ONLY_FOR.values()) - allowed)
-    if data == "powerlaw" and "beta" in given:
-        bad = sorted(set(bad) | {"beta"})
+    bad = sorted(given & _DATA_OPTIONS - _APPLIES[data])
     if bad:
         hint = " (power-law spikes: --spikes)" if "beta" in bad and data == "powerlaw" else ""
         raise ValueError(f"{', '.join('--' + b for b in bad)} do(es) not apply to --data {data}{hint}")

@@ -97,15 +97,15 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
     spec = store_mod.spec_dict(data, model, grid, dtype, batch)
     store = None
     done = None
-    if out is not None:
+    flat = {k: np.full((ax.size, len(ax.lam)) if lam else (ax.size,), np.nan, jnp.dtype(dtype))
+            for k, lam in grid_mod.VARIABLES.items()}
+    if out is not None:  # resumed points come from disk, once
         store = store_mod.Store(out, spec, overwrite=overwrite, resume=resume)
-        done = store.done(ax.size)
+        flat, done = store_mod.read_chunks(store.path, ax.size, grid_mod.VARIABLES, len(ax.lam), jnp.dtype(dtype))
     devices = jax.device_count()
     chunks = grid_mod.plan(data, model, grid, itemsize=jnp.dtype(dtype).itemsize, memory=budget,
                            chunk=chunk, done=done, devices=devices, batch=batch)
     runner = grid_mod.Runner(data, model, grid, dtype)
-    flat = {k: np.full((ax.size, len(ax.lam)) if lam else (ax.size,), np.nan, jnp.dtype(dtype))
-            for k, lam in grid_mod.VARIABLES.items()}
     try:
         for c, res in grid_mod.run_chunks(runner, chunks, progress=progress):
             if store is not None:
@@ -116,8 +116,6 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
         if store is not None:
             print(f"\ninterrupted: finished chunks are saved; continue with --resume {out}")
         raise
-    if store is not None:  # resumed points come from disk
-        flat, _ = store_mod.read_chunks(store.path, ax.size, grid_mod.VARIABLES, len(ax.lam), jnp.dtype(dtype))
     ds = store_mod.to_dataset(flat, grid_mod.VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
     ds.attrs["dtype"] = str(jnp.dtype(dtype))
     ds.attrs["matmul_precision"] = "highest"

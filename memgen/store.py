@@ -93,14 +93,6 @@ class Store:
             raise ValueError(f"resume: the store at {str(self.path)!r} was written by another spec "
                              f"(differs in {', '.join(diff)}); use --overwrite or another --out")
 
-    def done(self, size: int) -> np.ndarray:
-        """Boolean mask [size] of points already stored."""
-        mask = np.zeros(size, bool)
-        for f in self.chunks.glob("*.npz"):
-            with np.load(f) as z:
-                mask[z["index"]] = True
-        return mask
-
     def write_chunk(self, index: np.ndarray, values: dict[str, np.ndarray]) -> None:
         buf = self.chunks / f"c{int(index[0]):09d}-{uuid.uuid4().hex[:8]}.npz"
         tmp = buf.with_suffix(".tmp")

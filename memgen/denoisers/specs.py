@@ -56,8 +56,20 @@ def shell_sizes(size: tuple[int, int]) -> tuple[int, ...]:
     return tuple(out)
 
 
+class _ImageShape:
+    """d = H W pixels; Q scores the top ``k`` directions."""
+
+    @property
+    def d(self) -> int:
+        return self.size[0] * self.size[1]
+
+    @property
+    def rank(self) -> int:
+        return self.k
+
+
 @dataclass(frozen=True)
-class ImageField:
+class ImageField(_ImageShape):
     """Stationary Gaussian images with power spectrum P(f) ∝ (|f| + f0)^(-alpha) (theory.md §1).
 
     The covariance is diagonal in the 2-D Fourier basis; the spectrum is normalised to unit
@@ -87,17 +99,9 @@ class ImageField:
         if self.k not in valid:
             _fail("ImageField.k", f"a whole number of frequency shells, one of {valid[:8]}", self.k)
 
-    @property
-    def d(self) -> int:
-        return self.size[0] * self.size[1]
-
-    @property
-    def rank(self) -> int:
-        return self.k
-
 
 @dataclass(frozen=True)
-class Images:
+class Images(_ImageShape):
     """A set of real (or synthetic) grayscale images, resized to (H, W), centred and scaled.
 
     Attributes:
@@ -120,14 +124,6 @@ class Images:
         _check_int("Images.k", self.k, 1)
         if self.k >= self.d:
             _fail("Images.k", f"< d={self.d}", self.k)
-
-    @property
-    def d(self) -> int:
-        return self.size[0] * self.size[1]
-
-    @property
-    def rank(self) -> int:
-        return self.k
 
 
 @dataclass(frozen=True)
