@@ -13,7 +13,7 @@ Items (suite version :data:`SUITE_VERSION`; change the version whenever an item'
 - ``lam_axis_d256``: the same scan at d = 256 with 1 and with 16 lams; the time ratio shows
   what the lam axis costs (every lam comes from one eigh per dataset).
 - ``theory``: ``memgen.theory`` on a 200 x 200 (gamma, lam) spiked grid, points/s.
-- ``denoisers``: ``train_ensemble`` of K small ``ConvDenoiser`` models (one ``jit(vmap)``),
+- ``denoisers``: ``train_ensemble`` of K small ``ConvDenoiser`` models (sharded, vmapped),
   models * steps / s.
 
 A size is skipped, with the reason recorded, when one grid point does not fit the memory

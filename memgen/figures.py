@@ -11,11 +11,14 @@ model and grid) and the mode. Scan results are kept next to the figures as
 Sizes come from the table ``SIZES`` keyed by mode:
 
 * ``"tiny"``: seconds; for the test suite only (the numbers are not meaningful).
-* ``"quick"``: all figures in about 3 minutes on 2 CPU cores (d = 200, 8 seeds, 8x8 images).
-* ``"full"``: paper-sized grids (d = 1000, 16 seeds, 16x16 images; hours on a CPU).
+* ``"quick"``: all figures in about 4 minutes on 2 CPU cores (d = 200, 8 seeds, 8x8 images).
+* ``"full"``: paper-sized linear grids (d = 1000, 16 seeds; about 30 minutes on 2 CPU cores)
+  and wider, longer-trained denoisers (width 32, depth 6, 3000 steps, 4 seeds; still 8x8
+  images, which is what a CPU trains in minutes).
 
-The denoisers are trained longer than ``ConvDenoiser.quick()`` (1500 steps, width 16 in quick
+The denoisers are trained longer than ``ConvDenoiser.quick()`` (2500 steps, width 16 in quick
 mode): the quick preset does not memorise even n = 2 images, so its curves show no transition.
+Both modes start at n = 1, where a trained denoiser copies its one training image (m near 1).
 The power-law Q is the top-eigenvector recovery (``k = 1``): the theory's axis outliers
 score each population axis alone, which is the subspace overlap only for k = 1.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -63,19 +67,19 @@ SIZES: dict[str, dict] = {
         d=200, gamma=(0.05, 8.0, 12), lam=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0), lam_show=(0.0, 0.01, 0.1, 1.0),
         seeds=8, samples=32, beta=2.0, betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1,
         theory_points=80, spec_d=1000, spec_gammas=(0.2, 1.0, 4.0),
-        img_size=(8, 8), img_gamma=(1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=2,
-        denoiser=dict(depth=5, width=16, steps=1500, batch=16, lr=3e-3, sample_steps=25, samples=32, test=16),
+        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=2,
+        denoiser=dict(depth=5, width=16, steps=2500, batch=16, lr=3e-3, sample_steps=25, samples=32, test=16),
         pair_n=(2, 512), pair_show=8,
         bench_d=(32, 64, 128), bench_seeds=8, naive_seeds=2,
     ),
     "full": dict(
-        d=1000, gamma=(0.03, 10.0, 24), lam=(0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+        d=1000, gamma=(0.03, 10.0, 20), lam=(0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
         lam_show=(0.0, 0.01, 0.1, 1.0), seeds=16, samples=64, beta=2.0,
-        betas=(0.5, 0.75, 1.0, 1.5, 2.0, 4.0), alphas=(0.5, 1.0, 1.5, 2.0), pl_k=1, theory_points=200,
+        betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1, theory_points=200,
         spec_d=2000, spec_gammas=(0.2, 1.0, 4.0),
-        img_size=(16, 16), img_gamma=(1 / 128, 1 / 32, 1 / 8, 1 / 2, 2.0), img_lam=(0.0, 1e-3), img_seeds=4,
-        denoiser=dict(depth=6, width=32, steps=5000, batch=32, lr=2e-3, sample_steps=40, samples=64, test=32),
-        pair_n=(2, 512), pair_show=8,  # 2 x 512 + test <= 1184 Grace Hopper patches of 16 x 16
+        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=4,
+        denoiser=dict(depth=6, width=32, steps=3000, batch=16, lr=2e-3, sample_steps=25, samples=32, test=16),
+        pair_n=(2, 512), pair_show=8,
         bench_d=(32, 64, 128, 256, 512), bench_seeds=8, naive_seeds=2,
     ),
 }
@@ -440,6 +444,9 @@ def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list
         _save_data(ds, out_dir, f"denoisers_{tag}")
         axes = sub.subplots(1, 3)
         plots.order_parameters(ds, variables=("m", "q", "Q"), axes=axes)
+        base = ds["m_heldout"].mean(("lam", "seed"))  # m of fresh data: no memorisation at all
+        axes[0].plot(base["gamma"], base, "--", color="0.4", label="held-out images")
+        axes[0].legend(fontsize=6, frameon=False)
         for ax in axes:
             sec = ax.secondary_xaxis("top", functions=(lambda g, d=data.d: g * d, lambda n, d=data.d: n / d))
             sec.set_xlabel(r"training images $n$", fontsize=7)
@@ -562,7 +569,7 @@ def fig_benchmark(out_dir, mode: str = "quick", log: list | None = None) -> list
     ax = fig.axes[0]
     dev = jax.devices()[0]
     ax.set_title(rf"spiked data, $\gamma = {_f(gamma)}$, {len(lams)} $\lambda$ × {z['bench_seeds']} seeds "
-                 f"per $d$, {dev.platform} ({jax.device_count()} device)\nmemgen steady state (compile "
+                 f"per $d$, {dev.platform} ({jax.device_count()} device{'s' if jax.device_count() > 1 else ''})\nmemgen steady state (compile "
                  "excluded); NumPy/SciPy with 1 BLAS thread", fontsize=6.5)
     ax.set_xticks(list(z["bench_d"]), [str(d) for d in z["bench_d"]])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
@@ -596,6 +603,10 @@ FIGURES = {
 def make_all(out_dir, mode: str = "quick", only=None) -> list[Path]:
     """Writes every figure (PNG + PDF) and ``figures.json`` into ``out_dir``.
 
+    The index is rewritten after each figure, so an interrupted run keeps the entries of the
+    figures it finished. With ``only``, the entries of the other figures already in
+    ``out_dir/figures.json`` (same mode) are kept: one figure can be remade alone.
+
     Args:
         out_dir: output folder (created).
         mode: ``"quick"`` (minutes on 2 CPU cores), ``"full"`` (paper-sized) or ``"tiny"``
@@ -612,23 +623,35 @@ def make_all(out_dir, mode: str = "quick", only=None) -> list[Path]:
         raise ValueError(f"unknown figure(s) {bad}; known: {list(FIGURES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    path = out / "figures.json"
+    kept = []
+    if only is not None and path.exists():
+        old = json.loads(path.read_text())
+        if old.get("mode") == mode:
+            kept = [e for e in old.get("figures", []) if e["name"] not in names]
     log: list = []
     files: list[Path] = []
-    t0 = time.perf_counter()
     try:
         for name in names:
             files += FIGURES[name](out, mode=mode, log=log)
+            _write_index(path, mode, kept, log, out)
     finally:
         _CACHE.clear()
+    return files + [path]
+
+
+def _write_index(path: Path, mode: str, kept: list, log: list, out: Path) -> None:
     import memgen
 
+    new = [{**e, "files": [_rel(p, out) for p in e["files"]]} for e in log]
+    figures = sorted(kept + new, key=lambda e: list(FIGURES).index(e["name"]))
     index = {"mode": mode, "memgen": memgen.__version__, "jax": jax.__version__,
-             "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
-             "seconds": round(time.perf_counter() - t0, 2), "sizes": _jsonable(SIZES[mode]),
-             "figures": [{**e, "files": [_rel(p, out) for p in e["files"]]} for e in log]}
-    path = out / "figures.json"
-    path.write_text(json.dumps(index, indent=1))
-    return files + [path]
+             "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()}",
+             "seconds": round(sum(e["seconds"] for e in figures), 2), "sizes": _jsonable(SIZES[mode]),
+             "figures": figures}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, path)
 
 
 def _rel(p, out: Path) -> str:

@@ -52,6 +52,13 @@ VARIABLES: dict[str, bool] = {
     "top_eig": False,
 }
 
+
+
+def shapes(n_lam: int) -> dict[str, tuple[int, ...]]:
+    """Stored variable -> trailing shape per grid point."""
+    return {k: (n_lam,) if lam else () for k, lam in VARIABLES.items()}
+
+
 _TAG_POP, _TAG_A, _TAG_B, _TAG_Z = 0, 1, 2, 3
 
 
@@ -159,7 +166,8 @@ def point_bytes(spec: DataSpec, n_pad: int, n_lam: int, samples: int, itemsize: 
 
 
 def default_memory() -> int:
-    """Memory budget in bytes: half the free memory of device 0, or a quarter of host RAM."""
+    """Memory budget of ONE device in bytes: half the free memory of device 0 (accelerators),
+    or half the host RAM shared by the local CPU devices."""
     dev = jax.devices()[0]
     if dev.platform != "cpu":
         try:
@@ -168,7 +176,7 @@ def default_memory() -> int:
         except Exception:  # noqa: BLE001 - not every backend reports
             pass
     try:
-        return int(0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / jax.local_device_count())
     except (ValueError, OSError, AttributeError):
         return 4 << 30
 
@@ -225,12 +233,21 @@ def plan(data: DataSpec, model: Linear, grid: Grid, *, itemsize: int, memory: in
                 f"({b * need / 2**30:.3g} GiB); lower --batch to {max(1, budget // need)} or raise --memory")
         if done is not None:
             idx = idx[~done[idx]]
-        step = b * devices
-        size = 4 * step if chunk is None else -(-chunk // step) * step  # whole micro-batches only
-        for start in range(0, len(idx), size):
-            part = idx[start:start + size]
-            out.append(Chunk(n_pad, part, -(-len(part) // step) * step, b))
+        out += split(idx, n_pad=n_pad, batch=b, devices=devices, chunk=chunk)
     return out
+
+
+def split(idx: np.ndarray, *, n_pad: int, batch: int, devices: int, chunk: int | None,
+          per_device: int = 4) -> list[Chunk]:
+    """Cuts point indices into chunks of whole micro-batches on every device.
+
+    A chunk holds ``chunk`` points rounded up to a multiple of ``batch * devices`` (default
+    ``per_device`` micro-batches per device); the last one is padded up to that size.
+    """
+    step = batch * devices
+    size = per_device * step if chunk is None else -(-chunk // step) * step
+    return [Chunk(n_pad, idx[i:i + size], -(-len(idx[i:i + size]) // step) * step, batch)
+            for i in range(0, len(idx), size)]
 
 
 # ------------------------------------------------------------------------- running
@@ -255,18 +272,41 @@ def _blas_threads_for_xla():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(spec: DataSpec, n_pad: int, batch: int, samples: int, dtype: str, devices: tuple) -> Callable:
-    """The chunk kernel: jit(shard_map(lax.map(vmap(point)))), cached across scans."""
-    fn = partial(point, spec=spec, n_pad=n_pad, samples=samples, dtype=jnp.dtype(dtype))
+def sharded_map(fn: Callable, *, batch: int, devices: tuple, mapped: int, shared: int) -> Callable:
+    """THE batching composition of memgen: ``jit(shard_map(lax.map(vmap(fn))))``.
 
-    def local(s, n, beta, alpha, lam, root):  # lax.map vmaps fn over micro-batches
-        return jax.lax.map(lambda a: fn(*a, lam, root), (s, n, beta, alpha), batch_size=batch)
+    ``fn(*per_point, *shared_args)`` is written for one point. The returned callable takes
+    ``mapped`` arrays with a leading points axis (length a multiple of ``batch *
+    len(devices)``), sharded over ``devices`` and evaluated in micro-batches of ``batch``
+    points per device, then ``shared`` arguments replicated on every device. Every point sees
+    the same arithmetic whatever the chunk size or device count, because each device runs the
+    same local program on fixed-size micro-batches.
+    """
+
+    def local(*args):
+        per, rest = args[:mapped], args[mapped:]
+        return jax.lax.map(lambda a: fn(*a, *rest), per, batch_size=batch)
 
     P = jax.sharding.PartitionSpec
     mesh = jax.sharding.Mesh(np.array(devices), ("points",))
-    pts = P("points")
-    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(pts, pts, pts, pts, P(), P()), out_specs=pts))
+    # Points never communicate: varying-manual-axis checks only get in the way of kernels that
+    # build constants (e.g. zero-initialised parameters) inside lax.scan carries.
+    kernel = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("points"),) * mapped + (P(),) * shared,
+                                   out_specs=P("points"), check_vma=False))
+    place = [jax.sharding.NamedSharding(mesh, P("points"))] * mapped + [jax.sharding.NamedSharding(mesh, P())] * shared
+
+    def call(*args):  # inputs committed elsewhere (e.g. to device 0) are moved, not refused
+        return kernel(*(jax.device_put(a, p) for a, p in zip(args, place)))
+
+    call.jitted = kernel  # for inspection (compile cache, lowering)
+    return call
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(spec: DataSpec, n_pad: int, batch: int, samples: int, dtype: str, devices: tuple) -> Callable:
+    """The chunk kernel of the linear engine, cached across scans."""
+    fn = partial(point, spec=spec, n_pad=n_pad, samples=samples, dtype=jnp.dtype(dtype))
+    return sharded_map(fn, batch=batch, devices=devices, mapped=4, shared=2)
 
 
 class Runner:
@@ -284,7 +324,6 @@ class Runner:
         self.ax = axes_of(grid)
         self.root = jax.random.key(grid.seed)
         self.lam = np.asarray(grid.lam, self.dtype)
-        self.mesh = jax.sharding.Mesh(np.array(jax.devices()), ("points",))
 
     def _kernel(self, n_pad: int, batch: int):
         return _compiled(self.data, n_pad, batch, self.model.samples, self.dtype.name, tuple(jax.devices()))
@@ -308,8 +347,6 @@ class Runner:
     def run(self, chunk: Chunk) -> dict[str, np.ndarray]:
         """Runs one chunk; returns host arrays with the padding removed, checked finite."""
         args = self.inputs(chunk.index, chunk.size)
-        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("points"))
-        args = tuple(jax.device_put(a, sharding) for a in args)
         with jax.default_matmul_precision("highest"), _blas_threads_for_xla():
             out = self._kernel(chunk.n_pad, chunk.batch)(*args, self.lam, self.root)
             out = jax.block_until_ready(out)

@@ -114,9 +114,9 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_chunks(path: Path, size: int, variables: dict[str, bool], n_lam: int, dtype) -> tuple[dict, np.ndarray]:
-    """Flat arrays [size(, L)] of ``dtype`` from every chunk file (NaN where missing), done mask."""
-    flat = {k: np.full((size, n_lam) if lam else (size,), np.nan, dtype) for k, lam in variables.items()}
+def read_chunks(path: Path, size: int, shapes: dict[str, tuple], dtype) -> tuple[dict, np.ndarray]:
+    """Flat arrays [size, *shape] of ``dtype`` from every chunk file (NaN where missing), done mask."""
+    flat = {k: np.full((size, *shp), np.nan, dtype) for k, shp in shapes.items()}
     done = np.zeros(size, bool)
     for f in sorted((Path(path) / "chunks").glob("*.npz")):
         with np.load(f) as z:
@@ -157,13 +157,20 @@ def load(path: str | os.PathLike) -> xr.Dataset:
             return ds.load()
     if not (path / "spec.json").exists():
         raise ValueError(f"load: {str(path)!r} is not a memgen store (no {RESULTS} or spec.json)")
-    from .grid import VARIABLES, axes_of
-
     spec = json.loads((path / "spec.json").read_text())
-    data, grid = config.from_dict(spec["data"]), config.from_dict(spec["grid"])
-    ax = axes_of(grid)
-    flat, done = read_chunks(path, ax.size, VARIABLES, len(ax.lam), spec["dtype"])
-    ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
+    data, model, grid = (config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    if spec["model"]["kind"] == "ConvDenoiser":
+        from .denoisers import engine as den
+
+        size, shapes = len(grid.gamma) * len(grid.lam) * grid.seeds, den.variables(model)
+        flat, done = read_chunks(path, size, shapes, spec["dtype"])
+        ds = den.to_dataset(flat, spec, grid, data, model)
+    else:
+        from .grid import VARIABLES, axes_of, shapes as var_shapes
+
+        ax = axes_of(grid)
+        flat, done = read_chunks(path, ax.size, var_shapes(len(ax.lam)), spec["dtype"])
+        ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
     ds.attrs["complete"] = int(done.all())
     return ds
 

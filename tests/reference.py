@@ -72,3 +72,21 @@ def naive_point(Xa, Xb, z, lam, V, Sigma):
     top = lambda X: np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1]  # noqa: E731
     out["top_eig"] = (top(Xa) + top(Xb)) / 2
     return out
+
+
+def results_on_devices(script: str, devices, tmp_path) -> list:
+    """Runs ``script`` (argv: output .npz, device count) once per forced host device count.
+
+    Returns the loaded .npz of each run, for bit-for-bit comparison across device counts.
+    """
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for n_dev in devices:
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}", JAX_PLATFORMS="cpu")
+        f = tmp_path / f"d{n_dev}.npz"
+        subprocess.run([sys.executable, "-c", script, str(f), str(n_dev)], env=env, check=True, timeout=240)
+        outs.append(np.load(f))
+    return outs

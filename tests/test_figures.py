@@ -87,3 +87,18 @@ def test_sizes_table_is_complete():
         assert set(figures.SIZES[mode]) == keys, mode
     full = figures.SIZES["full"]
     assert full["d"] >= 1000 and full["seeds"] >= 16 and max(full["bench_d"]) >= 512
+
+
+def test_remaking_one_figure_keeps_the_index_of_the_others(made, tmp_path):
+    out, _, index = made
+    import shutil
+
+    copy = tmp_path / "figs"
+    shutil.copytree(out, copy)
+    figures.make_all(copy, mode="tiny", only=["spectra"])
+    new = json.loads((copy / "figures.json").read_text())
+    assert [e["name"] for e in new["figures"]] == [e["name"] for e in index["figures"]]
+    by_old = {e["name"]: e for e in index["figures"]}
+    for e in new["figures"]:
+        if e["name"] != "spectra":
+            assert e == by_old[e["name"]]

@@ -92,7 +92,7 @@ def test_new_lam_and_second_chunk_do_not_recompile():
     chunks = grid_mod.plan(data, model, grid, itemsize=4, chunk=4, devices=jax.device_count(), batch=1)
     assert len(chunks) == 2
     runner.run(chunks[0])
-    kernel = runner._kernel(chunks[0].n_pad, 1)
+    kernel = runner._kernel(chunks[0].n_pad, 1).jitted
     before = kernel._cache_size()
     runner.run(chunks[1])
     runner.lam = np.asarray([0.3, 0.9], np.float32)  # a new set of lam values, same length
@@ -109,12 +109,7 @@ def test_sharded_scan_bit_identical_to_one_device(tmp_path):
         import jax; assert jax.device_count() == int(sys.argv[2]), jax.device_count()
         np.savez(sys.argv[1], **{k: ds[k].values for k in ds.data_vars})
     """)
-    outs = []
-    for n_dev in (1, 4):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}", JAX_PLATFORMS="cpu")
-        f = tmp_path / f"d{n_dev}.npz"
-        subprocess.run([sys.executable, "-c", script, str(f), str(n_dev)], env=env, check=True, timeout=240)
-        outs.append(np.load(f))
+    outs = ref.results_on_devices(script, (1, 4), tmp_path)
     for k in outs[0].files:
         np.testing.assert_array_equal(outs[0][k], outs[1][k], err_msg=k)
 

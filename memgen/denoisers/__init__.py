@@ -3,8 +3,8 @@
 Data flow: ``specs`` (ImageField, Images, ConvDenoiser) -> ``images`` (FFT fields,
 synthetic sets, loaders) -> ``model`` (bias-free CNN, one image) -> ``train`` (pure AdamW
 step, lax.scan, ensembles by vmap) -> ``sample`` (DDIM / ascent from shared noise) ->
-``metrics`` (m, q, Q, Wiener / empirical references) -> ``engine`` (``scan_denoisers``,
-the only batching layer).
+``metrics`` (m, q, Q, Wiener / empirical references) -> ``engine`` (the pair kernel, its
+runner and Dataset layout; batched by ``memgen.grid.sharded_map``, run by ``memgen.scan``).
 """
 
 from .engine import scan_denoisers as scan_denoisers

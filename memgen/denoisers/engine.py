@@ -1,33 +1,33 @@
-"""The denoiser scan: train, sample and score whole ensembles over (gamma, lam, seed, split).
+"""The denoiser engine: train, sample and score whole ensembles over (gamma, lam, seed, split).
 
-``scan_denoisers(data, model, grid)`` is the batching layer of the denoiser engine. Every
-grid point ``(gamma, lam, seed)`` holds a pair of models (split A, B) trained on disjoint
+Every grid point ``(gamma, lam, seed)`` is a pair of models (split A, B) trained on disjoint
 halves of one per-seed draw of ``2 n_max`` images; a model at load gamma trains on the first
-``n = round(gamma d)`` rows of its half (so training sets are nested in n). All
-``G x L x S x 2`` models are flattened, cut into memory-sized chunks, and each chunk is
-trained, sampled and scored by one ``jit(vmap(point))`` call (chunks are padded to one
-shape, so the kernel compiles once). Keys come from ``fold_in`` of grid coordinates:
+``n = round(gamma d)`` rows of its half (so training sets are nested in n). Points are cut
+into chunks and run by ``grid.sharded_map``, the batching composition of the linear engine:
+``jit(shard_map(lax.map(vmap(pair))))`` with a fixed micro-batch of ``batch`` pairs (2 batch
+models trained at once) per device, so every model sees the same arithmetic whatever the
+chunk size, device count or resume history. ``memgen.scan`` stores the chunks and resumes.
+Keys come from ``fold_in`` of grid coordinates:
 
 * data of seed s:         ``fold_in(fold_in(root, DATA), s)`` (test set: stream TEST)
 * model (g, l, s, split): ``fold_in(...fold_in(fold_in(root, MODEL), g), l), s), split)``
 * sampler noise:          ``fold_in(fold_in(root, SAMPLE), s)``: shared by both members of a
   pair (and across gamma, lam: common random numbers).
-
-so results do not depend on the chunk size. q is computed on the host from the two members'
-samples. The output is an ``xarray.Dataset`` with the contract shared with the linear engine.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from memgen.config import Grid, _fail, n_samples, to_dict
+from memgen.config import Grid, _fail, n_samples
+from memgen.grid import Chunk, _blas_threads_for_xla, sharded_map, split
 
 from . import images as _images
 from . import metrics as _metrics
@@ -107,7 +107,8 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         spec: the denoiser spec; k: number of latent directions for Q.
 
     Returns:
-        dict of samples [S, d], m, Q, loss (scalars), mse, mse_wiener, mse_empirical [n_sigma].
+        dict of samples [S, d], m, m_heldout, Q, loss (scalars), mse, mse_wiener,
+        mse_empirical [n_sigma].
     """
     dt = data.dtype
     params, losses = _train.train(k_model, data, n, lam, spec=spec)
@@ -131,6 +132,7 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
     return {
         "samples": gen,
         "m": _metrics.memorisation(gen, xtr, n),
+        "m_heldout": _metrics.memorisation(xt, xtr, n),
         "Q": _metrics.latent_recovery(gen, pop_u[:, :k]),
         "loss": jnp.mean(losses[-tail:]),
         "mse": jnp.stack(net),
@@ -139,173 +141,193 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
     }
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "k"))
-def _chunk_kernel(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec, k):
+def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoiser, k: int):
+    """ONE grid point (gamma index g, lam index l, seed s): a pair of models A, B.
+
+    Both members train on their own half of seed s's draw (``pools[s, 0]``, ``pools[s, 1]``),
+    are sampled from the same noise and scored on the same test images.
+
+    Args:
+        g, l, s: grid indices [] (uint32): they fix the keys (module doc).
+        n: training-set size [] (int); lam: weight decay [].
+        root: root key; pools [S, 2, n_max, H, W]; tests [S, T, H, W]; pop_u [d, d]; pop_s [d].
+        spec, k: static.
+
+    Returns:
+        dict: m, m_heldout, q, Q, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
+        of A and B; q between them, computed on the device in the scan's dtype).
+    """
+    k_pair = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, MODEL), g), l), s)
+    k_models = jax.vmap(lambda a: jax.random.fold_in(k_pair, a))(jnp.arange(2, dtype=jnp.uint32))
+    k_sample = jax.random.fold_in(jax.random.fold_in(root, SAMPLE), s)
+    k_noise = jax.random.fold_in(jax.random.fold_in(root, TEST_NOISE), s)
     fn = functools.partial(point, spec=spec, k=k)
-    return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None))(
-        k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s
-    )
+    per = jax.vmap(fn, in_axes=(0, None, None, 0, None, None, None, None, None))(
+        k_models, k_sample, k_noise, pools[s], n, lam, tests[s], pop_u, pop_s)
+    gen = per.pop("samples")
+    out = {key: jnp.mean(v, axis=0) for key, v in per.items()}
+    out["q"] = _metrics.convergence(gen[0], gen[1])
+    return out
 
 
-# ---------------------------------------------------------------- the scan
+def scan_denoisers(data, model: ConvDenoiser, grid: Grid, *, dtype=None, **kw) -> xr.Dataset:
+    """``memgen.scan`` for denoisers with an explicit ``dtype`` (default: JAX's default float).
+
+    Keyword arguments (out, memory, chunk, batch, progress, overwrite, resume) are
+    ``memgen.scan``'s; the result is the same Dataset.
+    """
+    from memgen import engine
+
+    check(data, model, grid)
+    engine.check_run_options(kw.get("chunk"), kw.get("batch", 8), kw.get("overwrite", False), kw.get("resume", False))
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    opts = dict(out=None, memory=None, chunk=None, batch=8, progress=True, overwrite=False, resume=False)
+    unknown = set(kw) - set(opts)
+    if unknown:
+        raise TypeError(f"scan_denoisers got unexpected keyword(s) {sorted(unknown)}")
+    opts.update(kw)
+    if opts["memory"] is not None:
+        opts["memory"] = engine.parse_memory(opts["memory"])
+    return engine._execute(data, model, grid, dtype, **opts)
+
+
+def variables(model: ConvDenoiser) -> dict[str, tuple[int, ...]]:
+    """Stored variable -> trailing shape per grid point (the store's order)."""
+    sig = (len(model.mse_sigmas),)
+    return {"m": (), "m_heldout": (), "q": (), "Q": (), "loss": (), "mse": sig, "mse_wiener": sig,
+            "mse_empirical": sig}
+
+
+DESCRIPTIONS = {
+    "m": "E max_mu |cos(x, x_mu)| over the model's training set (mean of A, B)",
+    "m_heldout": "m of held-out data images instead of samples: what a model that samples the true "
+                 "distribution scores (the nearest-neighbour baseline of m; it grows with n)",
+    "q": "E cos(x_A, x_B), pair sampled from the same noise",
+    "Q": "(1/k)||Vhat_k^T V_k||_F^2, Vhat from generated samples (mean of A, B)",
+    "loss": "final training loss (mean of the last 10% of steps)",
+    "mse": "denoising MSE per pixel on held-out images",
+    "mse_wiener": "MSE of the population Wiener filter Sigma (Sigma + sigma^2)^-1",
+    "mse_empirical": "MSE of the memorising denoiser C (C + sigma^2)^-1, C of the training set",
+}
 
 
 def model_bytes(data, model: ConvDenoiser, n_max: int, itemsize: int) -> int:
-    """Rough device memory of one model in a chunk (activations kept for backprop dominate)."""
+    """Rough device memory of one model in flight (activations kept for backprop dominate)."""
     d = data.d
     act = model.batch * d * model.width * 9 * model.depth * 4  # patches + activations, fwd + bwd
     smp = (model.samples + model.test) * d * model.width * 9 * 2
-    return itemsize * (act + smp + (n_max + model.test) * d + d * d) + 4 * (9 * model.width**2 * model.depth)
+    data_copy = (n_max + model.test) * d  # its half of the pool and the test set, gathered per pair
+    return itemsize * (act + smp + data_copy + d * d) + 4 * (9 * model.width**2 * model.depth)
 
 
-def scan_denoisers(
-    data: ImageField | Images,
-    model: ConvDenoiser,
-    grid: Grid,
-    *,
-    progress: bool = True,
-    chunk: int | None = None,
-    budget_bytes: int = 1 << 30,
-    dtype=None,
-) -> xr.Dataset:
-    """Train and score a pair of denoisers at every (gamma, lam, seed) of ``grid``.
+def to_dataset(flat: dict[str, np.ndarray], spec: dict, grid: Grid, data, model: ConvDenoiser) -> xr.Dataset:
+    """Flat per-point arrays [G L S, ...] -> Dataset with dims (gamma, lam, seed[, sigma])."""
+    from memgen import store as store_mod
 
-    Args:
-        data: an :class:`ImageField` or :class:`Images` spec (d = H W).
-        model: the denoiser spec.
-        grid: ``memgen.config.Grid``: gamma -> n = round(gamma d), lam -> AdamW weight
-            decay, seeds -> repetitions; ``beta``/``alpha`` sweeps are not supported.
-        progress: show a tqdm bar over chunks.
-        chunk: models per compiled call (default: as many as fit ``budget_bytes``).
-        budget_bytes: device-memory budget for one chunk.
-        dtype: float dtype (default: JAX's default float, float64 under x64).
-
-    Returns:
-        Dataset with dims (gamma, lam, seed, sigma), coordinate n(gamma), variables
-        m, q, Q, loss (gamma, lam, seed) and mse, mse_wiener, mse_empirical
-        (gamma, lam, seed, sigma); attrs memgen_kind = "scan" and memgen_spec (JSON).
-
-    Raises:
-        ValueError: invalid combination of specs (before any compute), or non-finite results
-            (naming the grid coordinates).
-    """
-    if not isinstance(data, (ImageField, Images)):
-        _fail("data", "an ImageField or Images spec", type(data).__name__)
-    if not isinstance(model, ConvDenoiser):
-        _fail("model", "a ConvDenoiser spec", type(model).__name__)
-    if grid.beta is not None or grid.alpha is not None:
-        _fail("Grid.beta/alpha", "unset for denoiser scans", (grid.beta, grid.alpha))
-    d = data.d
-    ns = [n_samples(g, d) for g in grid.gamma]
-    for g, n in zip(grid.gamma, ns):
-        if n < 1:
-            _fail("Grid.gamma", f">= {0.5 / d:.3g} so that n = round(gamma*d) >= 1 at d={d}", g)
-    if model.samples < data.k:
-        _fail("ConvDenoiser.samples", f">= k={data.k} (Q needs a rank-k sample covariance)", model.samples)
-    dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
-    n_max = max(ns)
-    src = _Source(data, 2 * n_max, model.test, dtype)
-    root = jax.random.key(grid.seed)
     G, L, S = len(grid.gamma), len(grid.lam), grid.seeds
-    draws = [src.draw(root, s) for s in range(S)]
-    pools = np.stack([p.reshape(2, n_max, *data.size) for p, _ in draws])  # [S, 2, n_max, H, W]
-    tests = np.stack([t for _, t in draws])  # [S, T, H, W]
-
-    coords = [(g, l, s, a) for g in range(G) for l in range(L) for s in range(S) for a in range(2)]
-    P = len(coords)
-    size = chunk or max(1, budget_bytes // model_bytes(data, model, n_max, dtype.itemsize))
-    size = min(size, P)
-    k_model_root = jax.random.fold_in(root, MODEL)
-    k_sample_root = jax.random.fold_in(root, SAMPLE)
-    k_noise_root = jax.random.fold_in(root, TEST_NOISE)
-    pop_u, pop_s = jnp.asarray(src.u, dtype), jnp.asarray(src.s, dtype)
-
-    def keys_for(cs):
-        km = [jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(k_model_root, g), l), s), a)
-              for g, l, s, a in cs]
-        ks = [jax.random.fold_in(k_sample_root, s) for _, _, s, _ in cs]
-        kn = [jax.random.fold_in(k_noise_root, s) for _, _, s, _ in cs]
-        return jnp.stack(km), jnp.stack(ks), jnp.stack(kn)
-
-    out: dict[str, list] = {}
-    starts = range(0, P, size)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=P, desc="denoisers", unit="model")
-    for start in starts:
-        cs = coords[start : start + size]
-        cs_pad = cs + [cs[-1]] * (size - len(cs))
-        km, ks, kn = keys_for(cs_pad)
-        res = _chunk_kernel(
-            km,
-            ks,
-            kn,
-            jnp.asarray(np.stack([pools[s, a] for _, _, s, a in cs_pad])),
-            jnp.asarray([ns[g] for g, _, _, _ in cs_pad]),
-            jnp.asarray([grid.lam[l] for _, l, _, _ in cs_pad], dtype),
-            jnp.asarray(np.stack([tests[s] for _, _, s, _ in cs_pad])),
-            pop_u,
-            pop_s,
-            spec=model,
-            k=data.k,
-        )
-        res = {key: np.asarray(v)[: len(cs)] for key, v in res.items()}
-        for key, v in res.items():
-            bad = ~np.isfinite(v.reshape(len(cs), -1)).all(axis=1)
-            if bad.any():
-                g, l, s, a = cs[int(np.argmax(bad))]
-                raise ValueError(
-                    f"non-finite {key} at gamma={grid.gamma[g]}, lam={grid.lam[l]}, seed={s}, split={'AB'[a]}"
-                    " (rerun with JAX_DEBUG_NANS=1 to locate it)"
-                )
-            out.setdefault(key, []).append(v)
-        if bar is not None:
-            bar.update(len(cs))
-    if bar is not None:
-        bar.close()
-    res = {key: np.concatenate(v).reshape(G, L, S, 2, *v[0].shape[1:]) for key, v in out.items()}
-    gen = res["samples"].astype(np.float64)
-    cos = np.sum(gen[..., 0, :, :] * gen[..., 1, :, :], -1) / (
-        np.linalg.norm(gen[..., 0, :, :], axis=-1) * np.linalg.norm(gen[..., 1, :, :], axis=-1)
-    )
-    dims3, dims4 = ("gamma", "lam", "seed"), ("gamma", "lam", "seed", "sigma")
+    dims = {(): ("gamma", "lam", "seed"), (len(model.mse_sigmas),): ("gamma", "lam", "seed", "sigma")}
     ds = xr.Dataset(
-        {
-            "m": (dims3, res["m"].mean(axis=3)),
-            "q": (dims3, cos.mean(axis=-1)),
-            "Q": (dims3, res["Q"].mean(axis=3)),
-            "loss": (dims3, res["loss"].mean(axis=3)),
-            "mse": (dims4, res["mse"].mean(axis=3)),
-            "mse_wiener": (dims4, res["mse_wiener"].mean(axis=3)),
-            "mse_empirical": (dims4, res["mse_empirical"].mean(axis=3)),
-        },
-        coords={
-            "gamma": np.asarray(grid.gamma),
-            "lam": np.asarray(grid.lam),
-            "seed": np.arange(S),
-            "sigma": np.asarray(model.mse_sigmas),
-            "n": ("gamma", np.asarray(ns, dtype=np.int64)),
-        },
-        attrs={
-            "memgen_kind": "scan",
-            "memgen_spec": json.dumps({"data": to_dict(data), "model": to_dict(model), "grid": to_dict(grid)}),
-            "memgen_engine": "denoisers",
-            "dtype": str(dtype),
-        },
+        {key: (dims[shape], flat[key].reshape(G, L, S, *shape)) for key, shape in variables(model).items()},
+        coords={"gamma": np.asarray(grid.gamma), "lam": np.asarray(grid.lam), "seed": np.arange(S),
+                "sigma": np.asarray(model.mse_sigmas),
+                "n": ("gamma", np.asarray([n_samples(g, data.d) for g in grid.gamma], dtype=np.int64))},
+        attrs={store_mod.KIND_ATTR: "scan", store_mod.SPEC_ATTR: json.dumps(spec), "memgen_engine": "denoisers",
+               **store_mod._environment()},
     )
-    for name, desc in [
-        ("m", "E max_mu |cos(x, x_mu)| over the model's training set (mean of A, B)"),
-        ("q", "E cos(x_A, x_B), pair sampled from the same noise"),
-        ("Q", "(1/k)||Vhat_k^T V_k||_F^2, Vhat from generated samples (mean of A, B)"),
-        ("loss", "final training loss (mean of the last 10% of steps)"),
-        ("mse", "denoising MSE per pixel on held-out images"),
-        ("mse_wiener", "MSE of the population Wiener filter Sigma (Sigma + sigma^2)^-1"),
-        ("mse_empirical", "MSE of the memorising denoiser C (C + sigma^2)^-1, C of the training set"),
-    ]:
+    for name, desc in DESCRIPTIONS.items():
         ds[name].attrs["description"] = desc
     return ds
 
 
-__all__ = ["scan_denoisers", "point", "model_bytes"]
+@functools.lru_cache(maxsize=16)
+def _compiled(model: ConvDenoiser, k: int, batch: int, devices: tuple) -> Callable:
+    return sharded_map(functools.partial(pair, spec=model, k=k), batch=batch, devices=devices, mapped=5, shared=5)
+
+
+class Runner:
+    """Draws every seed's data once, then trains, samples and scores chunks of pairs."""
+
+    def __init__(self, data, model: ConvDenoiser, grid: Grid, dtype):
+        self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
+        self.shape = (len(grid.gamma), len(grid.lam), grid.seeds)
+        self.ns = np.asarray([n_samples(g, data.d) for g in grid.gamma])  # canonical int: x64 or not
+        self.n_max = int(self.ns.max())
+        self.root = jax.random.key(grid.seed)
+        self.src = _Source(data, 2 * self.n_max, model.test, self.dtype)
+        self._shared = None
+
+    def shared_bytes(self) -> int:
+        """Device bytes of what every device holds: all seeds' pools and tests, eigenpairs."""
+        d = self.data.d
+        return self.dtype.itemsize * (self.grid.seeds * (2 * self.n_max + self.model.test) * d + d * d + d)
+
+    def _inputs_shared(self):
+        if self._shared is None:  # drawn on first use: planning stays compute-free
+            draws = [self.src.draw(self.root, s) for s in range(self.grid.seeds)]
+            pools = np.stack([p.reshape(2, self.n_max, *self.data.size) for p, _ in draws])
+            tests = np.stack([t for _, t in draws])
+            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("points",))
+            everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            self._shared = jax.device_put(  # copied to every device once, not per chunk
+                (self.root, pools, tests, self.src.u.astype(self.dtype), self.src.s.astype(self.dtype)), everywhere)
+        return self._shared
+
+    def run(self, chunk: Chunk) -> dict[str, np.ndarray]:
+        """Runs one chunk of pairs; host arrays with the padding removed, checked finite."""
+        idx = np.concatenate([chunk.index, np.full(chunk.size - len(chunk.index), chunk.index[-1])])
+        g, l, s = np.unravel_index(idx, self.shape)
+        per = (g.astype(np.uint32), l.astype(np.uint32), s.astype(np.uint32), self.ns[g],
+               np.asarray(self.grid.lam, self.dtype)[l])
+        with jax.default_matmul_precision("highest"), _blas_threads_for_xla():
+            out = _compiled(self.model, self.data.k, chunk.batch, tuple(jax.devices()))(*per, *self._inputs_shared())
+        out = {key: np.asarray(v)[: len(chunk.index)] for key, v in jax.device_get(out).items()}
+        for key, v in out.items():
+            bad = ~np.isfinite(v.reshape(len(chunk.index), -1)).all(axis=1)
+            if bad.any():
+                gi, li, si = np.unravel_index(chunk.index[int(np.argmax(bad))], self.shape)
+                raise FloatingPointError(
+                    f"non-finite {key} at gamma={self.grid.gamma[gi]}, lam={self.grid.lam[li]}, seed={si}"
+                    " (rerun with JAX_DEBUG_NANS=1 to locate it)")
+        return out
+
+
+def check(data, model, grid: Grid) -> None:
+    """Validates a denoiser scan before any compute (raises ValueError naming the parameter)."""
+    if not isinstance(data, (ImageField, Images)):
+        _fail("data", "an ImageField or Images spec", type(data).__name__)
+    if not isinstance(model, ConvDenoiser):
+        _fail("model", "a ConvDenoiser spec", type(model).__name__)
+    if not isinstance(grid, Grid):
+        _fail("grid", "a memgen.Grid", type(grid).__name__)
+    if grid.beta is not None or grid.alpha is not None:
+        _fail("Grid.beta/alpha", "unset for denoiser scans", (grid.beta, grid.alpha))
+    d = data.d
+    for g in grid.gamma:
+        if n_samples(g, d) < 1:
+            _fail("Grid.gamma", f">= {0.5 / d:.3g} so that n = round(gamma*d) >= 1 at d={d}", g)
+    if model.samples < data.k:
+        _fail("ConvDenoiser.samples", f">= k={data.k} (Q needs a rank-k sample covariance)", model.samples)
+
+
+def plan(runner: Runner, *, batch: int, memory: int | None, chunk: int | None,
+         done: np.ndarray | None, devices: int) -> list[Chunk]:
+    """Chunks of pairs still to compute; refuses (before compute) a micro-batch over ``memory``."""
+    from memgen.grid import default_memory
+
+    budget = default_memory() if memory is None else memory
+    size = int(np.prod(runner.shape))
+    b = int(min(batch, size))
+    need = 2 * model_bytes(runner.data, runner.model, runner.n_max, runner.dtype.itemsize)
+    fixed = runner.shared_bytes()
+    if fixed + need > budget:
+        raise ValueError(f"memory={budget / 2**30:.3g} GiB is too small: one pair of denoisers at d={runner.data.d} "
+                         f"with n_max={runner.n_max} needs about {(fixed + need) / 2**30:.3g} GiB; raise --memory")
+    if fixed + b * need > budget:
+        raise ValueError(f"memory={budget / 2**30:.3g} GiB is too small for batch={b} pairs "
+                         f"({(fixed + b * need) / 2**30:.3g} GiB); lower --batch to "
+                         f"{max(1, (budget - fixed) // need)} or raise --memory")
+    idx = np.arange(size) if done is None else np.flatnonzero(~done)
+    return split(idx, n_pad=runner.n_max, batch=b, devices=devices, chunk=chunk, per_device=1)
+
+
+__all__ = ["scan_denoisers", "point", "pair", "variables", "model_bytes", "to_dataset", "Runner", "check", "plan"]

@@ -6,10 +6,11 @@ traced, so a new load does not recompile), ``log sigma ~ U[log sigma_min, log si
 ``e ~ N(0, I)`` and ``w(sigma) = 1 + 1/sigma^2``. The weight decay ``lam`` of ``optax.adamw`` is a traced scalar.
 
 Contract: :func:`train_step` and :func:`train` are pure functions of one model's
-``(key, data, n, lam)``; an ensemble of K models is ``jax.jit(jax.vmap(train))`` over
-stacked keys, data, n and lam (:func:`train_ensemble`), which is bit-for-bit a function of
-each model's own inputs, so results do not depend on how the ensemble is chunked. Step keys
-are ``fold_in(key, step)`` (a wide key tree, no chained splits).
+``(key, data, n, lam)``; an ensemble of K models vmaps :func:`train` over stacked keys, data,
+n and lam (:func:`train_ensemble`: ``grid.sharded_map``, as the scan lays it out). At a fixed
+micro-batch each model's result is a function of its own inputs alone, whatever the
+chunking or device count. Step keys are ``fold_in(key, step)`` (a wide key tree, no chained
+splits).
 """
 
 from __future__ import annotations
@@ -112,14 +113,46 @@ def train_one(key, data, n, lam, *, spec: ConvDenoiser):
     return train(key, data, n, lam, spec=spec)
 
 
-@functools.partial(jax.jit, static_argnames="spec")
-def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser):
-    """K models at once: ``jit(vmap(train))`` over keys [K], data [K, n_max, H, W], n [K], lam [K].
+@functools.lru_cache(maxsize=16)
+def _ensemble(spec: ConvDenoiser, batch: int, devices: tuple):
+    from memgen.grid import sharded_map
+
+    return sharded_map(functools.partial(train, spec=spec), batch=batch, devices=devices, mapped=4, shared=0)
+
+
+def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None = None):
+    """K models at once, laid out as the scan trains them (``grid.sharded_map``).
+
+    The K models are sharded over every local device and each device trains its share in
+    micro-batches of ``batch`` models (default ``min(K, 16)``) with one vmapped step. K is
+    padded to a whole number of micro-batches on every device by repeating the last model.
+    The micro-batch, not the device count, fixes the arithmetic: results are identical on any
+    number of devices.
+
+    Args:
+        keys [K], data [K, n_max, H, W], n [K], lam [K]: per-model inputs of :func:`train`.
+        batch: models vmapped at once per device (>= 1).
 
     Returns:
         (params stacked on a leading K axis, losses [K, steps])
+
+    Raises:
+        ValueError: K = 0 or batch < 1.
     """
-    return jax.vmap(functools.partial(train, spec=spec))(keys, data, n, lam)
+    devices = tuple(jax.devices())
+    K = keys.shape[0]
+    if K < 1:
+        raise ValueError("train_ensemble: keys must hold at least one model (K >= 1), got K=0")
+    b = min(K, 16) if batch is None else batch
+    if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+        raise ValueError(f"train_ensemble: batch must be an integer >= 1, got {batch!r}")
+    size = -(-K // (b * len(devices))) * b * len(devices)
+
+    def pad(a):
+        return a if size == K else jnp.concatenate([a, jnp.repeat(a[-1:], size - K, axis=0)])
+
+    out = _ensemble(spec, b, devices)(*(pad(jnp.asarray(a)) for a in (keys, data, n, lam)))
+    return jax.tree.map(lambda a: a[:K], out)
 
 
 __all__ = ["optimizer", "denoise_loss", "sample_batch", "train_step", "train", "train_one", "train_ensemble"]
