@@ -76,6 +76,16 @@ def test_info():
     assert r.returncode == 0 and '"backend": "cpu"' in r.stdout
 
 
+def test_one_cpu_device_per_core_unless_the_user_chose():
+    env = {k: v for k, v in ENV.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    r = subprocess.run([sys.executable, "-m", "memgen.cli", "info"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["devices"]) == len(os.sched_getaffinity(0))
+    r = memgen("info")  # ENV forces one host device: respected
+    assert len(json.loads(r.stdout)["devices"]) == 1
+
+
 def test_resume_takes_the_spec_from_the_store(tmp_path):
     out = tmp_path / "r"
     r = memgen("scan", "--d", "16", "--gamma", "0.5,2", "--lam", "0", "--seeds", "2", "--samples", "2",
