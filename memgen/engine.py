@@ -112,28 +112,18 @@ def _execute(data, model, grid, dtype, *, out, memory, chunk, batch, progress, o
     dtype = jnp.dtype(dtype)
     spec = store_mod.spec_dict(data, model, grid, dtype, batch)
     devices = jax.device_count()
+    size, shapes, assemble = store_mod.layout(spec)
     if isinstance(model, ConvDenoiser):
         runner = den_engine.Runner(data, model, grid, dtype)
-        size, shapes = int(np.prod(runner.shape)), den_engine.variables(model)
 
         def make_plan(done):
             return den_engine.plan(runner, batch=batch, memory=memory, chunk=chunk, done=done, devices=devices)
-
-        def assemble(flat):
-            return den_engine.to_dataset(flat, spec, grid, data, model)
     else:
-        ax = grid_mod.axes_of(grid)
         runner = grid_mod.Runner(data, model, grid, dtype)
-        size, shapes = ax.size, grid_mod.shapes(len(ax.lam))
 
         def make_plan(done):
             return grid_mod.plan(data, model, grid, itemsize=dtype.itemsize, memory=memory, chunk=chunk,
                                  done=done, devices=devices, batch=batch)
-
-        def assemble(flat):
-            ds = store_mod.to_dataset(flat, grid_mod.VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
-            ds.attrs["matmul_precision"] = "highest"
-            return ds
 
     chunks = make_plan(None)  # memory errors before the store is touched
     store = None

@@ -53,7 +53,6 @@ VARIABLES: dict[str, bool] = {
 }
 
 
-
 def shapes(n_lam: int) -> dict[str, tuple[int, ...]]:
     """Stored variable -> trailing shape per grid point."""
     return {k: (n_lam,) if lam else () for k, lam in VARIABLES.items()}

@@ -158,21 +158,35 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     if not (path / "spec.json").exists():
         raise ValueError(f"load: {str(path)!r} is not a memgen store (no {RESULTS} or spec.json)")
     spec = json.loads((path / "spec.json").read_text())
+    size, shapes, assemble = layout(spec)
+    flat, done = read_chunks(path, size, shapes, spec["dtype"])
+    ds = assemble(flat)
+    ds.attrs["complete"] = int(done.all())
+    return ds
+
+
+def layout(spec: dict):
+    """(points, variable -> trailing shape, flat arrays -> Dataset) of a store's spec.
+
+    The one place that knows how each engine's flat per-point results become a Dataset:
+    ``memgen.scan`` and :func:`load` both use it.
+    """
     data, model, grid = (config.from_dict(spec[k]) for k in ("data", "model", "grid"))
     if spec["model"]["kind"] == "ConvDenoiser":
         from .denoisers import engine as den
 
-        size, shapes = len(grid.gamma) * len(grid.lam) * grid.seeds, den.variables(model)
-        flat, done = read_chunks(path, size, shapes, spec["dtype"])
-        ds = den.to_dataset(flat, spec, grid, data, model)
-    else:
-        from .grid import VARIABLES, axes_of, shapes as var_shapes
+        size = len(grid.gamma) * len(grid.lam) * grid.seeds
+        return size, den.variables(model), lambda flat: den.to_dataset(flat, spec, grid, data, model)
+    from .grid import VARIABLES, axes_of, shapes
 
-        ax = axes_of(grid)
-        flat, done = read_chunks(path, ax.size, var_shapes(len(ax.lam)), spec["dtype"])
+    ax = axes_of(grid)
+
+    def assemble(flat):
         ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
-    ds.attrs["complete"] = int(done.all())
-    return ds
+        ds.attrs["matmul_precision"] = "highest"
+        return ds
+
+    return ax.size, shapes(len(ax.lam)), assemble
 
 
 def attach_theory(ds: xr.Dataset, th: xr.Dataset, path: str | os.PathLike | None = None) -> xr.Dataset:
