@@ -26,8 +26,6 @@ import contextlib
 import functools
 import math
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -166,18 +164,19 @@ def point_bytes(spec: DataSpec, n_pad: int, n_lam: int, samples: int, itemsize: 
 
 def default_memory() -> int:
     """Memory budget of ONE device in bytes: half the free memory of device 0 (accelerators),
-    or half the host RAM shared by the local CPU devices."""
+    or half the host RAM shared by the local CPU devices.
+
+    Raises:
+        ValueError: an accelerator that does not report its memory (pass ``memory``).
+    """
     dev = jax.devices()[0]
     if dev.platform != "cpu":
-        try:
-            st = dev.memory_stats()
-            return int(0.5 * (st["bytes_limit"] - st.get("bytes_in_use", 0)))
-        except Exception:  # noqa: BLE001 - not every backend reports
-            pass
-    try:
-        return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / jax.local_device_count())
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+        st = dev.memory_stats() or {}
+        if "bytes_limit" not in st:
+            raise ValueError(f"memory: device {dev.platform}:{dev.device_kind} does not report its free memory; "
+                             "pass memory= (--memory), e.g. 16GB")
+        return int(0.5 * (st["bytes_limit"] - st.get("bytes_in_use", 0)))
+    return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / jax.local_device_count())
 
 
 @dataclass(frozen=True)
@@ -238,13 +237,15 @@ def plan(data: DataSpec, model: Linear, grid: Grid, *, itemsize: int, memory: in
 
 def split(idx: np.ndarray, *, n_pad: int, batch: int, devices: int, chunk: int | None,
           per_device: int = 4) -> list[Chunk]:
-    """Cuts point indices into chunks of whole micro-batches on every device.
+    """Cuts point indices into chunks of exactly ``chunk`` points (the last may hold fewer).
 
-    A chunk holds ``chunk`` points rounded up to a multiple of ``batch * devices`` (default
-    ``per_device`` micro-batches per device); the last one is padded up to that size.
+    ``chunk`` is what the user asked for: the unit of checkpointing and progress, never
+    rounded. The compute of a chunk is padded up to whole micro-batches of ``batch`` points on
+    every device (``Chunk.size``), so a chunk smaller than ``batch * devices`` wastes compute
+    but stores exactly its own points. Default: ``per_device`` micro-batches per device.
     """
     step = batch * devices
-    size = per_device * step if chunk is None else -(-chunk // step) * step
+    size = per_device * step if chunk is None else chunk
     return [Chunk(n_pad, idx[i:i + size], -(-len(idx[i:i + size]) // step) * step, batch)
             for i in range(0, len(idx), size)]
 
@@ -347,8 +348,7 @@ class Runner:
         """Runs one chunk; returns host arrays with the padding removed, checked finite."""
         args = self.inputs(chunk.index, chunk.size)
         with jax.default_matmul_precision("highest"), _blas_threads_for_xla():
-            out = self._kernel(chunk.n_pad, chunk.batch)(*args, self.lam, self.root)
-            out = jax.block_until_ready(out)
+            out = wait(self._kernel(chunk.n_pad, chunk.batch)(*args, self.lam, self.root))
         out = {k: np.asarray(v)[: len(chunk.index)] for k, v in jax.device_get(out).items()}
         self._check_finite(chunk.index, out)
         return out
@@ -368,19 +368,32 @@ class Runner:
                     f"non-finite {name} at {where}; rerun with JAX_DEBUG_NANS=1 to find its source")
 
 
-def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> Iterator[tuple[Chunk, dict]]:
-    """Runs chunks in order, yielding results as they complete, with a progress bar."""
+def wait(tree, poll: float = 0.05):
+    """``block_until_ready`` that Ctrl-C can interrupt.
+
+    A thread blocked inside XLA never returns to Python, so a SIGINT would wait for the whole
+    chunk (minutes for denoisers). Polling keeps the main thread in Python, where the
+    KeyboardInterrupt is raised within ``poll`` seconds; the chunk in flight is abandoned and
+    the finished ones are already stored.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    while not all(x.is_ready() for x in leaves):
+        time.sleep(poll)
+    return tree
+
+
+def run_chunks(runner, chunks: list[Chunk], progress: bool = True) -> Iterator[tuple[Chunk, dict]]:
+    """Runs chunks in order, yielding results as they complete, with a progress bar.
+
+    Ctrl-C stops within a fraction of a second (``wait``), between chunks or inside one; the
+    caller has stored every chunk yielded before it.
+    """
     total = sum(len(c.index) for c in chunks)
     bar = None
     if progress and total:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="pt", desc="memgen scan", dynamic_ncols=True)
-    # Ctrl-C finishes (and lets the caller store) the chunk in flight, then stops.
-    stop = []
-    old = None
-    if threading.current_thread() is threading.main_thread():
-        old = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     try:
         for c in chunks:
             t0 = time.perf_counter()
@@ -389,10 +402,6 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> It
                 bar.update(len(c.index))
                 bar.set_postfix(n_pad=c.n_pad, s_per_pt=f"{(time.perf_counter() - t0) / len(c.index):.3g}")
             yield c, out
-            if stop:
-                raise KeyboardInterrupt
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
         if bar is not None:
             bar.close()

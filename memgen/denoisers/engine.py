@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from memgen.config import Grid, _fail, n_samples
-from memgen.grid import Chunk, _blas_threads_for_xla, sharded_map, split
+from memgen.grid import Chunk, _blas_threads_for_xla, sharded_map, split, wait
 
 from . import images as _images
 from . import metrics as _metrics
@@ -279,7 +279,7 @@ class Runner:
         per = (g.astype(np.uint32), l.astype(np.uint32), s.astype(np.uint32), self.ns[g],
                np.asarray(self.grid.lam, self.dtype)[l])
         with jax.default_matmul_precision("highest"), _blas_threads_for_xla():
-            out = _compiled(self.model, self.data.k, chunk.batch, tuple(jax.devices()))(*per, *self._inputs_shared())
+            out = wait(_compiled(self.model, self.data.k, chunk.batch, tuple(jax.devices()))(*per, *self._inputs_shared()))
         out = {key: np.asarray(v)[: len(chunk.index)] for key, v in jax.device_get(out).items()}
         for key, v in out.items():
             bad = ~np.isfinite(v.reshape(len(chunk.index), -1)).all(axis=1)
