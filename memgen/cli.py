@@ -2,8 +2,8 @@
 
 The CLI builds the very same spec objects as the library, so validation is identical; any
 ``ValueError`` becomes one line ``memgen: error: ...`` and exit status 2, with no traceback.
-Options may also come from ``--config FILE.toml`` (keys are the long option names, with
-underscores); options on the command line win.
+Scan options may also come from ``--config FILE.toml`` (keys are the long option names, with
+dashes or underscores; ``resume = "DIR"``); options on the command line win.
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 # Defaults of the main job (the README's first command): small enough for a laptop CPU.
 SCAN_DEFAULTS = {
     "data": "spiked", "d": 200, "beta": "2", "rank": 1, "spikes": None, "alpha": "1", "k": 1,
     "directions": "random", "gamma": "0.1:8:24", "lam": "0,0.01,0.1,1", "seeds": 4, "seed": 0,
-    "samples": 32, "out": None, "overwrite": False, "resume": False, "x64": False, "memory": None,
+    "samples": 32, "out": None, "overwrite": False, "resume": None, "x64": False, "memory": None,
     "chunk": None, "batch": 8, "theory": False, "progress": True,
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
 }
+CONV_DEFAULTS = {"gamma": "0.02,0.25,1,4", "lam": "0,0.001", "seeds": 2}  # --model conv: what differs
 
 
 def parse_range(name: str, text, log: bool = True) -> list[float]:
@@ -41,7 +43,7 @@ def parse_range(name: str, text, log: bool = True) -> list[float]:
         except (ValueError, IndexError):
             ok = False
         if not ok:
-            raise ValueError(f"--{name}: expected a:b:n with {'0 < ' if log else ''}a < b and integer n >= 2 "
+            raise ValueError(f"--{name}: expected a:b:n with finite {'0 < ' if log else ''}a < b and integer n >= 2 "
                              f"({'log' if log else 'linearly'}-spaced), got {s!r}")
         import numpy as np
 
@@ -68,10 +70,18 @@ def _load_config(path: str) -> dict:
         cfg = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"--config: {path} is not valid TOML ({e})") from None
-    cfg = cfg.get("scan", cfg)
-    unknown = sorted(set(cfg) - set(SCAN_DEFAULTS))
+    cfg = {k.replace("-", "_"): v for k, v in cfg.get("scan", cfg).items()}
+    allowed = set(SCAN_DEFAULTS) | {"no_progress"}
+    unknown = sorted(set(cfg) - allowed)
     if unknown:
-        raise ValueError(f"--config: unknown keys {unknown}; allowed: {sorted(SCAN_DEFAULTS)}")
+        raise ValueError(f"--config: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    for k in ("overwrite", "x64", "theory", "progress", "no_progress"):
+        if k in cfg and not isinstance(cfg[k], bool):
+            raise ValueError(f"--config: {k} must be true or false, got {cfg[k]!r}")
+    if "resume" in cfg and not isinstance(cfg["resume"], str):
+        raise ValueError(f"--config: resume must be a store directory, as in --resume DIR, got {cfg['resume']!r}")
+    if "no_progress" in cfg:
+        cfg["progress"] = not cfg.pop("no_progress")
     return cfg
 
 
@@ -94,10 +104,10 @@ def _options(args) -> dict:
 
 # The options each kind of data uses; giving one it does not use is an error, not a no-op.
 _APPLIES = {
-    "spiked": {"d", "beta", "rank", "spikes", "directions", "samples", "memory", "batch", "theory"},
-    "powerlaw": {"d", "spikes", "alpha", "k", "directions", "samples", "memory", "batch", "theory"},
-    "field": {"alpha", "preset", "size", "memory", "batch"},
-    "images": {"preset", "size", "source", "memory", "batch"},
+    "spiked": {"d", "beta", "rank", "spikes", "directions", "samples", "theory"},
+    "powerlaw": {"d", "spikes", "alpha", "k", "directions", "samples", "theory"},
+    "field": {"alpha", "preset", "size"},
+    "images": {"preset", "size", "source"},
 }
 _DATA_OPTIONS = set().union(*_APPLIES.values())
 
@@ -161,70 +171,128 @@ def _image_specs(opts: dict, alphas):
     if len(size) != 2:
         raise ValueError(f"--size must be HxW such as 16x16, got {opts['size']!r}")
     if opts["data"] == "field":
+        if len(alphas) > 1:
+            raise ValueError(f"--alpha: one exponent for --data field, got {opts['alpha']!r}")
         data = ImageField(size=size, alpha=alphas[0])
     else:
         data = Images(source=opts["source"], size=size)
     if opts["preset"] not in (None, "quick"):
         raise ValueError(f"--preset must be 'quick', got {opts['preset']!r}")
     model = ConvDenoiser.quick() if opts["preset"] == "quick" else ConvDenoiser()
-    gamma = opts["gamma"] if opts["gamma"] != SCAN_DEFAULTS["gamma"] else "0.02,0.25,1,4"
-    lam = opts["lam"] if opts["lam"] != SCAN_DEFAULTS["lam"] else "0,0.001"
-    seeds = opts["seeds"] if opts["seeds"] != SCAN_DEFAULTS["seeds"] else 2
+    given = opts.get("_given", set())  # only what the user left out gets the denoisers' defaults
+    gamma = opts["gamma"] if "gamma" in given else CONV_DEFAULTS["gamma"]
+    lam = opts["lam"] if "lam" in given else CONV_DEFAULTS["lam"]
+    seeds = opts["seeds"] if "seeds" in given else CONV_DEFAULTS["seeds"]
     grid = config.Grid(gamma=parse_range("gamma", gamma), lam=parse_range("lam", lam, log=False),
                        seeds=seeds, seed=opts["seed"])
     return data, model, grid
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML file with any of the options below (command line wins)")
-    p.add_argument("--data", choices=["spiked", "powerlaw", "field", "images"], help="data (default spiked)")
-    p.add_argument("--model", choices=["linear", "conv"], help="generator (default linear)")
-    p.add_argument("--preset", choices=["quick"], help="conv: small CPU-sized denoisers")
-    p.add_argument("--size", help="images: HxW (default 16x16)")
-    p.add_argument("--source", help="images: .npy/.npz/folder of PNGs, or grace_hopper, disks, calpha")
-    p.add_argument("--d", type=int, help="dimension (default 200)")
-    p.add_argument("--beta", help="spike strength; a list sweeps it (default 2)")
-    p.add_argument("--rank", type=int, help="number of equal spikes (default 1)")
-    p.add_argument("--spikes", help="explicit strengths of several spikes, e.g. 4,2")
-    p.add_argument("--alpha", help="power-law exponent; a list sweeps it (default 1)")
-    p.add_argument("--k", type=int, help="power law: top population directions scored by Q")
-    p.add_argument("--directions", choices=["random", "axis"], help="spike directions")
-    p.add_argument("--gamma", help="loads n/d: a:b:n log-spaced or a list (default 0.1:8:24)")
-    p.add_argument("--lam", help="regularisations, a list (default 0,0.01,0.1,1)")
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line ``memgen: error: ...``, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"memgen: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
+    D = SCAN_DEFAULTS
+    kinds = ["spiked", "powerlaw", "field", "images"] if scan else ["spiked", "powerlaw"]
+    p.add_argument("--data", choices=kinds, help=f"data (default: {D['data']})")
+    p.add_argument("--d", type=int, help=f"dimension (default: {D['d']})")
+    p.add_argument("--beta", help=f"spike strength; a list sweeps it (default: {D['beta']})")
+    p.add_argument("--rank", type=int, help=f"number of equal spikes (default: {D['rank']})")
+    p.add_argument("--spikes", help="explicit strengths of several spikes, e.g. 4,2 (default: none; spiked: "
+                   "--rank spikes of strength --beta)")
+    p.add_argument("--alpha", help=f"power-law exponent; a list sweeps it{' (field: spectral exponent)' if scan else ''} "
+                   f"(default: {D['alpha']})")
+    p.add_argument("--k", type=int, help=f"power law without spikes: top population directions scored by Q "
+                   f"(default: {D['k']})")
+    if scan:  # the asymptotic theory does not depend on them
+        p.add_argument("--directions", choices=["random", "axis"], help=f"spike directions (default: {D['directions']})")
+    p.add_argument("--gamma", help=f"loads n/d: a:b:n log-spaced or a list (default: {D['gamma']}"
+                   + (f"; conv: {CONV_DEFAULTS['gamma']})" if scan else ")"))
+    p.add_argument("--lam", help=f"regularisations in [0, 1e6], a list (default: {D['lam']}"
+                   + (f"); conv models: the weight decay of AdamW (default: {CONV_DEFAULTS['lam']})" if scan else ")"))
+
+
+_VARIABLES = """\
+output (DIR/results.nc, an xarray Dataset; plots phase_q.png and phase_q.pdf):
+  m         memorisation: E_z max over the model's training set of |cos(x, x_mu)|
+  q         convergence: E_z cos(x1, x2) of two models trained on disjoint data, same noise z
+  Q         latent recovery: overlap of the top sample-covariance eigenvectors with the latent ones
+  w2        bulk Wasserstein distance W2^2(N(0, Sigma_bulk), N(0, C + lam I)) / d
+  m_kad     Kadkhodaie et al.'s memorisation: max mean-removed correlation (no absolute value)
+  mem_frac  fraction of samples with nearest / second-nearest training distance < 1/3
+  top_eig   top eigenvalue of the sample covariance C
+  <v>_theory  the asymptotic theory of <v> (--theory)
+  conv models store m, m_heldout (held-out baseline), q, Q, loss and the MSEs per noise level.
+"""
+
+
+def _scan_epilog() -> str:
+    rows = "\n".join(f"  {k:<9} " + " ".join(f"--{o}" for o in sorted(v)) for k, v in _APPLIES.items())
+    return (f"options that depend on --data (the others apply to all; one given to data that does not use it "
+            f"is refused):\n{rows}\n  field and images need --model conv; there --lam is the weight decay of "
+            f"AdamW.\n\n{_VARIABLES}\nexample:\n  memgen scan --data spiked --beta 2 --d 400 --gamma 0.1:8:24 "
+            f"--lam 0,0.01,0.1,1 --seeds 8 --out runs/spiked --theory\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memgen", description=__doc__.splitlines()[0])
+    D = SCAN_DEFAULTS
+    p = _Parser(prog="memgen", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("scan", help="simulate a (gamma, lam, seed, ...) grid and store it")
-    _add_data_options(s)
-    s.add_argument("--seeds", type=int, help="independent repetitions (default 4)")
-    s.add_argument("--seed", type=int, help="root seed (default 0)")
-    s.add_argument("--samples", type=int, help="generated samples per model and point (default 32)")
-    s.add_argument("--out", help="store directory (required)")
+    s = sub.add_parser("scan", help="simulate a (gamma, lam, seed, ...) grid and store it",
+                       description="Simulate a (gamma, lam, seed, ...) grid and write it to a resumable store.",
+                       epilog=_scan_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--config", metavar="FILE", help="TOML file whose keys are the long options below, with dashes "
+                   "or underscores (resume = \"DIR\"); the command line wins (default: none)")
+    _add_data_options(s, scan=True)
+    s.add_argument("--model", choices=["linear", "conv"], help="generator: linear for spiked|powerlaw, conv (a "
+                   f"bias-free CNN denoiser) for field|images (default: {D['model']})")
+    s.add_argument("--preset", choices=["quick"], help="conv: small CPU-sized denoisers (default: none, the "
+                   "full-size ConvDenoiser())")
+    s.add_argument("--size", help=f"field|images: image size HxW (default: {D['size']})")
+    s.add_argument("--source", help="images: .npy/.npz/folder of PNGs, or grace_hopper, disks, calpha "
+                   f"(default: {D['source']})")
+    s.add_argument("--seeds", type=int, help=f"independent repetitions (default: {D['seeds']}; conv: "
+                   f"{CONV_DEFAULTS['seeds']})")
+    s.add_argument("--seed", type=int, help=f"root seed (default: {D['seed']})")
+    s.add_argument("--samples", type=int, help=f"generated samples per model and point (default: {D['samples']})")
+    s.add_argument("--out", metavar="DIR", help="store directory, new or empty (not needed with --resume DIR)")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--overwrite", action="store_true", default=None, help="replace an existing store")
+    g.add_argument("--overwrite", action="store_true", default=None, help="replace the memgen store in --out "
+                   "(default: an existing non-empty --out is refused)")
     g.add_argument("--resume", metavar="DIR", help="finish the interrupted store DIR (its spec.json gives the "
-                   "data, model and grid; run options such as --memory may change)")
-    s.add_argument("--x64", action="store_true", default=None, help="compute in float64")
-    s.add_argument("--memory", help="memory budget, e.g. 4GB (default: from the device)")
-    s.add_argument("--chunk", type=int, help="points per stored chunk")
-    s.add_argument("--batch", type=int, help="points evaluated at once per device (default 8)")
-    s.add_argument("--theory", action="store_true", default=None, help="store the asymptotic theory alongside")
-    s.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+                   "data, model, grid, dtype, batch and theory; run options such as --memory may change)")
+    s.add_argument("--x64", action="store_true", default=None, help="compute in float64 (default: float32)")
+    s.add_argument("--memory", help="budget of one device, e.g. 4GB (default: half its free memory; CPU: half "
+                   "the host RAM split between the CPU devices)")
+    s.add_argument("--chunk", type=int, help="points per stored chunk, the unit of checkpointing and progress; "
+                   "results do not depend on it (default: a few micro-batches per device)")
+    s.add_argument("--batch", type=int, help="points evaluated at once per device; stored with the spec, as it "
+                   f"fixes the arithmetic (default: {D['batch']})")
+    s.add_argument("--theory", action="store_true", default=None, help="also store the asymptotic theory as "
+                   "<var>_theory (default: off)")
+    s.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar (default: a progress bar on stderr)")
 
-    t = sub.add_parser("theory", help="print the asymptotic theory on a grid")
-    _add_data_options(t)
-    t.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    t = sub.add_parser("theory", help="print the asymptotic theory on a grid",
+                       description="Print the asymptotic theory on a grid. It is always computed in float64, "
+                       "so there is no --x64.")
+    _add_data_options(t, scan=False)
+    t.add_argument("--format", choices=["table", "csv", "json"], default="table", help="(default: table)")
 
     f = sub.add_parser("figures", help="regenerate the figure set")
-    f.add_argument("--out", default="figures")
+    f.add_argument("--out", metavar="DIR", default="memgen-figures", help="output folder (default: "
+                   "./memgen-figures; the committed gallery lives in the repository's figures/ and is only "
+                   "rewritten when you pass --out figures)")
     f.add_argument("--only", help="comma list of figures to (re)make, keeping the others' index entries "
                    "(order_parameters, phase_diagrams, latent_recovery, powerlaw, spectra, denoisers, benchmark)")
     mode = f.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="mode", action="store_const", const="quick")
-    mode.add_argument("--full", dest="mode", action="store_const", const="full")
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="d = 200 (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the paper-sized set")
 
     sub.add_parser("info", help="devices and versions")
     sub.add_parser("bench", help="the versioned accelerator benchmark suite (see memgen bench --help)",
@@ -232,29 +300,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_SPEC_OPTIONS = ("config", "data", "d", "beta", "rank", "spikes", "alpha", "k", "directions", "gamma", "lam",
-                 "seeds", "seed", "samples", "model", "preset", "size", "source", "x64", "out", "batch")
+_SPEC_OPTIONS = ("data", "d", "beta", "rank", "spikes", "alpha", "k", "directions", "gamma", "lam", "seeds", "seed",
+                 "samples", "model", "preset", "size", "source", "x64", "out", "batch", "theory")
 
 
-def _resume_specs(args, opts):
-    """--resume DIR: the specs (and dtype) come from DIR/spec.json, not the command line."""
-    given = [f"--{k}" for k in _SPEC_OPTIONS if getattr(args, k, None) not in (None, False)]
+def _resume_specs(opts: dict):
+    """--resume DIR: the specs (and dtype, batch, theory) come from DIR/spec.json, not the options."""
+    given = [f"--{k}" for k in _SPEC_OPTIONS if k in opts["_given"]]
     if given:
         raise ValueError(f"--resume takes the spec from the store; drop {', '.join(given)}")
     from . import config
+    from .store import read_spec
 
-    spec_file = Path(args.resume) / "spec.json"
-    if not spec_file.is_file():
-        raise ValueError(f"--resume: {args.resume!r} is not a memgen store (no spec.json)")
-    spec = json.loads(spec_file.read_text())
-    opts.update(out=args.resume, resume=True, x64=spec.get("dtype") == "float64", batch=spec.get("batch", 8))
-    return tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    try:
+        spec = read_spec(opts["resume"])
+    except ValueError as e:
+        raise ValueError(f"--resume: {e}") from None
+    specs = tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    opts.update(out=opts["resume"], resume=True, x64=spec.get("dtype") == "float64", batch=spec.get("batch", 8),
+                theory=bool(spec.get("theory", False)))
+    return specs
 
 
 def _cmd_scan(args) -> int:
     opts = _options(args)
-    if args.resume is not None:
-        data, model, grid = _resume_specs(args, opts)
+    if opts["resume"] is not None:
+        data, model, grid = _resume_specs(opts)
     else:
         opts["resume"] = False
         data, model, grid = build_specs(opts)
@@ -263,36 +334,29 @@ def _cmd_scan(args) -> int:
     if opts["memory"] is not None:
         parse_memory(opts["memory"])
     if not opts["out"]:
-        raise ValueError("--out is required: the directory to write the store to")
+        raise ValueError("--out is required: the directory to write the store to (or --resume DIR)")
     ds = scan(data, model, grid, out=opts["out"], x64=opts["x64"], memory=opts["memory"], chunk=opts["chunk"],
-              batch=opts["batch"], progress=opts["progress"], overwrite=opts["overwrite"], resume=opts["resume"])
+              batch=opts["batch"], progress=opts["progress"], overwrite=opts["overwrite"], resume=opts["resume"],
+              theory=opts["theory"])
     out = Path(opts["out"])
-    if "w2" not in ds:  # a denoiser scan
-        from . import plots
-
-        plots.save(plots.phase_diagram(ds, "q"), out / "phase_q")
-        print(f"wrote {out}/results.nc and {out}/phase_q.png")
-        return 0
-    if opts["theory"]:
-        from .store import attach_theory
-        from .theory import theory
-
-        ds = attach_theory(ds, theory(data, grid), out)
-    _phase_pngs(ds, out)
-    print(f"wrote {out}/results.nc and {out}/phase_q.png ({ds.sizes.get('gamma')} gamma x {ds.sizes.get('lam')} lam "
-          f"x {ds.sizes.get('seed')} seeds)")
+    written = [out / "results.nc", *_phase_plots(ds, out)]
+    extra = "".join(f"{ds.sizes[d]} {d} x " for d in ("beta", "alpha") if d in ds.dims)
+    print(f"wrote {', '.join(map(str, written))} ({extra}{ds.sizes['gamma']} gamma x {ds.sizes['lam']} lam "
+          f"x {ds.sizes['seed']} seeds)")
     return 0
 
 
-def _phase_pngs(ds, out: Path) -> None:
+def _phase_plots(ds, out: Path) -> list[Path]:
+    """phase_q.png/.pdf, and one pair per value of a swept beta or alpha; returns the paths written."""
     from . import plots
 
     extra = next((d for d in ("beta", "alpha") if d in ds.dims), None)
     first = ds.isel({extra: 0}) if extra else ds
-    plots.save(plots.phase_diagram(first, "q"), out / "phase_q")
+    written = list(plots.save(plots.phase_diagram(first, "q"), out / "phase_q"))
     if extra:
         for v in ds[extra].values:
-            plots.save(plots.phase_diagram(ds.sel({extra: v}), "q"), out / f"phase_q_{extra}{v:g}")
+            written += plots.save(plots.phase_diagram(ds.sel({extra: v}), "q"), out / f"phase_q_{extra}{v:g}")
+    return written
 
 
 def _cmd_theory(args) -> int:
@@ -359,11 +423,19 @@ def main(argv=None) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+    # a StoreWarning (a corrupt chunk set aside, say) is one line too
+    warnings.formatwarning = lambda message, category, *_a, **_k: f"memgen: warning: {message}\n"
     handler = {"scan": _cmd_scan, "theory": _cmd_theory, "info": _cmd_info, "figures": _cmd_figures}[args.cmd]
     try:
-        return handler(args)
-    except (ValueError, FloatingPointError) as e:
-        print(f"memgen: error: {e}", file=sys.stderr)
+        rc = handler(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit
+        return rc
+    except BrokenPipeError:  # `memgen theory ... | head -1`: the reader has what it wanted; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as the shell reports a process killed by it
+    except (ValueError, FloatingPointError, OSError) as e:
+        msg = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else str(e)
+        print(f"memgen: error: {' '.join(msg.splitlines())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("memgen: interrupted; finished chunks are saved (use --resume)", file=sys.stderr)

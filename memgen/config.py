@@ -35,7 +35,9 @@ def _check_all(name: str, values: tuple[float, ...], rule: str, ok) -> None:
     if len(values) == 0:
         _fail(name, "a non-empty list", list(values))
     for v in values:
-        if not (math.isfinite(v) and ok(v)):
+        if not math.isfinite(v):
+            _fail(name, f"finite and {rule}", v)
+        if not ok(v):
             _fail(name, rule, v)
 
 
@@ -103,8 +105,9 @@ class PowerLaw:
 
     def __post_init__(self):
         _check_int("PowerLaw.d", self.d, 2)
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
-            _fail("PowerLaw.alpha", ">= 0", self.alpha)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)):
+            _fail("PowerLaw.alpha", "a number >= 0", self.alpha)
+        _check_all("PowerLaw.alpha", (float(self.alpha),), ">= 0", lambda a: a >= 0)
         object.__setattr__(self, "alpha", float(self.alpha))
         _check_int("PowerLaw.k", self.k, 1)
         if self.k >= self.d:
@@ -146,6 +149,8 @@ ModelSpec = Linear
 
 # ----------------------------------------------------------------------------- grid
 
+LAM_MAX = 1e6  # float32 resolves lam + O(1) eigenvalues to ~0.1 here; 1/eps32 ~ 8e6 loses them
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -153,7 +158,7 @@ class Grid:
 
     Attributes:
         gamma: loads n/d > 0; each model of a pair is fitted on n = round(gamma d).
-        lam: regularisations >= 0 (served from one eigendecomposition per dataset).
+        lam: regularisations in [0, LAM_MAX] (served from one eigendecomposition per dataset).
         seeds: independent repetitions, >= 1.
         beta: optional sweep of the spike strength (every spike of the data set to
             each value in turn); ``None`` keeps the data's own.
@@ -173,6 +178,8 @@ class Grid:
         _check_all("Grid.gamma", self.gamma, "> 0", lambda g: g > 0)
         object.__setattr__(self, "lam", _as_tuple("Grid.lam", self.lam))
         _check_all("Grid.lam", self.lam, ">= 0", lambda l: l >= 0)
+        _check_all("Grid.lam", self.lam, "<= 1e6 (float32 keeps about 7 digits: beyond that, lam + eig(C) "
+                   "rounds the data's spectrum away)", lambda l: l <= LAM_MAX)
         _check_int("Grid.seeds", self.seeds, 1)
         _check_int("Grid.seed", self.seed, 0)
         for name in ("beta", "alpha"):
@@ -222,11 +229,16 @@ def to_dict(spec) -> dict:
 
 
 def from_dict(d: dict):
-    """Inverse of ``to_dict``."""
+    """Inverse of ``to_dict`` (ValueError on a missing kind, an unknown kind or unknown fields)."""
+    if not isinstance(d, dict) or "kind" not in d:
+        raise ValueError(f"a spec must be a dict with a 'kind' key, got {d!r}")
     d = dict(d)
     kind = d.pop("kind")
     if kind not in SPECS:
         raise ValueError(f"unknown spec kind {kind!r}; known: {sorted(SPECS)}")
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(SPECS[kind])})
+    if unknown:
+        raise ValueError(f"{kind}: unknown fields {unknown}")
     return SPECS[kind](**d)
 
 

@@ -7,6 +7,7 @@ batching and devices are ``grid.py``'s; files are ``store.py``'s.
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import xarray as xr
 
 from . import grid as grid_mod
 from . import store as store_mod
+from . import theory as theory_mod
 from .config import Grid, Linear, PowerLaw, Spiked
 from .denoisers import ConvDenoiser, ImageField, Images
 from .denoisers import engine as den_engine
@@ -47,7 +49,7 @@ def enable_x64() -> None:
 
 def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike | None = None,
          x64: bool = False, memory=None, chunk: int | None = None, batch: int = 8, progress: bool = True,
-         overwrite: bool = False, resume: bool = False) -> xr.Dataset:
+         overwrite: bool = False, resume: bool = False, theory: bool = False) -> xr.Dataset:
     """Order parameters over a whole (extra?, gamma, lam, seed) grid.
 
     Args:
@@ -65,7 +67,10 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
             are bit-identical for any chunk size, device count and resume history at equal
             batch; a batch over ``memory`` is refused before compute.
         progress: show a progress bar.
-        overwrite, resume: what to do with an existing non-empty ``out``.
+        overwrite, resume: what to do with an existing non-empty ``out`` (overwrite deletes
+            only a store memgen created, and only what memgen wrote into it).
+        theory: also store the asymptotic theory as ``<var>_theory`` (computed before the
+            scan starts, so a theory error never arrives after the compute; kept on resume).
 
     Returns:
         ``xarray.Dataset``. Linear: dims (beta|alpha)?, gamma, lam, seed; variables m, q,
@@ -91,10 +96,11 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
         grid.check(data)
     check_run_options(chunk, batch, overwrite, resume)
     budget = None if memory is None else parse_memory(memory)
+    th = theory_mod.theory(data, grid) if theory else None  # fails before any compute
     if x64:
         enable_x64()
     return _execute(data, model, grid, jnp.float64 if x64 else jnp.float32, out=out, memory=budget,
-                    chunk=chunk, batch=batch, progress=progress, overwrite=overwrite, resume=resume)
+                    chunk=chunk, batch=batch, progress=progress, overwrite=overwrite, resume=resume, theory=th)
 
 
 def check_run_options(chunk, batch, overwrite, resume) -> None:
@@ -107,12 +113,13 @@ def check_run_options(chunk, batch, overwrite, resume) -> None:
         raise ValueError("overwrite and resume are exclusive: pick one")
 
 
-def _execute(data, model, grid, dtype, *, out, memory, chunk, batch, progress, overwrite, resume) -> xr.Dataset:
+def _execute(data, model, grid, dtype, *, out, memory, chunk, batch, progress, overwrite, resume,
+             theory: xr.Dataset | None = None) -> xr.Dataset:
     """Plan (refusing what does not fit, before compute), then run the missing chunks into the store."""
     dtype = jnp.dtype(dtype)
-    spec = store_mod.spec_dict(data, model, grid, dtype, batch)
+    spec = store_mod.spec_dict(data, model, grid, dtype, batch, theory=theory is not None)
     devices = jax.device_count()
-    size, shapes, assemble = store_mod.layout(spec)
+    size, shapes, assemble = store_mod.layout(spec, theory)
     if isinstance(model, ConvDenoiser):
         runner = den_engine.Runner(data, model, grid, dtype)
 
@@ -125,25 +132,23 @@ def _execute(data, model, grid, dtype, *, out, memory, chunk, batch, progress, o
             return grid_mod.plan(data, model, grid, itemsize=dtype.itemsize, memory=memory, chunk=chunk,
                                  done=done, devices=devices, batch=batch)
 
-    chunks = make_plan(None)  # memory errors before the store is touched
-    store = None
-    flat = {k: np.full((size, *shp), np.nan, dtype) for k, shp in shapes.items()}
-    if out is not None:  # resumed points come from disk, once
-        store = store_mod.Store(out, spec, overwrite=overwrite, resume=resume)
-        flat, done = store_mod.read_chunks(store.path, size, shapes, dtype)
-        chunks = make_plan(done)
-    try:
+    chunks = make_plan(None)  # memory and chunk errors before the store is touched
+    if out is None:
+        flat = {k: np.full((size, *shp), np.nan, dtype) for k, shp in shapes.items()}
         for c, res in grid_mod.run_chunks(runner, chunks, progress=progress):
-            if store is not None:
-                store.write_chunk(c.index, res)
             for k, v in res.items():
                 flat[k][c.index] = v
-    except KeyboardInterrupt:
-        if store is not None:
-            print(f"\ninterrupted: finished chunks are saved; continue with --resume {out}")
-        raise
-    ds = assemble(flat)
-    ds.attrs["dtype"] = str(dtype)
-    if store is not None:
+        return assemble(flat)
+    with store_mod.Store(out, spec, overwrite=overwrite, resume=resume) as store:
+        flat, done = store.read(size, shapes, dtype)  # resumed points come from disk, once
+        try:
+            for c, res in grid_mod.run_chunks(runner, make_plan(done), progress=progress):
+                store.write_chunk(c.index, res)
+                for k, v in res.items():
+                    flat[k][c.index] = v
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: finished chunks are saved; continue with --resume {out}", file=sys.stderr)
+            raise
+        ds = assemble(flat)
         store.finish(ds)
     return ds

@@ -3,10 +3,12 @@
 Every ``fig_*`` function computes what it shows (scans with ``memgen.scan``, theory with
 ``memgen.theory``), draws it with ``memgen.plots`` (simulation as points ± s.e.m. over seeds,
 theory as lines) and writes ``<out_dir>/<name>.png`` and ``.pdf``. It returns the list of
-paths written. ``make_all(out_dir, mode)`` writes every figure plus ``figures.json``, an
-index recording, per figure, its files, the exact specs (``memgen.config.to_dict`` of data,
-model and grid) and the mode. Scan results are kept next to the figures as
-``<out_dir>/data/<name>.nc`` (with ``<v>_theory`` attached where a theory exists).
+paths written. ``make_all(out_dir="memgen-figures", mode)`` writes every figure plus
+``figures.json``, an index recording, per figure, its files, the exact specs
+(``memgen.config.to_dict`` of data, model and grid) and the mode; at the top, the mode
+(``"mixed"`` when ``only`` kept entries of another mode) and the ``SIZES`` row of each mode
+present. Scan results are kept next to the figures as ``<out_dir>/data/<name>.nc`` (with
+``<v>_theory`` attached where a theory exists).
 
 Sizes come from the table ``SIZES`` keyed by mode:
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -600,12 +603,15 @@ FIGURES = {
 }
 
 
-def make_all(out_dir, mode: str = "quick", only=None) -> list[Path]:
+def make_all(out_dir="memgen-figures", mode: str = "quick", only=None) -> list[Path]:
     """Writes every figure (PNG + PDF) and ``figures.json`` into ``out_dir``.
 
-    The index is rewritten after each figure, so an interrupted run keeps the entries of the
-    figures it finished. With ``only``, the entries of the other figures already in
-    ``out_dir/figures.json`` (same mode) are kept: one figure can be remade alone.
+    The default folder is ``memgen-figures``, not the repository's committed ``figures/``:
+    overwriting those takes an explicit ``out_dir``. One line per figure (its name and
+    seconds) goes to stderr. The index is rewritten after each figure, so an interrupted run
+    keeps the entries of the figures it finished. With ``only``, the entries of the other
+    figures already in ``out_dir/figures.json`` are kept, whatever mode made them (each entry
+    records its mode): one figure can be remade alone.
 
     Args:
         out_dir: output folder (created).
@@ -626,29 +632,32 @@ def make_all(out_dir, mode: str = "quick", only=None) -> list[Path]:
     path = out / "figures.json"
     kept = []
     if only is not None and path.exists():
-        old = json.loads(path.read_text())
-        if old.get("mode") == mode:
-            kept = [e for e in old.get("figures", []) if e["name"] not in names]
+        kept = [e for e in json.loads(path.read_text()).get("figures", []) if e["name"] not in names]
     log: list = []
     files: list[Path] = []
     try:
-        for name in names:
+        for i, name in enumerate(names, 1):
+            t0 = time.perf_counter()
             files += FIGURES[name](out, mode=mode, log=log)
-            _write_index(path, mode, kept, log, out)
+            _write_index(path, kept, log, out)
+            print(f"memgen figures: [{i}/{len(names)}] {name} ({mode}) {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
     finally:
         _CACHE.clear()
     return files + [path]
 
 
-def _write_index(path: Path, mode: str, kept: list, log: list, out: Path) -> None:
+def _write_index(path: Path, kept: list, log: list, out: Path) -> None:
     import memgen
 
     new = [{**e, "files": [_rel(p, out) for p in e["files"]]} for e in log]
     figures = sorted(kept + new, key=lambda e: list(FIGURES).index(e["name"]))
-    index = {"mode": mode, "memgen": memgen.__version__, "jax": jax.__version__,
+    modes = [m for m in MODES if any(e["mode"] == m for e in figures)]
+    index = {"mode": modes[0] if len(modes) == 1 else "mixed", "memgen": memgen.__version__,
+             "jax": jax.__version__,
              "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()}",
-             "seconds": round(sum(e["seconds"] for e in figures), 2), "sizes": _jsonable(SIZES[mode]),
-             "figures": figures}
+             "seconds": round(sum(e["seconds"] for e in figures), 2),
+             "sizes": {m: _jsonable(SIZES[m]) for m in modes}, "figures": figures}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(index, indent=1))
     os.replace(tmp, path)

@@ -5,7 +5,9 @@ Contract: every function takes ``xarray.Dataset`` objects laid out as ``memgen.s
 ``memgen.theory`` (the same without ``seed``) write them, draws on a
 ``matplotlib.figure.Figure`` that it creates (or on the ``ax`` it is given), and returns
 that Figure. No pyplot state and no display are used: figures render with Agg on save.
-Variables that a Dataset lacks are skipped; one seed gives points without error bars;
+Nothing requested is skipped silently: a requested variable, lam or BBP line (``beta_c``)
+that cannot be drawn raises ``ValueError``. Only defaults are filtered (a default variable the
+Dataset lacks, a theory curve that is all NaN). One seed gives points without error bars;
 ``lam = 0`` is shown on a symlog axis. Theory found in a scan as ``<var>_theory`` is used
 when no ``theory`` Dataset is passed. Symbols follow docs/theory.md: load
 ``gamma = n/d``, regularisation ``lam``, BBP transition ``gamma_c = 1/beta^2``.
@@ -122,14 +124,13 @@ def _spiked(ds: xr.Dataset) -> bool | None:
     return data.get("kind") == "Spiked" if isinstance(data, dict) and "kind" in data else None
 
 
-def _betas(ds: xr.Dataset, beta_c=None) -> list[float]:
+def _betas(ds: xr.Dataset, beta_c=None, fn: str = "") -> list[float]:
     """Spike strengths whose BBP line gamma_c = 1/beta^2 applies (not for PowerLaw data)."""
-    spiked = _spiked(ds)
     if beta_c is not None:
-        vals = np.atleast_1d(np.asarray(beta_c, dtype=float))
-    elif spiked is False:
+        return _explicit_betas(beta_c, fn)
+    if _spiked(ds) is False:
         return []
-    elif "beta" in ds.coords:
+    if "beta" in ds.coords:
         vals = np.atleast_1d(ds["beta"].values.astype(float))
     else:
         spec = _spec(ds)
@@ -143,6 +144,24 @@ def _betas(ds: xr.Dataset, beta_c=None) -> list[float]:
         except (TypeError, ValueError):
             return []
     return sorted({float(b) for b in vals.ravel() if np.isfinite(b) and b > 0})
+
+
+def _check_lams(ds: xr.Dataset, lams, fn: str) -> None:
+    """Raises unless every requested lam is (close to) a lam of ``ds``."""
+    have = np.atleast_1d(ds["lam"].values).astype(float) if "lam" in ds.coords else np.array([])
+    missing = [_fmt(v) for v in np.atleast_1d(lams)
+               if not np.isclose(have, float(v), rtol=1e-6, atol=1e-12).any()]
+    if missing:
+        raise ValueError(f"plots.{fn}: lam={', '.join(missing)} not in ds; "
+                         f"available lam: {[_fmt(v) for v in have]}")
+
+
+def _explicit_betas(beta_c, fn: str) -> list[float]:
+    """The requested spike strengths, each of which must give a BBP line."""
+    vals = np.atleast_1d(np.asarray(beta_c, dtype=float)).ravel()
+    if not vals.size or not np.all(np.isfinite(vals) & (vals > 0)):
+        raise ValueError(f"plots.{fn}: beta_c must be numbers > 0 (a BBP line 1/beta^2 each), got {beta_c!r}")
+    return sorted({float(b) for b in vals})
 
 
 def _theory(ds: xr.Dataset, theory: xr.Dataset | None) -> xr.Dataset | None:
@@ -185,7 +204,8 @@ def _points(ax, mean: xr.DataArray, sem: xr.DataArray, colour, label=None, marke
 
 
 def _line(ax, da: xr.DataArray | None, colour, label=None):
-    if da is None:
+    """A theory curve; None (nothing drawn) when there is none or it is all NaN."""
+    if da is None or not np.isfinite(da.values).any():
         return None
     da = da.sortby("gamma")
     return ax.plot(da["gamma"].values, da.values, "-", color=colour, label=label, zorder=2)[0]
@@ -208,30 +228,49 @@ def _theory_key(ax, has_theory: bool):
 
 @_styled
 def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None, beta_c=None,
-                     variables=("m", "q", "Q"), axes=None, figsize=(6.8, 2.3)) -> Figure:
+                     variables=None, axes=None, figsize=(6.8, 2.3)) -> Figure:
     """A row of panels, one order parameter each (default m, q, Q), against gamma.
 
-    One colour per lam; simulation as points ± s.e.m. over seeds, theory as lines. The
-    Q panel gets a dashed line at gamma_c = 1/beta^2 when beta is known.
+    One colour per lam; simulation as points ± s.e.m. over seeds, theory as lines (a theory
+    curve that is all NaN, i.e. no theory for it, is left out). The Q panel gets a dashed
+    line at gamma_c = 1/beta^2 when beta is known.
 
     Args:
         ds: scan Dataset with dims ``gamma, lam, seed`` (a size-1 leading ``beta``/``alpha``
             is squeezed; select larger ones first, e.g. ``ds.sel(beta=2.0)``).
         theory: theory Dataset (dims ``gamma, lam``); default: ``<var>_theory`` in ``ds``.
-        lam: lam values to show (default all).
-        beta_c: spike strength(s) beta for the BBP line; default from the ``beta``
-            coordinate or ``attrs["memgen_spec"]`` (Spiked data).
-        variables: variables to draw, missing ones skipped.
+        lam: lam values to show (default all); each must be a lam of ``ds``.
+        beta_c: spike strength(s) beta > 0 for the BBP line, drawn on the Q panel (which must
+            then be drawn); default from the ``beta`` coordinate or ``attrs["memgen_spec"]``
+            (Spiked data).
+        variables: variables to draw, each must be in ``ds`` (default: those of m, q, Q that
+            ``ds`` has).
         axes: sequence of Axes, one per drawn variable (default: a new Figure).
         figsize: size of a new Figure, inches.
 
     Returns:
         The Figure.
+
+    Raises:
+        ValueError: a requested variable, lam or BBP line that cannot be drawn.
     """
+    fn = "order_parameters"
     theory = _theory(ds, theory)
-    variables = [v for v in variables if v in ds.data_vars]
-    if not variables:
-        raise ValueError("plots.order_parameters: none of the requested variables are in ds")
+    if variables is None:
+        variables = [v for v in ("m", "q", "Q") if v in ds.data_vars]
+        if not variables:
+            raise ValueError(f"plots.{fn}: none of m, q, Q in ds ({list(ds.data_vars)})")
+    else:
+        variables = list(variables)
+        missing = [v for v in variables if v not in ds.data_vars]
+        if missing or not variables:
+            raise ValueError(f"plots.{fn}: variables {missing} not in ds ({list(ds.data_vars)})")
+    if lam is not None:
+        _check_lams(ds, lam, fn)
+    betas = _betas(ds, beta_c, fn)
+    if beta_c is not None and "Q" not in variables:
+        raise ValueError(f"plots.{fn}: beta_c={beta_c!r} asks for a BBP line, which is drawn on the Q "
+                         f"panel, but variables={variables} has no Q")
     if axes is None:
         fig = Figure(figsize=figsize, layout="constrained")
         axes = fig.subplots(1, len(variables), squeeze=False)[0]
@@ -239,28 +278,25 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
     mean, sem = mean_sem(ds)
     lams = np.atleast_1d(ds["lam"].values if lam is None else np.asarray(lam, dtype=float))
     colours = _colours(len(lams))
-    betas = _betas(ds, beta_c)
+    drawn = []  # theory curves drawn
     for ax, var in zip(axes, variables):
-        mu = _check_dims(mean[var], {"gamma", "lam"}, "order_parameters")
-        se = _check_dims(sem[var], {"gamma", "lam"}, "order_parameters")
+        mu = _check_dims(mean[var], {"gamma", "lam"}, fn)
+        se = _check_dims(sem[var], {"gamma", "lam"}, fn)
         th = theory[var] if theory is not None and var in theory.data_vars else None
         if "lam" in mu.dims:
             for lv, c in zip(lams, colours):
-                m_l, s_l = _sel(mu, lam=lv), _sel(se, lam=lv)
-                if m_l is None:
-                    continue
-                _points(ax, m_l, s_l, c, label=rf"$\lambda = {_fmt(lv)}$")
-                _line(ax, None if th is None else _sel(th, lam=lv), c)
+                _points(ax, _sel(mu, lam=lv), _sel(se, lam=lv), c, label=rf"$\lambda = {_fmt(lv)}$")
+                drawn.append(_line(ax, None if th is None else _sel(th, lam=lv), c))
         else:
             _points(ax, mu, se, "k", label="simulation")
-            _line(ax, th, "k")
+            drawn.append(_line(ax, th, "k"))
         if var == "Q" and betas:
             _bbp_lines(ax, betas)
         ax.set_xscale("log")
         _log_ticks(ax.xaxis)
         ax.set_xlabel(GAMMA_LABEL)
         ax.set_ylabel(_label(var))
-    _theory_key(axes[0], theory is not None)
+    _theory_key(axes[0], any(ln is not None for ln in drawn))
     shown: set = set()
     for ax in axes:  # each entry once, in the first panel that has it
         handles, labels = ax.get_legend_handles_labels()
@@ -297,7 +333,8 @@ def phase_diagram(ds: xr.Dataset, var: str = "q", theory: xr.Dataset | None = No
         var: variable to map.
         theory: theory Dataset for contour lines; default ``<var>_theory`` in ``ds``.
         ax: Axes to draw on (default: a new Figure).
-        beta_c: spike strength(s) for the BBP line gamma_c = 1/beta^2 (default from ds).
+        beta_c: spike strength(s) beta > 0 for the BBP line gamma_c = 1/beta^2, inside the
+            gamma range (default from ds; lines outside the range are then left out).
         cmap: colour map name.
 
     Returns:
@@ -339,7 +376,13 @@ def phase_diagram(ds: xr.Dataset, var: str = "q", theory: xr.Dataset | None = No
                                 colors="w", linewidths=0.8)
                 ax.clabel(cs, fontsize=5.5, fmt="%g")
                 cbar.add_lines(cs)
-    betas = _betas(ds, beta_c)
+    betas = _betas(ds, beta_c, "phase_diagram")
+    outside = [b for b in betas if not xe[0] <= 1.0 / b**2 <= xe[-1]]
+    if beta_c is not None and outside:
+        raise ValueError(f"plots.phase_diagram: the BBP line of beta_c={[_fmt(b) for b in outside]} "
+                         f"(gamma_c = 1/beta^2) is outside the gamma range "
+                         f"[{_fmt(g.min())}, {_fmt(g.max())}]")
+    betas = [b for b in betas if b not in outside]
     _bbp_lines(ax, betas, ["r"] * len(betas))
     ax.set_xlim(xe[0], xe[-1])
     ax.set_ylim(ye[0], ye[-1])
@@ -362,15 +405,15 @@ def _family(ds, theory, var, dim, symbol, lam, ax, fn, transitions=False):
     th = theory[var] if theory is not None and var in theory.data_vars else None
     if "lam" in mu.dims:
         lv = float(mu["lam"].values[0]) if lam is None else float(lam)
+        _check_lams(ds, lv, fn)
         mu, se = _sel(mu, lam=lv), _sel(se, lam=lv)
-        if mu is None:
-            raise ValueError(f"plots.{fn}: lam={lv} not in ds")
         th = None if th is None else _sel(th, lam=lv)
         if mean.sizes["lam"] > 1:
             ax.set_title(rf"$\lambda = {_fmt(lv)}$")
     vals = np.atleast_1d(mu[dim].values) if dim in mu.dims else np.array([np.nan])
     colours = _colours(len(vals), "plasma")
     transitions = transitions and _spiked(ds) is not False
+    drawn = []  # theory curves drawn
     for v, c in zip(vals, colours):
         m_v = mu.sel({dim: v}) if dim in mu.dims else mu
         s_v = se.sel({dim: v}) if dim in se.dims else se
@@ -378,14 +421,14 @@ def _family(ds, theory, var, dim, symbol, lam, ax, fn, transitions=False):
         label = rf"${symbol} = {_fmt(v)}$" if np.isfinite(v) else None
         _points(ax, m_v, _check_dims(s_v, {"gamma"}, fn), c, label=label)
         t_v = None if th is None else (_sel(th, **{dim: v}) if dim in th.dims else th)
-        _line(ax, None if t_v is None else _check_dims(t_v, {"gamma"}, fn), c)
+        drawn.append(_line(ax, None if t_v is None else _check_dims(t_v, {"gamma"}, fn), c))
         if transitions and np.isfinite(v):
             _bbp_lines(ax, [float(v)], [c], label=False)
     if transitions and not np.isfinite(vals).any():
         _bbp_lines(ax, _betas(ds), label=False)
     if any(ln.get_linestyle() == "--" for ln in ax.get_lines()):
         ax.plot([], [], "--", color="0.4", lw=0.8, label=r"$\gamma_c = 1/\beta^2$")
-    _theory_key(ax, th is not None)
+    _theory_key(ax, any(ln is not None for ln in drawn))
     ax.set_xscale("log")
     _log_ticks(ax.xaxis)
     ax.set_xlabel(GAMMA_LABEL)

@@ -14,17 +14,24 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import fcntl
+import fnmatch
+import hashlib
+import io
 import json
 import os
 import platform
 import shutil
 import uuid
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from . import config
+from . import theory as theory_mod
 
 # Dimension names, shared with memgen.theory and memgen.plots.
 GAMMA, LAM, SEED, BETA, ALPHA, N = "gamma", "lam", "seed", "beta", "alpha", "n"
@@ -33,12 +40,15 @@ KIND_ATTR = "memgen_kind"
 RESULTS = "results.nc"
 
 
-def spec_dict(data, model, grid, dtype, batch: int | None = None) -> dict:
-    """Everything that fixes the numbers: specs, dtype and the micro-batch (see grid.plan)."""
+def spec_dict(data, model, grid, dtype, batch: int | None = None, theory: bool = False) -> dict:
+    """Everything that fixes the numbers: specs, dtype and the micro-batch (see grid.plan);
+    and whether the store carries the theory (``"theory": true``, absent otherwise)."""
     out = {"data": config.to_dict(data), "model": config.to_dict(model), "grid": config.to_dict(grid),
            "dtype": str(np.dtype(dtype))}
     if batch is not None:
         out["batch"] = batch
+    if theory:
+        out["theory"] = True
     return out
 
 
@@ -59,71 +69,198 @@ def _environment() -> dict:
             "device_count": jax.device_count(), "python": platform.python_version()}
 
 
+MARKER = ".memgen-store"  # written when memgen creates a store: only then may --overwrite delete it
+LOCK = ".memgen-lock"  # flock'ed by the one process writing the store
+SPEC = "spec.json"
+CHUNKS = "chunks"
+# What memgen writes into a store: --overwrite deletes these and refuses anything else.
+OWN = (MARKER, LOCK, SPEC, CHUNKS, RESULTS, "phase_*.png", "phase_*.pdf")
+
+
+class StoreWarning(UserWarning):
+    """A chunk file that cannot be read (truncated, empty, bad CRC): skipped or recomputed."""
+
+
+def spec_hash(spec: dict) -> str:
+    """Hash of everything that fixes the numbers of a store (the ``theory`` flag does not)."""
+    numeric = {k: v for k, v in spec.items() if k != "theory"}
+    return hashlib.sha256(json.dumps(numeric, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_spec(path: str | os.PathLike) -> dict:
+    """The spec.json of store ``path``, validated (ValueError naming the file and the defect)."""
+    f = Path(path) / SPEC
+    if not f.is_file():
+        raise ValueError(f"{str(path)!r} is not a memgen store (no {SPEC})")
+    try:
+        spec = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{f}: not readable ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: invalid JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{f}: not a JSON object")
+    missing = [k for k in ("data", "model", "grid") if k not in spec]
+    if missing:
+        raise ValueError(f"{f}: missing key {', '.join(repr(k) for k in missing)}")
+    try:
+        for k in ("data", "model", "grid"):
+            config.from_dict(spec[k])
+        np.dtype(spec["dtype"])
+    except KeyError as e:
+        raise ValueError(f"{f}: missing key {e}") from None
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"{f}: {e}") from None
+    return spec
+
+
+def _own(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pat) for pat in OWN)
+
+
 class Store:
-    """A results directory being written (or resumed)."""
+    """A results directory being written (or resumed) by this process, and only this one.
+
+    Use as a context manager: the store is locked (an OS file lock on ``DIR/.memgen-lock``,
+    released by the OS if the process dies, so a killed scan never blocks ``--resume``) from
+    construction until ``close``. A second writer is refused while the first lives.
+    """
 
     def __init__(self, path: str | os.PathLike, spec: dict, *, overwrite: bool = False, resume: bool = False):
         self.path = Path(path)
         self.spec = spec
-        self.chunks = self.path / "chunks"
-        if self.path.exists() and any(self.path.iterdir()):
-            if overwrite:
-                if not (self.path / "spec.json").exists():  # never delete what memgen did not write
-                    raise ValueError(f"overwrite: {str(self.path)!r} is not a memgen store (no spec.json); "
-                                     "refusing to delete it, choose another out")
-                shutil.rmtree(self.path)
-            elif not resume:
-                raise ValueError(f"out={str(self.path)!r} exists and is not empty; pass overwrite=True "
-                                 "(--overwrite) to replace it or resume=True (--resume) to finish it")
-            else:
-                self._check_spec()
-        elif resume:
-            raise ValueError(f"resume: nothing to resume at {str(self.path)!r} (no such store)")
-        self.chunks.mkdir(parents=True, exist_ok=True)
-        if not (self.path / "spec.json").exists():
-            _atomic_write(self.path / "spec.json", json.dumps(spec, indent=1).encode())
+        self.hash = spec_hash(spec)
+        self.chunks = self.path / CHUNKS
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"out={str(self.path)!r} is a file, not a store directory; choose another out")
+        if resume and not (self.path / SPEC).exists():
+            raise ValueError(f"resume: nothing to resume at {str(self.path)!r} (no memgen store there)")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ValueError(f"out={str(self.path)!r}: cannot write there ({e.strerror})") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            raise ValueError(f"out={str(self.path)!r} is being written by another memgen process; wait for it "
+                             "to finish, or choose another out") from None
+        try:
+            self._open(overwrite, resume)
+        except BaseException:
+            self.close()
+            raise
 
-    def _check_spec(self) -> None:
-        f = self.path / "spec.json"
-        if not f.exists():
-            raise ValueError(f"resume: {str(self.path)!r} is not a memgen store (no spec.json)")
-        old = json.loads(f.read_text())
-        if old != self.spec:
-            diff = [k for k in sorted(set(old) | set(self.spec)) if old.get(k) != self.spec.get(k)]
-            raise ValueError(f"resume: the store at {str(self.path)!r} was written by another spec "
-                             f"(differs in {', '.join(diff)}); use --overwrite or another --out")
+    def _open(self, overwrite: bool, resume: bool) -> None:
+        entries = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+        if entries and overwrite:
+            if not (self.path / MARKER).exists():
+                raise ValueError(f"overwrite: {str(self.path)!r} is not a store memgen created (no {MARKER}); "
+                                 "refusing to delete it, choose another out")
+            read_spec(self.path)
+            foreign = [e for e in entries if not _own(e)]
+            if foreign:
+                raise ValueError(f"overwrite: refusing to delete {str(self.path / foreign[0])!r}, which memgen "
+                                 "did not write; move it away or choose another out")
+            for e in entries:
+                p = self.path / e
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            entries = []
+        if entries and not resume:
+            raise ValueError(f"out={str(self.path)!r} exists and is not empty; pass overwrite=True "
+                             "(--overwrite) to replace it or resume=True (--resume) to finish it")
+        if entries:  # resume
+            old = read_spec(self.path)
+            if old != self.spec:
+                diff = [k for k in sorted(set(old) | set(self.spec)) if old.get(k) != self.spec.get(k)]
+                raise ValueError(f"resume: the store at {str(self.path)!r} was written by another spec "
+                                 f"(differs in {', '.join(diff)}); use --overwrite or another --out")
+            for tmp in self.path.glob("**/*.tmp"):  # half-written by a killed writer: we hold the lock
+                tmp.unlink()
+        if not (self.path / MARKER).exists():
+            _atomic_write(self.path / MARKER, json.dumps({"memgen_store": 1}).encode())
+        if not (self.path / SPEC).exists():
+            _atomic_write(self.path / SPEC, json.dumps(self.spec, indent=1).encode())
+        self.chunks.mkdir(exist_ok=True)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def write_chunk(self, index: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        buf = self.chunks / f"c{int(index[0]):09d}-{uuid.uuid4().hex[:8]}.npz"
-        tmp = buf.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, index=index, **values)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, buf)
+        """One finished chunk, atomically, tagged with the spec's hash."""
+        buf = io.BytesIO()
+        np.savez(buf, index=index, spec_hash=np.array(self.hash), **values)
+        _atomic_write(self.chunks / f"c{int(index[0]):09d}-{uuid.uuid4().hex[:8]}.npz", buf.getvalue())
+
+    def read(self, size: int, shapes: dict[str, tuple], dtype) -> tuple[dict, np.ndarray]:
+        """(flat arrays, done mask) of the chunks on disk; corrupt chunks are set aside to be recomputed."""
+        return read_chunks(self.path, size, shapes, dtype, self.hash, set_aside=True)
 
     def finish(self, ds: xr.Dataset) -> None:
-        tmp = self.path / (RESULTS + ".tmp")
+        tmp = _tmp_name(self.path / RESULTS)
         ds.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, self.path / RESULTS)
 
 
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside ``path``, unique to this process and call."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
 def _atomic_write(path: Path, payload: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(payload)
+    tmp = _tmp_name(path)
+    with open(tmp, "wb") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def read_chunks(path: Path, size: int, shapes: dict[str, tuple], dtype) -> tuple[dict, np.ndarray]:
-    """Flat arrays [size, *shape] of ``dtype`` from every chunk file (NaN where missing), done mask."""
+def read_chunks(path: Path, size: int, shapes: dict[str, tuple], dtype, expect: str,
+                set_aside: bool = False) -> tuple[dict, np.ndarray]:
+    """Flat arrays [size, *shape] of ``dtype`` from every chunk file (NaN where missing), done mask.
+
+    A chunk that cannot be read is named in a ``StoreWarning`` and skipped (``set_aside``:
+    moved to ``chunks/corrupt/`` so that its points are recomputed, and nothing is deleted).
+    A chunk computed for another spec (its hash is not ``expect``) raises ValueError: the store
+    is inconsistent, and mixing it in would relabel numbers silently.
+    """
     flat = {k: np.full((size, *shp), np.nan, dtype) for k, shp in shapes.items()}
     done = np.zeros(size, bool)
-    for f in sorted((Path(path) / "chunks").glob("*.npz")):
-        with np.load(f) as z:
-            idx = z["index"]
-            for k in flat:
-                flat[k][idx] = z[k]
-            done[idx] = True
+    for f in sorted((Path(path) / CHUNKS).glob("*.npz")):
+        try:
+            with open(f, "rb") as fh, np.load(fh) as z:  # our handle: np.load leaks its own on a bad zip
+                tag = str(z["spec_hash"]) if "spec_hash" in z.files else None
+                idx = np.asarray(z["index"])
+                vals = {k: np.asarray(z[k]) for k in flat}
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            if set_aside:
+                (f.parent / "corrupt").mkdir(exist_ok=True)
+                os.replace(f, f.parent / "corrupt" / f.name)
+                warnings.warn(f"{f}: unreadable chunk ({what}); moved to {f.parent / 'corrupt'} and its points "
+                              "will be recomputed", StoreWarning, stacklevel=2)
+            else:
+                warnings.warn(f"{f}: unreadable chunk ({what}); skipped (NaN), --resume recomputes it",
+                              StoreWarning, stacklevel=2)
+            continue
+        ok = tag == expect and idx.ndim == 1 and (idx.size == 0 or (idx.min() >= 0 and idx.max() < size))
+        ok = ok and all(v.shape == (idx.size, *flat[k].shape[1:]) for k, v in vals.items())
+        if not ok:
+            raise ValueError(f"{f} was computed for another spec than {Path(path) / SPEC} (spec hash {tag}, "
+                             f"expected {expect}): the store is inconsistent; move that chunk away or --overwrite")
+        for k, v in vals.items():
+            flat[k][idx] = v
+        done[idx] = True
     return flat, done
 
 
@@ -150,51 +287,78 @@ def to_dataset(flat: dict[str, np.ndarray], variables: dict[str, bool], spec: di
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:
-    """Reads a store: the finished results, or a partial one (NaN where not yet computed)."""
+    """Reads a store, by its directory or its ``results.nc``: the finished results, or a partial
+    store (NaN where not yet computed; ``attrs["complete"] == 0``; unreadable chunks skipped
+    with a ``StoreWarning``).
+
+    Raises:
+        ValueError: ``path`` is not a memgen store, or its files belong to different specs.
+    """
     path = Path(path)
+    if path.name == RESULTS and path.is_file():
+        path = path.parent
+    if not path.is_dir():
+        raise ValueError(f"load: {str(path)!r} is not a memgen store directory")
+    try:
+        spec = read_spec(path)
+    except ValueError as e:
+        raise ValueError(f"load: {e}") from None
     if (path / RESULTS).exists():
-        with xr.open_dataset(path / RESULTS, engine="h5netcdf") as ds:
-            return ds.load()
-    if not (path / "spec.json").exists():
-        raise ValueError(f"load: {str(path)!r} is not a memgen store (no {RESULTS} or spec.json)")
-    spec = json.loads((path / "spec.json").read_text())
+        try:
+            with xr.open_dataset(path / RESULTS, engine="h5netcdf") as ds:
+                ds = ds.load()
+        except (OSError, ValueError) as e:
+            raise ValueError(f"load: {path / RESULTS} is not readable ({e}); delete it and --resume to rebuild it") \
+                from None
+        stored = ds.attrs.get(SPEC_ATTR)
+        if stored is None or spec_hash(json.loads(stored)) != spec_hash(spec):
+            raise ValueError(f"load: {path / RESULTS} was not written for {path / SPEC} (another spec); "
+                             "the store is inconsistent")
+        return ds
     size, shapes, assemble = layout(spec)
-    flat, done = read_chunks(path, size, shapes, spec["dtype"])
+    flat, done = read_chunks(path, size, shapes, spec["dtype"], spec_hash(spec))
     ds = assemble(flat)
     ds.attrs["complete"] = int(done.all())
     return ds
 
 
-def layout(spec: dict):
+def layout(spec: dict, theory: xr.Dataset | None = None):
     """(points, variable -> trailing shape, flat arrays -> Dataset) of a store's spec.
 
     The one place that knows how each engine's flat per-point results become a Dataset:
-    ``memgen.scan`` and :func:`load` both use it.
+    ``memgen.scan`` and :func:`load` both use it. A spec with ``"theory": true`` gets the
+    asymptotic theory as ``<var>_theory`` variables (``theory``, or computed from the spec).
     """
     data, model, grid = (config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    if spec.get("theory") and theory is None:
+        theory = theory_mod.theory(data, grid)
     if spec["model"]["kind"] == "ConvDenoiser":
         from .denoisers import engine as den
 
-        size = len(grid.gamma) * len(grid.lam) * grid.seeds
-        return size, den.variables(model), lambda flat: den.to_dataset(flat, spec, grid, data, model)
-    from .grid import VARIABLES, axes_of, shapes
+        size, shapes = len(grid.gamma) * len(grid.lam) * grid.seeds, den.variables(model)
 
-    ax = axes_of(grid)
+        def dataset(flat):
+            return den.to_dataset(flat, spec, grid, data, model)
+    else:
+        from .grid import VARIABLES, axes_of, shapes as linear_shapes
+
+        ax = axes_of(grid)
+        size, shapes = ax.size, linear_shapes(len(ax.lam))
+
+        def dataset(flat):
+            ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
+            ds.attrs["matmul_precision"] = "highest"
+            return ds
 
     def assemble(flat):
-        ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
-        ds.attrs["matmul_precision"] = "highest"
-        return ds
+        ds = dataset(flat)
+        ds.attrs["dtype"] = spec["dtype"]
+        return ds if theory is None else attach_theory(ds, theory)
 
-    return ax.size, shapes(len(ax.lam)), assemble
+    return size, shapes, assemble
 
 
-def attach_theory(ds: xr.Dataset, th: xr.Dataset, path: str | os.PathLike | None = None) -> xr.Dataset:
-    """Adds theory variables as ``<v>_theory`` on the scan's coordinates (rewrites the store)."""
+def attach_theory(ds: xr.Dataset, th: xr.Dataset) -> xr.Dataset:
+    """Adds theory variables as ``<v>_theory`` on the scan's coordinates."""
     extra = {f"{k}_theory": v.reindex_like(ds, method=None) for k, v in th.data_vars.items()}
-    out = ds.assign(extra)
-    if path is not None:
-        tmp = Path(path) / (RESULTS + ".tmp")
-        out.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, Path(path) / RESULTS)
-    return out
+    return ds.assign(extra)

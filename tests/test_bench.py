@@ -6,6 +6,8 @@ denoiser items); they time nothing that matters. Real numbers come from ``memgen
 
 import copy
 import json
+import statistics
+import time
 
 import pytest
 
@@ -13,11 +15,19 @@ from memgen import bench
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory):
+def timed_record(tmp_path_factory):
+    """The record and the wall time of the whole suite, measured here (not by the suite)."""
     out = tmp_path_factory.mktemp("bench") / "rec.json"
+    t0 = time.perf_counter()
     rec = bench.run_suite(sizes=(16, 32), repeat=2, out=out, progress=False, _tiny=True)
+    wall = time.perf_counter() - t0
     assert json.loads(out.read_text()) == json.loads(json.dumps(rec))
-    return rec
+    return rec, wall
+
+
+@pytest.fixture(scope="module")
+def record(timed_record):
+    return timed_record[0]
 
 
 def test_record_has_all_keys(record):
@@ -32,14 +42,28 @@ def test_record_has_all_keys(record):
     for d in (16, 32):
         r = res[f"linear_d{d}"]
         assert r["d"] == d and r["points"] == len(r["gamma"]) * len(r["lam"]) * r["seeds"]
-        assert len(r["runs_s"]) == 2 and r["run_min_s"] <= r["run_median_s"]
-        assert r["compile_s"] >= 0 and r["throughput"] == pytest.approx(r["points"] / r["run_median_s"])
-        assert r["floor_s"] > 0 and r["floor_fraction"] == pytest.approx(r["floor_s"] / r["run_min_s"])
+        assert r["floor_s"] > 0 and r["floor_fraction"] > 0
     lam = res["lam_axis_d16"]
-    assert lam["lams"] == [1, 4] and lam["time_ratio"] > 0
-    assert res["theory"]["points"] == 64 and res["theory"]["throughput"] > 0
-    den = res["denoisers"]
-    assert den["throughput"] == pytest.approx(den["K"] * den["steps"] / den["run_median_s"])
+    assert lam["lams"] == [1, 4] and lam["time_ratio"] > 0 and lam["throughput"] > 0
+    assert res["theory"]["points"] == 64
+
+
+def test_timings_match_the_raw_repeats_and_the_wall_clock(timed_record):
+    """The summary fields come from the steady-state repeats, not the first (compiling) call,
+    and everything the suite says it timed fits in the wall time measured around it."""
+    record, wall = timed_record
+    timed = 0.0
+    for name in ("linear_d16", "linear_d32", "theory", "denoisers"):
+        r = record["results"][name]
+        runs = r["runs_s"]
+        assert len(runs) == 2 and all(t > 0 for t in runs), name
+        assert r["run_median_s"] == pytest.approx(statistics.median(runs)), name
+        assert r["run_min_s"] == min(runs), name
+        work = r["K"] * r["steps"] if name == "denoisers" else r["points"]
+        assert work / max(runs) <= r["throughput"] <= work / min(runs), name  # work per steady second
+        assert r["first_s"] >= r["compile_s"] >= 0, name
+        timed += r["first_s"] + sum(runs) + (r.get("floor_s") or 0.0)
+    assert 0 < timed < wall
 
 
 def test_format_table_one_line_per_item(record):

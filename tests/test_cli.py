@@ -8,6 +8,8 @@ import sys
 import pytest
 import xarray as xr
 
+from memgen.cli import _APPLIES, _options, _parser, build_specs, parse_range
+
 ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_ENABLE_X64="0")
 
 
@@ -16,17 +18,26 @@ def memgen(*args, cwd=None):
                           env=ENV, cwd=cwd, timeout=280)
 
 
+def assert_one_line_error(r, message):
+    """Exit status 2 and exactly one line ``memgen: error: ...`` containing ``message``."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("memgen: error: "), r.stderr
+    assert message in lines[0], r.stderr
+
+
 def test_scan_writes_store_and_png(tmp_path):
     out = tmp_path / "run"
     r = memgen("scan", "--d", "24", "--gamma", "0.5:2:3", "--lam", "0,0.1", "--seeds", "2",
                "--samples", "4", "--out", str(out), "--theory", "--no-progress")
     assert r.returncode == 0, r.stderr
     ds = xr.open_dataset(out / "results.nc", engine="h5netcdf")
-    assert ds.q.dtype.name in ("float32", "float64") and ds.attrs["dtype"] == "float32"
+    assert ds.q.dtype.name == "float32" and ds.attrs["dtype"] == "float32"
     assert dict(ds.sizes) == {"gamma": 3, "lam": 2, "seed": 2}
     assert list(ds.gamma.values) == [0.5, 1.0, 2.0]
     assert "q_theory" in ds and "Q_theory" in ds
     assert (out / "phase_q.png").stat().st_size > 1000
+    for name in ("results.nc", "phase_q.png", "phase_q.pdf"):  # the final line names every file written
+        assert (out / name).is_file() and str(out / name) in r.stdout.splitlines()[-1], r.stdout
     ds.close()
     # the same command again is refused, with --overwrite it runs
     r = memgen("scan", "--d", "24", "--gamma", "0.5:2:3", "--out", str(out))
@@ -35,17 +46,40 @@ def test_scan_writes_store_and_png(tmp_path):
 
 def test_config_file(tmp_path):
     cfg = tmp_path / "scan.toml"
-    cfg.write_text('d = 16\ngamma = [0.5, 2.0]\nlam = "0"\nseeds = 1\nsamples = 2\nprogress = false\n')
-    r = memgen("scan", "--config", str(cfg), "--out", str(tmp_path / "o"))
-    assert r.returncode == 0, r.stderr
+    cfg.write_text('d = 16\ngamma = [0.5, 2.0]\nlam = "0"\nseeds = 1\nsamples = 2\nno-progress = true\n'
+                   'x64 = true\noverwrite = true\n')
+    for _ in range(2):  # the second run replaces the first's store: overwrite = true
+        r = memgen("scan", "--config", str(cfg), "--out", str(tmp_path / "o"))
+        assert r.returncode == 0, r.stderr
+    assert "%" not in r.stderr  # no_progress: no progress bar
     ds = xr.open_dataset(tmp_path / "o" / "results.nc", engine="h5netcdf")
     assert dict(ds.sizes) == {"gamma": 2, "lam": 1, "seed": 1}
+    assert ds.q.dtype.name == "float64" and ds.attrs["dtype"] == "float64"  # x64 = true
     ds.close()
+
+
+@pytest.mark.parametrize("toml,message", [
+    ("resume = true\n", "--config: resume must be a store directory, as in --resume DIR, got True"),
+    ("no_progress = 1\n", "--config: no_progress must be true or false, got 1"),
+    ("colour = 1\n", "--config: unknown keys ['colour']"),
+    ('resume = "/nonexistent/store"\n', "--resume: '/nonexistent/store' is not a memgen store"),
+    ('resume = "/nonexistent/store"\nd = 20\n', "--resume takes the spec from the store; drop --d"),
+])
+def test_config_file_errors(tmp_path, toml, message):
+    (tmp_path / "c.toml").write_text(toml)
+    assert_one_line_error(memgen("scan", "--config", str(tmp_path / "c.toml")), message)
 
 
 @pytest.mark.parametrize("args,message", [
     (["--d", "1"], "Spiked.d must be an integer >= 2, got 1"),
-    (["--gamma", "0:1:3"], "--gamma: expected a:b:n with 0 < a < b and integer n >= 2"),
+    (["--gamma", "0:1:3"], "--gamma: expected a:b:n with finite 0 < a < b and integer n >= 2"),
+    (["--gamma", "1:inf:3"], "--gamma: expected a:b:n with finite 0 < a < b"),
+    (["--gamma", "inf"], "Grid.gamma must be finite and > 0, got inf"),
+    (["--lam", "nan"], "Grid.lam must be finite and >= 0, got nan"),
+    (["--lam", "0,1e30"], "Grid.lam must be <= 1e6 (float32 keeps about 7 digits"),
+    (["--beta", "inf"], "Spiked.beta must be finite and > 0, got inf"),
+    (["--data", "powerlaw", "--alpha", "inf"], "PowerLaw.alpha must be finite and >= 0, got inf"),
+    (["--data", "bogus"], "argument --data: invalid choice: 'bogus'"),
     (["--gamma", "1:0.5:3"], "--gamma: expected a:b:n"),
     (["--gamma", "abc"], "--gamma: expected a comma-separated list of numbers"),
     (["--gamma", "0.0001"], "Grid.gamma must be >= 0.0025"),
@@ -57,9 +91,7 @@ def test_config_file(tmp_path):
     ([], "--out is required"),
 ])
 def test_bad_input_one_clear_message(args, message):
-    r = memgen("scan", *args)
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert_one_line_error(memgen("scan", *args), message)
 
 
 def test_theory_formats():
@@ -69,6 +101,85 @@ def test_theory_formats():
     assert len(rows) == 10 and {"gamma", "lam", "q", "Q", "w2", "top_eig"} <= set(rows[0])
     r = memgen("theory", "--gamma", "1", "--lam", "0", "--format", "csv")
     assert r.returncode == 0 and "0.720" in r.stdout  # q(1, 0) = 64 / (9 pi^2)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "field"], "argument --data: invalid choice: 'field'"),
+    (["--model", "conv"], "unrecognized arguments: --model conv"),
+    (["--preset", "quick"], "unrecognized arguments: --preset quick"),
+    (["--size", "8x8"], "unrecognized arguments: --size 8x8"),
+    (["--source", "disks"], "unrecognized arguments: --source disks"),
+    (["--x64"], "unrecognized arguments: --x64"),
+])
+def test_theory_takes_only_theory_options(args, message):
+    assert_one_line_error(memgen("theory", "--gamma", "1", "--lam", "0", *args), message)
+
+
+def _subparser(name):
+    return _parser()._subparsers._group_actions[0].choices[name]
+
+
+def test_theory_parser_has_only_theory_options():
+    theory = _subparser("theory")
+    assert {o for a in theory._actions for o in a.option_strings} == {
+        "-h", "--help", "--data", "--d", "--beta", "--rank", "--spikes", "--alpha", "--k", "--gamma", "--lam", "--format"}
+    assert theory._option_string_actions["--data"].choices == ["spiked", "powerlaw"]
+    assert "float64" in theory.description and "no --x64" in theory.description
+
+
+def test_broken_pipe_is_quiet():
+    """`memgen theory ... | head -1`: the reader is gone before the output; no traceback."""
+    rd, wr = os.pipe()
+    os.close(rd)  # every write gets EPIPE, deterministically
+    try:
+        r = subprocess.run([sys.executable, "-m", "memgen.cli", "theory", "--gamma", "0.5:2:20", "--lam", "0,0.1",
+                            "--format", "csv"], stdout=wr, stderr=subprocess.PIPE, text=True, env=ENV, timeout=280)
+    finally:
+        os.close(wr)
+    assert r.returncode in (0, 141) and r.stderr == "", r.stderr
+
+
+def test_figures_help_says_where_the_output_goes():
+    r = memgen("figures", "--help")
+    text = " ".join(r.stdout.split())
+    assert r.returncode == 0 and "default: ./memgen-figures" in text and "only rewritten when you pass --out figures" in text
+    assert _parser().parse_args(["figures"]).out == "memgen-figures"
+
+
+def test_scan_help_documents_every_option():
+    for action in _subparser("scan")._actions:
+        if action.dest in ("help", "resume", "out"):
+            continue
+        assert action.help and "default" in action.help, action.option_strings
+    r = memgen("scan", "--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "(required)" not in text and "not needed with --resume DIR" in text
+    assert "(default: 1)" in text and "(default: random)" in text and "(default: a few micro-batches per device)" in text
+    for data, opts in _APPLIES.items():  # the epilog, generated from the table, verbatim
+        assert f"  {data:<9} " + " ".join(f"--{o}" for o in sorted(opts)) in r.stdout
+    for var in ("m", "q", "Q", "w2", "m_kad", "mem_frac", "top_eig"):
+        assert f"\n  {var} " in r.stdout
+    assert "weight decay of AdamW" in text and "example:" in text
+
+
+def test_explicit_options_are_kept_for_conv_models():
+    """Only options the user left out get the denoisers' defaults, even when equal to the linear default."""
+    opts = _options(_parser().parse_args(["scan", "--data", "field", "--model", "conv", "--gamma", "0.1:8:24",
+                                          "--lam", "0,0.01,0.1,1", "--seeds", "4"]))
+    _, _, grid = build_specs(opts)
+    assert grid.gamma == tuple(parse_range("gamma", "0.1:8:24")) and grid.lam == (0, 0.01, 0.1, 1) and grid.seeds == 4
+    _, _, grid = build_specs(_options(_parser().parse_args(["scan", "--data", "field", "--model", "conv"])))
+    assert grid.gamma == (0.02, 0.25, 1, 4) and grid.lam == (0, 0.001) and grid.seeds == 2
+
+
+@pytest.mark.parametrize("out", ["file", "/proc/memgen-x"])
+def test_out_that_cannot_be_a_store(tmp_path, out):
+    if out == "file":
+        out = tmp_path / "somefile"
+        out.write_text("not a store")
+    r = memgen("scan", "--d", "20", "--gamma", "1", "--lam", "0", "--seeds", "1", "--out", str(out))
+    assert_one_line_error(r, str(out))
 
 
 def test_info():
@@ -89,19 +200,49 @@ def test_one_cpu_device_per_core_unless_the_user_chose():
 def test_resume_takes_the_spec_from_the_store(tmp_path):
     out = tmp_path / "r"
     r = memgen("scan", "--d", "16", "--gamma", "0.5,2", "--lam", "0", "--seeds", "2", "--samples", "2",
-               "--out", str(out), "--no-progress")
+               "--out", str(out), "--no-progress", "--theory")
     assert r.returncode == 0, r.stderr
     first = xr.open_dataset(out / "results.nc", engine="h5netcdf").load()
     for f in (out / "chunks").glob("*.npz"):  # as if interrupted: drop one chunk and the result
         f.unlink()
         break
     (out / "results.nc").unlink()
-    r = memgen("scan", "--resume", str(out), "--no-progress")
+    (tmp_path / "c.toml").write_text(f'resume = "{out}"\nno_progress = true\n')  # = --resume DIR --no-progress
+    r = memgen("scan", "--config", str(tmp_path / "c.toml"))
     assert r.returncode == 0, r.stderr
     again = xr.open_dataset(out / "results.nc", engine="h5netcdf").load()
     assert (first.q.values == again.q.values).all()
-    r = memgen("scan", "--resume", str(out), "--d", "20")
-    assert r.returncode == 2 and "--resume takes the spec from the store; drop --d" in r.stderr
+    assert "q_theory" in again and (first.q_theory.values == again.q_theory.values).all()  # the store's theory flag
+    for args in (["--d", "20"], ["--theory"]):
+        r = memgen("scan", "--resume", str(out), *args)
+        assert_one_line_error(r, f"--resume takes the spec from the store; drop {args[0]}")
+
+
+def test_os_errors_are_one_line(monkeypatch, capsys):
+    """Whatever the store does not turn into a ValueError: PermissionError, NotADirectoryError, ..."""
+    from memgen import cli
+
+    def fail(args):
+        raise PermissionError(13, "Permission denied", "/ro/run")
+
+    monkeypatch.setattr(cli, "_cmd_info", fail)
+    assert cli.main(["info"]) == 2
+    assert capsys.readouterr().err == "memgen: error: /ro/run: Permission denied\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "invalid JSON at line 1, column 2"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"model": {"kind": "Linear"}, "grid": {"kind": "Grid"}}', "missing key 'data'"),
+    ('{"data": {"kind": "Nope"}, "model": {"kind": "Linear"}, "grid": {"kind": "Grid"}}', "unknown spec kind 'Nope'"),
+    ('{"data": {"kind": "Spiked", "colour": 1}, "model": {"kind": "Linear"}, "grid": {"kind": "Grid"}}',
+     "Spiked: unknown fields ['colour']"),
+    ('{"data": {"kind": "Spiked", "d": 1}, "model": {"kind": "Linear"}, "grid": {"kind": "Grid"}}',
+     "Spiked.d must be an integer >= 2, got 1"),
+])
+def test_resume_names_what_is_wrong_with_spec_json(tmp_path, text, message):
+    (tmp_path / "spec.json").write_text(text)
+    assert_one_line_error(memgen("scan", "--resume", str(tmp_path)), f"--resume: {tmp_path / 'spec.json'}: {message}")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -112,5 +253,4 @@ def test_resume_takes_the_spec_from_the_store(tmp_path):
     (["--memory", "0.5"], "memory must be a positive size"),
 ])
 def test_options_that_do_not_apply_are_refused(args, message, tmp_path):
-    r = memgen("scan", *args, "--out", str(tmp_path / "x"))
-    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert_one_line_error(memgen("scan", *args, "--out", str(tmp_path / "x")), message)

@@ -17,8 +17,15 @@ from memgen import config
     (lambda: memgen.PowerLaw(d=10, k=10), r"PowerLaw.k must be < d=10"),
     (lambda: memgen.Linear(samples=0), r"Linear.samples must be an integer >= 1, got 0"),
     (lambda: memgen.Grid(gamma=[0.0, 1.0]), r"Grid.gamma must be > 0, got 0.0"),
-    (lambda: memgen.Grid(gamma=[float("nan")]), r"Grid.gamma must be > 0, got nan"),
+    (lambda: memgen.Grid(gamma=[float("nan")]), r"Grid.gamma must be finite and > 0, got nan"),
+    (lambda: memgen.Grid(gamma=[float("inf")]), r"Grid.gamma must be finite and > 0, got inf"),
     (lambda: memgen.Grid(lam=[-0.1]), r"Grid.lam must be >= 0, got -0.1"),
+    (lambda: memgen.Grid(lam=[float("inf")]), r"Grid.lam must be finite and >= 0, got inf"),
+    (lambda: memgen.Grid(lam=[1e30]), r"Grid.lam must be <= 1e6 \(float32 .*\), got 1e\+30"),
+    (lambda: memgen.Grid(beta=[float("inf")]), r"Grid.beta must be finite and > 0, got inf"),
+    (lambda: memgen.Grid(alpha=[float("nan")]), r"Grid.alpha must be finite and >= 0, got nan"),
+    (lambda: memgen.Spiked(beta=float("inf")), r"Spiked.beta must be finite and > 0, got inf"),
+    (lambda: memgen.PowerLaw(alpha=float("inf")), r"PowerLaw.alpha must be finite and >= 0, got inf"),
     (lambda: memgen.Grid(seeds=0), r"Grid.seeds must be an integer >= 1, got 0"),
     (lambda: memgen.Grid(beta=[0.0]), r"Grid.beta must be > 0"),
     (lambda: memgen.Grid(gamma=[1.0, 1.0]), r"Grid.gamma must be a list without repeated values"),
@@ -45,3 +52,23 @@ def test_round_trip():
     for spec in (memgen.Spiked(d=7, beta=(3.0, 1.0)), memgen.PowerLaw(alpha=2.0, beta=(1.5,)),
                  memgen.Linear(samples=3), memgen.Grid(gamma=[0.5, 2.0], beta=[1.0, 2.0], seeds=2)):
         assert config.from_dict(config.to_dict(spec)) == spec
+
+
+def test_largest_lam_is_accepted():
+    assert memgen.Grid(lam=[0.0, 1e6]).lam == (0.0, 1e6)
+
+
+@pytest.mark.parametrize("d,match", [
+    ({"d": 3}, r"a spec must be a dict with a 'kind' key"),
+    ([1], r"a spec must be a dict with a 'kind' key"),
+    ({"kind": "Nope"}, r"unknown spec kind 'Nope'"),
+    ({"kind": "Spiked", "d": 5, "colour": 1}, r"Spiked: unknown fields \['colour'\]"),
+])
+def test_from_dict_errors_are_value_errors(d, match):
+    with pytest.raises(ValueError, match=match):
+        config.from_dict(d)
+
+
+def test_image_specs_say_finite():
+    with pytest.raises(ValueError, match=r"ImageField.alpha must be finite and >= 0, got inf"):
+        memgen.ImageField(size=(8, 8), alpha=float("inf"))

@@ -57,7 +57,30 @@ def test_specs_serialise_and_quick():
     assert d["kind"] == "ConvDenoiser" and isinstance(d["mse_sigmas"], list)
     json.dumps([to_dict(ImageField()), to_dict(Images()), d])
     assert I.fourier_basis(SIZE)[0].shape == (64, 64)
-    assert ImageField(size=SIZE, k=5).k == 5 and hash(ConvDenoiser()) == hash(ConvDenoiser())
+    assert ImageField(size=SIZE, k=5).k == 5
+
+
+def test_specs_are_values_for_stores_and_jit():
+    """A spec read back from a store equals (and hashes as) the one written, so it finds the
+    same compiled kernels; specs differing in any field are distinct dict keys and distinct
+    jit static arguments (one compile each)."""
+    from memgen.config import from_dict, replace, to_dict
+
+    for spec in (ConvDenoiser(), ConvDenoiser.quick(), TINY, ImageField(size=SIZE, alpha=1.5, k=5),
+                 Images(source="grace_hopper", size=SIZE, k=3)):
+        back = from_dict(json.loads(json.dumps(to_dict(spec))))
+        assert type(back) is type(spec) and back == spec and hash(back) == hash(spec), spec
+    variants = [TINY, replace(TINY, width=9), replace(TINY, lr=TINY.lr * 2), replace(TINY, mse_sigmas=(0.1,)),
+                replace(TINY, padding="circular"), replace(TINY, sampler="ascent")]
+    table = {v: i for i, v in enumerate(variants)}
+    assert len(table) == len(variants)
+    assert [table[from_dict(to_dict(v))] for v in variants] == list(range(len(variants)))
+    f = jax.jit(lambda x, spec: x * spec.width, static_argnames="spec")
+    f(1.0, spec=TINY)
+    f(1.0, spec=from_dict(to_dict(TINY)))  # an equal spec: no second compile
+    assert f._cache_size() == 1
+    f(1.0, spec=variants[1])
+    assert f._cache_size() == 2
 
 
 # ----------------------------------------------------------------------------- images
@@ -207,10 +230,13 @@ def test_scan_contract_pairs_and_chunking():
     assert spec["grid"]["gamma"] == [2 / 64, 0.5]
     assert np.all(np.isfinite(ds.to_array().values))
     assert np.all((ds.m.values > 0) & (ds.m.values <= 1 + 1e-12))
-    # the Wiener filter is optimal: no denoiser beats it on average
-    assert np.all(ds.mse_wiener.mean("seed") <= ds.mse_empirical.mean("seed") + 1e-12)
+    # Gaussian data: the population Wiener filter is the optimal denoiser, so neither the
+    # trained network nor the empirical (memorising) linear denoiser beats it, up to the
+    # sampling error of the few test images
+    assert np.all(ds.mse.mean("seed") >= ds.mse_wiener.mean("seed") * (1 - 0.05))
+    assert np.all(ds.mse_empirical.mean("seed") >= ds.mse_wiener.mean("seed") - 1e-12)
     # chunking does not change results (keys come from grid coordinates, fixed micro-batch)
-    ds1 = scan_denoisers(data, TINY, grid, progress=False, chunk=1, batch=1)
+    ds1 = scan_denoisers(data, TINY, grid, progress=False, chunk=jax.device_count(), batch=1)
     ds2 = scan_denoisers(data, TINY, grid, progress=False, batch=1)
     for v in ds.data_vars:
         _same(v, ds1[v].values, ds2[v].values)
@@ -232,7 +258,7 @@ def test_scan_resumes_bit_identical(tmp_path):
     data = ImageField(size=SIZE, alpha=1.0, k=1)
     grid = Grid(gamma=(2 / 64, 0.25), lam=(0.0, 0.05), seeds=2, seed=5)
     out = tmp_path / "den"
-    full = memgen.scan(data, TINY, grid, out=out, chunk=1, batch=1, progress=False)
+    full = memgen.scan(data, TINY, grid, out=out, chunk=jax.device_count(), batch=1, progress=False)
     files = sorted((out / "chunks").glob("*.npz"))
     assert len(files) == 8 // min(8, jax.device_count())
     for f in files[: len(files) // 2]:
@@ -240,7 +266,8 @@ def test_scan_resumes_bit_identical(tmp_path):
     (out / "results.nc").unlink()
     part = memgen.load(out)
     assert part.attrs["complete"] == 0 and np.isnan(part.q.values).any() and not np.isnan(part.q.values).all()
-    resumed = memgen.scan(data, TINY, grid, out=out, chunk=1, batch=1, progress=False, resume=True)
+    resumed = memgen.scan(data, TINY, grid, out=out, chunk=jax.device_count(), batch=1, progress=False,
+                          resume=True)
     for v in full.data_vars:
         _same(v, resumed[v].values, full[v].values)
     np.testing.assert_array_equal(memgen.load(out).m.values, full.m.values)

@@ -40,7 +40,7 @@ def test_every_figure_writes_png_and_pdf(made):
 
 def test_index_lists_files_and_specs(made):
     out, files, index = made
-    assert index["mode"] == "tiny"
+    assert index["mode"] == "tiny" and list(index["sizes"]) == ["tiny"]
     assert [e["name"] for e in index["figures"]] == list(figures.FIGURES)
     listed = {f for e in index["figures"] for f in e["files"]}
     assert listed == {str(p.relative_to(out)) for p in files[:-1]}
@@ -102,3 +102,55 @@ def test_remaking_one_figure_keeps_the_index_of_the_others(made, tmp_path):
     for e in new["figures"]:
         if e["name"] != "spectra":
             assert e == by_old[e["name"]]
+
+
+def _fake_figures(monkeypatch, calls):
+    """Every figure function replaced by one that writes a stub PNG and its index entry."""
+    def fake(name):
+        def fig(out_dir, mode="quick", log=None):
+            calls.append((name, mode))
+            t0 = figures.time.perf_counter()
+            p = Path(out_dir) / f"{name}.png"
+            p.write_bytes(b"png")
+            figures._record(log, name, [p], figures._specs(), mode, t0)
+            return [p]
+        return fig
+
+    for name in list(figures.FIGURES):
+        monkeypatch.setitem(figures.FIGURES, name, fake(name))
+
+
+def test_default_out_is_not_the_committed_figures(tmp_path, monkeypatch, capsys):
+    calls = []
+    _fake_figures(monkeypatch, calls)
+    monkeypatch.chdir(tmp_path)
+    files = figures.make_all(mode="tiny")
+    assert files[-1] == Path("memgen-figures") / "figures.json" and files[-1].exists()
+    assert not (tmp_path / "figures").exists()
+    assert [c[0] for c in calls] == list(figures.FIGURES)
+    # progress: one line per figure, in order, with its name and seconds
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("memgen figures:")]
+    n = len(figures.FIGURES)
+    assert len(lines) == n
+    for i, (name, line) in enumerate(zip(figures.FIGURES, lines), 1):
+        assert line.startswith(f"memgen figures: [{i}/{n}] {name} (tiny) ") and line.endswith(" s"), line
+
+
+@pytest.mark.parametrize("old_mode, new_mode", [("full", "quick"), ("quick", "full"), ("quick", "quick")])
+def test_only_keeps_the_other_entries_whatever_the_mode(tmp_path, monkeypatch, old_mode, new_mode):
+    calls = []
+    _fake_figures(monkeypatch, calls)
+    figures.make_all(tmp_path, mode=old_mode)
+    old = {e["name"]: e for e in json.loads((tmp_path / "figures.json").read_text())["figures"]}
+    figures.make_all(tmp_path, mode=new_mode, only=["denoisers", "benchmark"])
+    assert calls[-2:] == [("denoisers", new_mode), ("benchmark", new_mode)]
+    index = json.loads((tmp_path / "figures.json").read_text())
+    assert [e["name"] for e in index["figures"]] == list(figures.FIGURES)
+    for e in index["figures"]:
+        if e["name"] in ("denoisers", "benchmark"):
+            assert e["mode"] == new_mode and e["files"] == [f"{e['name']}.png"]
+        else:
+            assert e == old[e["name"]]  # kept as it was, with the mode that made it
+    assert index["mode"] == (new_mode if new_mode == old_mode else "mixed")
+    assert set(index["sizes"]) == {old_mode, new_mode}
+    assert index["sizes"][new_mode] == json.loads(json.dumps(figures.SIZES[new_mode]))

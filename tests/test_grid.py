@@ -1,6 +1,7 @@
 """The grid engine: one point vs the naive reference, chunking/device invariance, compilations,
 the eigh-deadlock regression, padding buckets, finite checks."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -128,6 +129,20 @@ def test_eigh_deadlock_regression():
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 
+@contextlib.contextmanager
+def patched_point(monkeypatch, fn):
+    """``grid.point`` is ``fn`` inside the block. Compiled kernels are cached across scans
+    (``grid._compiled``), so the cache is emptied before (a cached kernel would ignore ``fn``)
+    and after (no later scan may get a kernel built from ``fn``)."""
+    grid_mod._compiled.cache_clear()
+    try:
+        with monkeypatch.context() as mp:
+            mp.setattr(grid_mod, "point", fn)
+            yield
+    finally:
+        grid_mod._compiled.cache_clear()
+
+
 def test_non_finite_is_reported_with_coordinates(monkeypatch):
     data, model, grid = memgen.Spiked(d=8), memgen.Linear(samples=2), memgen.Grid(gamma=[1.0], lam=[0.0, 0.5], seeds=1)
     real = grid_mod.point
@@ -137,9 +152,11 @@ def test_non_finite_is_reported_with_coordinates(monkeypatch):
         out["q"] = out["q"] / jnp.where(a[4] > 0.1, 0.0, 1.0)  # q/0 at lam=0.5 -> inf
         return out
 
-    monkeypatch.setattr(grid_mod, "point", poisoned)
-    with pytest.raises(FloatingPointError, match=r"non-finite q at gamma=1.0, seed=0, lam=0.5"):
-        memgen.scan(data, model, grid, progress=False)
+    with patched_point(monkeypatch, poisoned):
+        with pytest.raises(FloatingPointError, match=r"non-finite q at gamma=1.0, seed=0, lam=0.5"):
+            memgen.scan(data, model, grid, progress=False)
+    # the same spec again, as a later test would run it: the real kernel, finite numbers
+    assert np.isfinite(memgen.scan(data, model, grid, progress=False)["q"].values).all()
 
 
 def test_memory_too_small_is_refused_before_compute():

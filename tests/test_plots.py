@@ -171,7 +171,7 @@ def test_order_parameters_one_seed_subset_and_no_beta(rng):
 def test_order_parameters_stored_theory_and_missing_vars(rng):
     spec = {"data": {"kind": "Spiked", "beta": [1.0, 2.0]}}
     ds = make_scan(rng, theory=True, spec=spec)
-    fig = plots.order_parameters(ds, variables=("m", "q", "Q", "w2", "nope"))
+    fig = plots.order_parameters(ds, variables=("m", "q", "Q", "w2"))
     assert len(fig.axes) == 4
     assert len(data_lines(fig.axes[3])) == len(LAM)  # w2_theory used
     assert vlines_x(fig.axes[2]) == pytest.approx([0.25, 1.0])
@@ -183,6 +183,60 @@ def test_order_parameters_stored_theory_and_missing_vars(rng):
         plots.order_parameters(make_scan(rng, lead=("beta", [1.0, 2.0])))
     sel = make_scan(rng, lead=("beta", [1.0, 2.0])).sel(beta=2.0)  # scalar beta coord -> line
     assert vlines_x(plots.order_parameters(sel).axes[2]) == pytest.approx([0.25])
+
+
+def test_requested_variable_or_lam_not_in_ds_raises(rng):
+    ds = make_scan(rng)
+    with pytest.raises(ValueError, match=r"\['nope'\] not in ds"):
+        plots.order_parameters(ds, variables=("m", "nope"))
+    with pytest.raises(ValueError, match=r"\['Q'\] not in ds"):
+        plots.order_parameters(ds.drop_vars("Q"), variables=("m", "Q"))
+    assert len(plots.order_parameters(ds.drop_vars("Q")).axes) == 2  # the default: only those present
+    with pytest.raises(ValueError, match=r"lam=0.5 not in ds; available lam: \['0', '0.1', '1'\]"):
+        plots.order_parameters(ds, lam=[0.5])
+    with pytest.raises(ValueError, match=r"lam=0.5, 2 not in ds"):
+        plots.order_parameters(ds, lam=[0.1, 0.5, 2.0])
+    with pytest.raises(ValueError, match=r"lam=0.3 not in ds; available lam: \['0', '0.1', '1'\]"):
+        plots.powerlaw_curves(make_scan(rng, lead=("alpha", [0.5, 1.0])), lam=0.3)
+
+
+def test_requested_bbp_line_that_cannot_be_drawn_raises(rng):
+    ds = make_scan(rng)
+    for bad in (0.0, -2.0, np.nan, [2.0, 0.0]):
+        with pytest.raises(ValueError, match="beta_c must be numbers > 0"):
+            plots.order_parameters(ds, beta_c=bad)
+        with pytest.raises(ValueError, match="beta_c must be numbers > 0"):
+            plots.phase_diagram(ds, "q", beta_c=bad)
+    with pytest.raises(ValueError, match="no Q"):  # the BBP line lives on the Q panel
+        plots.order_parameters(ds, beta_c=2.0, variables=("m", "q"))
+    with pytest.raises(ValueError, match=r"beta_c=\['0.1'\].*outside the gamma range \[0.25, 4\]"):
+        plots.phase_diagram(ds, "q", beta_c=[2.0, 0.1])  # gamma_c = 100: off the map
+    # a beta taken from the spec (not requested) whose line is off the map is left out
+    far = make_scan(rng, spec={"data": {"kind": "Spiked", "beta": [0.1]}})
+    ax = plots.phase_diagram(far, "q").axes[0]
+    assert vlines_x(ax) == [] and ax.get_legend() is None
+
+
+def test_all_nan_theory_is_not_drawn(rng):
+    """No theory for a variable (all NaN, e.g. m of power-law data): no line, no error."""
+    ds = make_scan(rng, theory=True)
+    ds["m_theory"] = ds["m_theory"] * np.nan
+    ds["m_theory"].attrs["note"] = "no asymptotic theory of m for this data"
+    th = make_theory()
+    th["m"] = th["m"] * np.nan
+    for fig in (plots.order_parameters(ds), plots.order_parameters(ds.drop_vars("m_theory"), theory=th)):
+        axm, axq, _ = fig.axes
+        assert data_lines(axm) == []
+        assert len(data_lines(axq)) == len(LAM)
+        assert "theory" in legend_texts(axm)  # q has theory lines
+    only_m = plots.order_parameters(ds, variables=["m"])
+    assert data_lines(only_m.axes[0]) == [] and "theory" not in legend_texts(only_m.axes[0])
+    pl = make_scan(rng, lead=("alpha", [0.5, 1.0]), theory=True)
+    pl["m_theory"] = pl["m_theory"] * np.nan
+    ax = plots.powerlaw_curves(pl, var="m").axes[0]
+    assert data_lines(ax) == [] and "theory" not in legend_texts(ax) and len(containers(ax)) == 2
+    ax = plots.powerlaw_curves(pl, var="q").axes[0]
+    assert len(data_lines(ax)) == 2 and "theory" in legend_texts(ax)
 
 
 # ------------------------------------------------------------------- phase_diagram

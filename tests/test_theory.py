@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
+import memgen
 from memgen import config
 from memgen.theory import memorisation as mem
 from memgen.theory import mp, powerlaw, spiked, theory, theory_table
@@ -440,7 +443,7 @@ def test_theory_table_formats():
 
 
 def test_clear_errors():
-    with pytest.raises(TypeError, match="Spiked and PowerLaw"):
+    with pytest.raises(ValueError, match="no asymptotic theory for Linear data"):
         theory(config.Linear(), config.Grid())
     with pytest.raises(ValueError, match="Grid.alpha"):
         theory(config.Spiked(d=50), config.Grid(alpha=(1.0,)))
@@ -450,3 +453,76 @@ def test_clear_errors():
         powerlaw.check_residual(np.array([np.nan]))
     powerlaw.check_residual(np.array([1e-13]))
 
+
+
+# ------------------------------------------------------- never crashes on valid input
+
+_FLOAT32_SCRIPT = """
+import json, jax, numpy as np, memgen
+assert not jax.config.jax_enable_x64
+out = {}
+for alpha in (1.0, 10.0):
+    ds = memgen.theory(memgen.PowerLaw(d=500, alpha=alpha), memgen.Grid(gamma=[1], lam=[0]))
+    out[str(alpha)] = {v: [str(ds[v].dtype), bool(np.all(np.isfinite(ds[v].values)))] for v in ds.data_vars}
+assert not jax.config.jax_enable_x64  # theory does not flip the program's flag
+assert jax.numpy.asarray(1.0).dtype == jax.numpy.float32
+print(json.dumps(out))
+"""
+
+
+def test_powerlaw_theory_default_float32_process():
+    """gamma = 1, lam = 0 (and alpha = 10) crashed in float32; theory now always runs in float64."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    r = subprocess.run([sys.executable, "-c", _FLOAT32_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for alpha in ("1.0", "10.0"):
+        for v, (dtype, finite) in out[alpha].items():
+            assert dtype == "float64", (alpha, v, dtype)
+            assert finite or v == "m", (alpha, v)  # power-law m is NaN by design
+
+
+def test_theory_float64_whatever_the_inputs_and_extremes():
+    # the suite runs with x64 on; the dataset is float64 either way, also for the spiked path
+    ds = theory(config.Spiked(d=50, beta=(1e50, 2.0)), config.Grid(gamma=(0.02, 1.0, 1e12), lam=(0.0, 1e-300, 1e6)))
+    for v in ds.data_vars:
+        assert ds[v].dtype == np.float64 and np.all(np.isfinite(ds[v].values)), v
+    # any alpha >= 0 gives finite numbers (the spectrum underflows to zeros at large alpha)
+    grid = config.Grid(gamma=(0.01, 1.0, 1e4), lam=(0.0, 1e-12, 1e6), alpha=(0.0, 0.5, 10.0, 1e3, 1e300))
+    ds = theory(config.PowerLaw(d=300, k=3), grid)
+    for v in ("q", "w2", "Q", "top_eig"):
+        assert ds[v].dtype == np.float64 and np.all(np.isfinite(ds[v].values)), v
+    assert np.all(np.isfinite(ds["m"].sel(alpha=0.0).values))
+
+
+def test_theory_no_theory_data_is_value_error():
+    with pytest.raises(ValueError, match=r"^theory: no asymptotic theory for ImageField data \(theory exists for Spiked and PowerLaw\)$"):
+        memgen.theory(memgen.ImageField(size=(8, 8)), memgen.Grid())
+    with pytest.raises(ValueError, match="no asymptotic theory for Images data"):
+        memgen.theory(memgen.Images(size=(8, 8)), memgen.Grid())
+    with pytest.raises(ValueError, match="grid must be a memgen.Grid, got dict"):
+        memgen.theory(memgen.Spiked(d=50), {"gamma": [1.0]})
+    # limits of the float64 formulas are named up front, not hit mid-compute
+    with pytest.raises(ValueError, match=r"Grid.gamma must be <= .*2\^53"):
+        theory(config.Spiked(d=50), config.Grid(gamma=(1.0, 1e20)))
+    with pytest.raises(ValueError, match=r"Grid.beta must be <= 1e\+50"):
+        theory(config.PowerLaw(d=50, beta=(1.0,)), config.Grid(beta=(2.0, 1e60)))
+    with pytest.raises(ValueError, match=r"Spiked.beta must be <= 1e\+50"):
+        theory(config.Spiked(d=50, beta=(1e200,)), config.Grid())
+
+
+def test_powerlaw_m_is_nan_with_note():
+    """docs/theory.md: the proportional-load m is badly wrong for power-law data -> NaN + note."""
+    ds = theory(config.PowerLaw(d=200, alpha=1.0), config.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1)))
+    assert ds["m"].dtype == np.float64 and np.all(np.isnan(ds["m"].values))
+    assert "no reliable theory for power-law m" in ds["m"].attrs["note"] and "NaN" in ds["m"].attrs["note"]
+    for v in ("q", "w2", "Q", "top_eig"):
+        assert np.all(np.isfinite(ds[v].values)) and "note" not in ds[v].attrs, v
+    # alpha = 0 is white data: the spiked law holds and is returned
+    ds0 = theory(config.PowerLaw(d=200, alpha=1.0), config.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1), alpha=(0.0, 2.0)))
+    assert np.all(np.isnan(ds0["m"].sel(alpha=2.0).values))
+    ref = theory(config.Spiked(d=200, beta=(1e-300,)), config.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1)))["m"]
+    np.testing.assert_allclose(ds0["m"].sel(alpha=0.0).values, ref.values, rtol=1e-10)
+    # the spiked m stays a number without a note; the table prints NaN for power-law m
+    assert "note" not in ref.attrs and np.all((ref.values > 0) & (ref.values <= 1))
+    assert all(np.isnan(r["m"]) for r in json.loads(theory_table(ds, "json")))

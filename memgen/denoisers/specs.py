@@ -32,7 +32,9 @@ def _check_size(name: str, value: Any) -> tuple[int, int]:
 def _check_float(name: str, value: Any, rule: str, ok) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(name, rule, value)
-    if not (math.isfinite(value) and ok(value)):
+    if not math.isfinite(value):
+        _fail(name, f"finite and {rule}", value)
+    if not ok(value):
         _fail(name, rule, value)
     return float(value)
 

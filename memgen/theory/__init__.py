@@ -4,7 +4,9 @@
 simulation store holds (``q``, ``w2``, ``m``, ``Q``, ``top_eig``), with the same dims minus
 ``seed``. It is the one batching layer of this sub-package: it jits the spiked closed forms
 over the whole (gamma, lam) mesh and ``lax.map``s the power-law solvers; the modules below
-are pure, broadcasting kernels.
+are pure, broadcasting kernels. ``theory`` always computes in float64 (inside
+``jax.enable_x64``), whatever the program's x64 flag: the solvers are cheap, and float32 is
+not enough for them (gamma = 1, lam = 0 of a power law did not converge).
 
 * Spiked: ``mp`` (Marchenko–Pastur quadrature), ``spiked`` (q, W2, BBP), ``memorisation``.
 * PowerLaw: ``powerlaw`` (Silverstein deterministic equivalents at the actual finite d).
@@ -33,8 +35,53 @@ VARIABLES = ("q", "w2", "m", "Q", "top_eig")
 TABLE_FORMATS = ("csv", "json", "table")
 
 
-def _float():
-    return jnp.result_type(float)  # float64 under x64, else float32
+_F64 = jnp.float64
+
+# Variables with no reliable theory in a regime (docs/theory.md): returned as NaN + a note.
+POWERLAW_M_NOTE = (
+    "no reliable theory for power-law m at alpha > 0 (docs/theory.md, Memorisation / "
+    "Theory vs simulation: the proportional-load law assumes independent overlaps, which "
+    "fails for power-law spectra, e.g. 0.57 vs simulated 0.41 at alpha = 1, > 1 at alpha = 2); NaN"
+)
+
+
+def _x64():
+    """Context in which JAX computes in float64, whatever the global ``jax_enable_x64``."""
+    ctx = getattr(jax, "enable_x64", None)
+    if ctx is None:  # pragma: no cover  (older jax)
+        from jax.experimental import enable_x64 as ctx
+    return ctx(True)
+
+
+def _no_theory(data) -> str:
+    return (
+        f"theory: no asymptotic theory for {type(data).__name__} data "
+        "(theory exists for Spiked and PowerLaw)"
+    )
+
+
+def _validate(data, grid) -> None:
+    """All input checks, before any compute: ``ValueError`` naming the parameter and range."""
+    if not isinstance(data, (config.Spiked, config.PowerLaw)):
+        raise ValueError(_no_theory(data))
+    if not isinstance(grid, config.Grid):
+        raise ValueError(f"theory: grid must be a memgen.Grid, got {type(grid).__name__}")
+    grid.check(data)
+    # n = round(gamma d) must be an exact float64 and int64 integer
+    n_max = 2**53
+    for g in grid.gamma:
+        if g * data.d > n_max:
+            raise ValueError(
+                f"theory: Grid.gamma must be <= {n_max / data.d:.3g} (n = gamma*d <= 2^53) at d={data.d}, got {g!r}"
+            )
+    # spike strengths: the power-law solvers use sigma^4 (W2 equivalent), which must stay
+    # finite in float64; 1e50 is far beyond any physical spike (sigma is normalised to mean 1)
+    b_max = 1e50
+    betas = list(data.beta) + list(grid.beta or ())
+    for b in betas:
+        if b > b_max:
+            name = "Grid.beta" if grid.beta is not None and b in grid.beta else f"{type(data).__name__}.beta"
+            raise ValueError(f"theory: {name} must be <= {b_max:g} (float64 range of the solvers), got {b!r}")
 
 
 @jax.jit
@@ -81,8 +128,10 @@ def _powerlaw_one(data: config.PowerLaw, alpha: float, beta, gamma, lam, n):
     extra2 = 0.0 if (axis_spikes or not beta) else (2.0 * sum(beta) + sum(b * b for b in beta)) / d
     tau1 = jnp.mean(sigma) + extra1
     tau2 = jnp.mean(sigma**2) + extra2
-    m = memorisation_proportional(n.astype(dt)[:, None], jnp.asarray(float(d), dt), lam[None, :], tau1, tau2)
-    m = jnp.minimum(m, 1.0)  # a cosine; the extreme-value law is unreliable here (docs/theory.md)
+    if alpha > 0:  # no reliable theory (docs/theory.md): NaN, noted on the variable
+        m = jnp.full((gamma.shape[0], lam.shape[0]), jnp.nan, dt)
+    else:  # alpha = 0 is white data (+ spikes): the spiked law, checked against simulation
+        m = memorisation_proportional(n.astype(dt)[:, None], jnp.asarray(float(d), dt), lam[None, :], tau1, tau2)
     # latent overlaps and the top eigenvalue, per gamma
     j_top = int(np.argmax(np.asarray(sigma)))
     x_top = powerlaw.axis_outlier(sigma, gamma, j_top)[1]
@@ -108,25 +157,31 @@ def theory(data, grid: config.Grid) -> xr.Dataset:
 
     Returns:
         Dataset with dims ``([beta], [alpha], gamma, lam)``, coords ``gamma``, ``lam``,
-        ``n`` (on gamma, ``round(gamma d)``) and the swept ``beta``/``alpha``; variables
-        ``q, w2, m [..., gamma, lam]`` and ``Q, top_eig [..., gamma]``; attrs
+        ``n`` (on gamma, ``round(gamma d)``) and the swept ``beta``/``alpha``; float64
+        variables ``q, w2, m [..., gamma, lam]`` and ``Q, top_eig [..., gamma]``; attrs
         ``memgen_kind = "theory"`` and ``memgen_spec`` (JSON of the data and grid specs).
+        Everything is computed in float64, whatever ``jax_enable_x64`` says. A variable
+        without a reliable theory in a regime is NaN there and carries ``attrs["note"]``
+        (power-law ``m`` at alpha > 0).
 
     Raises:
-        TypeError: for data specs without a theory.
-        ValueError: when the grid does not fit the data (``Grid.check``).
-        RuntimeError: when a power-law solver does not converge.
+        ValueError: before any compute, for data without a theory (only Spiked and
+            PowerLaw have one), a grid that is not a ``Grid`` or does not fit the data
+            (``Grid.check``), or values beyond the float64 range of the formulas.
+        RuntimeError: when a power-law solver does not converge (not expected for
+            validated input).
     """
-    if not isinstance(data, (config.Spiked, config.PowerLaw)):
-        raise TypeError(f"theory() supports Spiked and PowerLaw data, got {type(data).__name__}")
-    if not isinstance(grid, config.Grid):
-        raise TypeError(f"theory() needs a config.Grid, got {type(grid).__name__}")
-    grid.check(data)
-    dt = _float()
+    _validate(data, grid)
+    with _x64():
+        return _theory(data, grid)
+
+
+def _theory(data, grid: config.Grid) -> xr.Dataset:
+    dt = _F64
     gamma = jnp.asarray(grid.gamma, dt)
     lam = jnp.asarray(grid.lam, dt)
     n_int = np.array([config.n_samples(g, data.d) for g in grid.gamma], dtype=np.int64)
-    n = jnp.asarray(n_int)
+    n = jnp.asarray(n_int, jnp.int64)
 
     lead_dims: list[str] = []
     coords: dict = {}
@@ -158,9 +213,14 @@ def theory(data, grid: config.Grid) -> xr.Dataset:
     coords["n"] = ("gamma", n_int)
     full = tuple(lead_dims) + ("gamma", "lam")
     per_gamma = tuple(lead_dims) + ("gamma",)
-    data_vars = {v: (full if v in ("q", "w2", "m") else per_gamma, np.asarray(out[v])) for v in VARIABLES}
+    data_vars = {
+        v: (full if v in ("q", "w2", "m") else per_gamma, np.asarray(out[v], dtype=np.float64)) for v in VARIABLES
+    }
     spec = json.dumps({"data": config.to_dict(data), "grid": config.to_dict(grid)})
-    return xr.Dataset(data_vars, coords=coords, attrs={"memgen_kind": "theory", "memgen_spec": spec})
+    ds = xr.Dataset(data_vars, coords=coords, attrs={"memgen_kind": "theory", "memgen_spec": spec})
+    if isinstance(data, config.PowerLaw) and any(a > 0 for a in (grid.alpha or (data.alpha,))):
+        ds["m"].attrs["note"] = POWERLAW_M_NOTE
+    return ds
 
 
 def theory_table(ds: xr.Dataset, fmt: str = "table") -> str:
@@ -201,6 +261,7 @@ def theory_table(ds: xr.Dataset, fmt: str = "table") -> str:
 
 __all__ = [
     "theory",
+    "POWERLAW_M_NOTE",
     "theory_table",
     "VARIABLES",
     "mp",

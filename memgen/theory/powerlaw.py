@@ -5,6 +5,8 @@ Contract: kernels for ONE load ``gamma`` (and one ``lam``) and a population spec
 ``jax.vmap``-able, dtype of ``sigma``; ``grid_values`` batches them over a (gamma, lam)
 grid with ``lax.map`` (memory ~ ``batch * 257 * d`` floats). Solvers return their
 residuals; ``check_residual`` (host side) raises ``RuntimeError`` when one did not converge.
+Call them with float64 ``sigma``: in float32 the solvers can fail even at gamma = 1, lam = 0
+(``memgen.theory.theory`` always runs them in float64, inside ``jax.enable_x64``).
 
 With ``c = 1/gamma = d/n`` and ``C = Sigma^(1/2) W Sigma^(1/2)``, the companion Stieltjes
 transform ``m(z)`` solves ``z = -1/m + c tau(sigma / (1 + m sigma))`` and the resolvent has
@@ -262,7 +264,9 @@ def outlier_overlaps(sigma, gamma, idx):
     pair = s[:, None] - s[None, :]  # [k, k]
     off = ~np.eye(idx.shape[0], dtype=bool)
     pair_safe = jnp.where(off & (pair != 0), pair, 1.0)
-    w = (s[:, None] ** 2) * s[None, :] / pair_safe**2 / d  # [k, k]: s_a^2 s_b / (s_a - s_b)^2 / d
+    # [k, k]: s_a^2 s_b / (s_a - s_b)^2 / d, as (s_a / (s_a - s_b))^2 s_b so that tiny
+    # (large-alpha) spectra do not underflow pair^2 to 0 (0/0 = NaN)
+    w = (s[:, None] / pair_safe) ** 2 * s[None, :] / d
     cross = (c / lam_safe)[..., None] * lift(jnp.where(off & (pair != 0), w, 0.0))
     cross = jnp.where(sep[..., None], cross, 0.0)
     return overlap, jnp.where(sep, lam_top, jnp.nan), cross
