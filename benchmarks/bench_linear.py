@@ -5,8 +5,8 @@
 (b) the loop a researcher writes: for every (gamma, seed, model, lam) ``scipy.linalg.sqrtm``
     of C + lam I, then the order parameters with NumPy (``tests/reference.py``);
 (c) the floor: LAPACK ``eigh`` of every matrix the grid needs (2 per (gamma, seed): d x d, or
-    the n x n Gram matrix when n < d), nothing else, on the same device; the faster of JAX's
-    and NumPy's.
+    the n x n Gram matrix when n < d), nothing else; the faster of JAX's (``memgen.bench``'s
+    floor, the one ``memgen bench`` reports: on the scan's devices) and NumPy's.
 (a) and (b) are run on the very same training sets and noise and must agree. Prints a table,
 writes a JSON record (``--json``), and ends with ``speedup_vs_naive=<x> floor_ratio=<y>``,
 both at float64 (the dtype of the NumPy loop); float32 figures are in the table.
@@ -37,6 +37,7 @@ if "--naive-worker" not in sys.argv:  # the baseline runs in a process without J
     import jax.numpy as jnp
 
     import memgen
+    from memgen import bench as bench_mod
     from memgen import data as data_mod
 
 
@@ -46,7 +47,7 @@ def best_of(fn, repeat: int) -> float:
 
 def datasets(data, grid, samples):
     """The exact training sets and noise memgen uses, as float64 NumPy (untimed)."""
-    from memgen.grid import point_keys
+    from memgen.engines.linear import point_keys
 
     root = jax.random.key(grid.seed)
     out = {}
@@ -92,30 +93,10 @@ def naive_loop(d, gammas, lams, seeds, sets):
     return res
 
 
-def floor_mats(d, gammas, sets, dtype):
-    """Every matrix the grid decomposes, grouped by size: per (gamma, seed, model) the d x d
-    covariance, or the n x n Gram matrix when n < d (eigh cost depends on the spectrum, so
-    these are the grid's own matrices, not stand-ins)."""
-    mats = {}
-    for gamma in gammas:
-        n = int(round(gamma * d))
-        for Xa, Xb, _, _ in sets.values():
-            for X in (Xa[:n], Xb[:n]):
-                M = X @ X.T / n if n < d else X.T @ X / n
-                mats.setdefault(M.shape[0], []).append(M.astype(dtype))
-    return {m: np.stack(v) for m, v in mats.items()}
-
-
-def eigh_floor_jax(mats, repeat):
-    """(c) on JAX: the same LAPACK eigh memgen calls, batched by size, same device."""
-    from memgen.grid import _blas_threads_for_xla
-
-    f = jax.jit(jnp.linalg.eigh)
-    dev = {m: jax.device_put(A) for m, A in mats.items()}
-    with _blas_threads_for_xla():
-        for A in dev.values():
-            jax.block_until_ready(f(A))
-        return best_of(lambda: [jax.block_until_ready(f(A)) for A in dev.values()], repeat)
+def floor_mats(d, gammas, sets):
+    """Every matrix the grid decomposes, float64, by size: ``memgen.bench.floor_matrices`` of
+    our sets (the same matrices as ``memgen bench``); the child gets them through the .npz."""
+    return bench_mod.floor_matrices(d, gammas, [(Xa, Xb) for Xa, Xb, _, _ in sets.values()], "float64")
 
 
 def naive_worker(path):
@@ -128,7 +109,7 @@ def naive_worker(path):
     t_naive = time.perf_counter() - t0
     floors = {}
     for dtype in ("float32", "float64"):
-        mats = floor_mats(meta["d"], meta["gamma"], sets, dtype)
+        mats = {int(k[1:]): z[k].astype(dtype) for k in z.files if k.startswith("M")}
         floors[dtype] = best_of(lambda: [np.linalg.eigh(A) for A in mats.values()], meta["repeat"])
     np.save(path.replace(".npz", "_out.npy"), {"res": res, "naive_s": t_naive, "floor_numpy_s": floors},
             allow_pickle=True)
@@ -173,6 +154,8 @@ def main(argv=None):
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "sets.npz")
     arrays = {f"{k}{s}": v for s, (Xa, Xb, z, V) in sets.items() for k, v in zip(("Xa", "Xb", "z", "V"), (Xa, Xb, z, V))}
+    mats64 = floor_mats(d, gammas, sets)
+    arrays.update({f"M{m}": A for m, A in mats64.items()})
     np.savez(path, meta=np.array(dict(d=d, gamma=gammas, lam=list(grid.lam), seeds=seeds, repeat=a.repeat)), **arrays)
     subprocess.run([sys.executable, __file__, "--naive-worker", path], check=True)
     child = np.load(path.replace(".npz", "_out.npy"), allow_pickle=True).item()
@@ -181,29 +164,34 @@ def main(argv=None):
     rows, record = [], {}
     for x64 in (False, True):
         dtype = "float64" if x64 else "float32"
-        run = lambda: memgen.scan(data, model, grid, x64=x64, progress=False)  # noqa: E731
+        run = lambda: memgen.scan(data, model, grid, dtype=dtype, progress=False)  # noqa: E731
         t0 = time.perf_counter()
         ds = run()
         first = time.perf_counter() - t0
         t_run = best_of(run, a.repeat)
-        f_jax = eigh_floor_jax(floor_mats(d, gammas, sets, dtype), a.repeat)
+        fl = bench_mod.eigh_floor({m: A.astype(dtype) for m, A in mats64.items()}, a.repeat)
+        f_jax = fl["floor_s"]
         f_np = child["floor_numpy_s"][dtype]
         floor = min(f_jax, f_np)
         rows.append((f"memgen scan ({dtype})", t_run, first - t_run))
         rows.append((f"eigh floor ({dtype}; jax {f_jax:.3g} s, numpy {f_np:.3g} s)", floor, 0.0))
         record[dtype] = dict(run_s=t_run, compile_s=first - t_run, floor_s=floor, floor_jax_s=f_jax,
-                             floor_numpy_s=f_np, floor_ratio=t_run / floor, speedup_vs_naive=t_naive / t_run)
+                             floor_numpy_s=f_np, floor_ratio=t_run / floor, speedup_vs_naive=t_naive / t_run,
+                             floor_devices=fl["floor_devices"], floor_threads=fl["floor_threads"])
         last_ds = ds
     rows.append(("naive sqrtm loop (float64, NumPy/SciPy)", t_naive, 0.0))
     err = compare(last_ds, naive, grid)
 
     dev = jax.devices()[0]
     record.update(
-        device=f"{dev.platform}:{dev.device_kind}", cpu=platform.processor() or platform.machine(),
+        device=f"{dev.platform}:{dev.device_kind}", scan_devices=jax.device_count(),
+        cpu=platform.processor() or platform.machine(),
         cores=os.cpu_count(), jax=jax.__version__, numpy=np.__version__, memgen=memgen.__version__,
         precision="highest", d=d, gamma=gammas, lam=list(grid.lam), seeds=seeds, samples=model.samples,
         grid_points=n_points, naive_s=t_naive, max_abs_diff_vs_naive=err)
-    print(f"device: {record['device']} ({record['cores']} cores), jax {jax.__version__}; "
+    print(f"device: {record['device']} x{record['scan_devices']} ({record['cores']} cores; floor on "
+          f"{record['float32']['floor_devices']} device(s), BLAS threads {record['float32']['floor_threads']}), "
+          f"jax {jax.__version__}; "
           f"d={d}, {len(gammas)} gamma x {len(grid.lam)} lam x {seeds} seeds = {n_points} points")
     print(f"{'method':58s} {'time [s]':>9s} {'compile [s]':>11s} {'ms/point':>9s}")
     for name, t, c in rows:

@@ -1,16 +1,11 @@
 """memgen: memorisation versus generalisation in generative models, in JAX."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .config import Grid as Grid, Linear as Linear, PowerLaw as PowerLaw, Spiked as Spiked
 
-try:
-    __version__ = version("memgen")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0+unknown"
+from .version import __version__ as __version__
 
 from .denoisers import ConvDenoiser as ConvDenoiser, ImageField as ImageField, Images as Images
-from .engine import enable_x64 as enable_x64, scan as scan
+from .scan import enable_x64 as enable_x64, scan as scan
 from .theory import theory as theory, theory_table as theory_table
 from .store import load as load
 from .plots import mean_sem as mean_sem

@@ -6,10 +6,12 @@ Items (suite version :data:`SUITE_VERSION`; change the version whenever an item'
   (0.5, 1, 2, 4), 4 lams, seeds from :func:`seeds_for` (fewer at large d). The first call
   (compilation plus one run) is reported apart as ``compile_s``; then ``repeat`` steady-state
   calls, each ending in host arrays (so device work is finished when the clock stops). Gives
-  median and min seconds and grid points/s. The **eigh floor** is ``jnp.linalg.eigh`` of every
-  matrix the grid decomposes (the grid's own covariances / Gram matrices, built by
-  ``benchmarks/bench_linear.floor_mats``) on the same device, min over repeats;
-  ``floor_fraction = floor_s / run_min_s`` (1 = nothing but the unavoidable eigh).
+  median and min seconds and grid points/s. The **eigh floor** (:func:`eigh_floor`) is the
+  LAPACK ``eigh`` memgen calls, of every matrix the grid decomposes (the grid's own
+  covariances / Gram matrices, :func:`floor_matrices`), spread over the same devices the
+  scan uses, min over repeats; ``floor_fraction = floor_s / run_min_s`` (1 = nothing but the
+  unavoidable eigh). ``scan_devices``, ``floor_devices`` and ``floor_threads`` show what
+  each side ran on.
 - ``lam_axis_d256``: the same scan at d = 256 with 1 and with 16 lams; the time ratio shows
   what the lam axis costs (every lam comes from one eigh per dataset).
 - ``theory``: ``memgen.theory`` on a 200 x 200 (gamma, lam) spiked grid, points/s.
@@ -17,7 +19,8 @@ Items (suite version :data:`SUITE_VERSION`; change the version whenever an item'
   models * steps / s.
 
 A size is skipped, with the reason recorded, when one grid point does not fit the memory
-budget, when its host data would not fit RAM, or when the time estimated from the previous
+budget (``memgen.scan`` refuses it before compute), when the floor's host data would not fit
+RAM, or when the time estimated from the previous
 size (cost ~ points * d^3) exceeds ``cap_s``. ``compare(a, b)`` prints throughput ratios
 b / a per item.
 
@@ -29,53 +32,38 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib.util
 import json
 import math
 import os
 import statistics
 import sys
 import time
-import warnings
+import timeit
 from pathlib import Path
 
 import numpy as np
 
 #: Version of the suite's definition (grids, items, sizes). Records of different versions
 #: are not comparable item by item; ``compare`` says so.
-SUITE_VERSION = 1
+#: 2: the eigh floor runs on all of the scan's devices at once (1: on the first device only).
+SUITE_VERSION = 2
 
 SIZES = (128, 256, 512, 1024, 2048, 4096)
 QUICK_SIZES = (128, 256)
 GAMMAS = (0.5, 1.0, 2.0, 4.0)
+LAM_AXIS_D, LAM_AXIS_MANY = 256, 16
 LAM_AXIS_GAMMAS = (0.5, 2.0)  # one Gram-route and one covariance-route bucket
-TINY_GAMMAS = (2.0,)  # tests only: one compiled bucket per size
 LAMS = (0.0, 0.01, 0.1, 1.0)
 SAMPLES = 32  # generated samples per model (memgen.Linear(samples=...))
 THEORY_SHAPE = (200, 200)
 DENOISER = dict(K=32, size=8, depth=3, width=8, batch=8, steps=100, n=64)
 QUICK_DENOISER = dict(DENOISER, K=8)
-TINY_DENOISER = dict(K=2, size=4, depth=2, width=2, batch=2, steps=3, n=4)  # tests only
 DEFAULT_CAP_S = 600.0
 
 
 def seeds_for(d: int) -> int:
     """Seeds per gamma at size d: 4 up to d = 512, 2 at 1024, 1 beyond (fixed by the suite)."""
     return 4 if d <= 512 else 2 if d <= 1024 else 1
-
-
-def _bench_linear():
-    """``benchmarks/bench_linear.py`` of the source checkout (its datasets and floor_mats)."""
-    if "bench_linear" in sys.modules:
-        return sys.modules["bench_linear"]
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_linear.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("bench_linear", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_linear"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _time(fn, repeat: int) -> tuple[float, list[float]]:
@@ -104,9 +92,6 @@ def _host_ram() -> int:
         return 8 << 30
 
 
-# ------------------------------------------------------------------------------ items
-
-
 def _linear_grid(d: int, lams=LAMS, gammas=GAMMAS):
     import memgen
 
@@ -114,50 +99,157 @@ def _linear_grid(d: int, lams=LAMS, gammas=GAMMAS):
             memgen.Grid(gamma=list(gammas), lam=list(lams), seeds=seeds_for(d)))
 
 
-def _linear_skip(d: int) -> str | None:
-    """Reason why size d cannot run here (memory), or None."""
-    import jax.numpy as jnp
-
-    from memgen import grid as grid_mod
-
-    data, model, grid = _linear_grid(d)
-    try:
-        grid_mod.plan(data, model, grid, itemsize=jnp.dtype(jnp.float32).itemsize)
-    except ValueError as e:
-        return f"memory: {e}"
-    n_max = max(round(g * d) for g in GAMMAS)
-    host = 8 * (seeds_for(d) * 2 * n_max * d + 2 * len(GAMMAS) * seeds_for(d) * d * d)
+def _floor_host_skip(d: int, gammas=GAMMAS) -> str | None:
+    """Reason why the floor's host data (float32) at size d would not fit RAM, or None."""
+    n = [round(g * d) for g in gammas]
+    seeds = seeds_for(d)
+    host = 4 * (2 * max(n) * d + 2 * seeds * sum(min(k, d) ** 2 for k in n))
     if host > 0.5 * _host_ram():
         return f"memory: the floor's host data needs ~{host / 2**30:.3g} GiB, over half the free RAM"
     return None
 
 
+# ------------------------------------------------------------------------------ eigh floor
+
+
+def training_sets(data, grid, dtype="float32"):
+    """The training sets memgen draws, per seed: (Xa, Xb), each [n_max, d] NumPy.
+
+    The same keys and draws as the scan (``point_keys``, ``data.population``, ``data.sample``),
+    so the floor decomposes the grid's own matrices. Spiked/PowerLaw data without a beta/alpha
+    sweep (the suite's grids).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from memgen import data as data_mod
+    from memgen.engines.linear import point_keys
+
+    if grid.beta is not None or grid.alpha is not None:
+        raise ValueError("the eigh floor takes a grid without a beta/alpha sweep")
+    dt = jnp.dtype(dtype)
+    alpha = getattr(data, "alpha", 0.0)
+    root = jax.random.key(grid.seed)
+    n_max = max(round(g * data.d) for g in grid.gamma)
+    for s in range(grid.seeds):
+        k_pop, k_a, k_b, _ = point_keys(root, s)
+        pop = data_mod.population(k_pop, data, jnp.asarray(data.beta, dt), jnp.asarray(alpha, dt), dt)
+        yield np.asarray(data_mod.sample(k_a, pop, n_max)), np.asarray(data_mod.sample(k_b, pop, n_max))
+
+
+def floor_matrices(d: int, gammas, sets, dtype="float32") -> dict[int, np.ndarray]:
+    """Every matrix the grid decomposes, stacked by size m: {m: [count, m, m]}.
+
+    Per (gamma, seed, model) the d x d covariance X^T X / n, or the n x n Gram matrix X X^T / n
+    when n < d, of the first n = round(gamma d) rows (eigh cost depends on the spectrum, so
+    these are the grid's own matrices, not stand-ins). ``sets``: (Xa, Xb) per seed.
+    """
+    mats: dict[int, list] = {}
+    for Xa, Xb in sets:
+        for gamma in gammas:
+            n = round(gamma * d)
+            for X in (Xa[:n], Xb[:n]):
+                M = X @ X.T / n if n < d else X.T @ X / n
+                mats.setdefault(M.shape[0], []).append(np.asarray(M, dtype))
+    return {m: np.stack(v) for m, v in sorted(mats.items())}
+
+
+def _blas_thread_count() -> int | None:
+    """BLAS threads a LAPACK call gets right now (host), or None if no BLAS is loaded."""
+    from threadpoolctl import threadpool_info
+
+    n = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(n) if n else None
+
+
+def eigh_floor(mats: dict[int, np.ndarray], repeat: int, devices=None) -> dict:
+    """Seconds (min of ``repeat``) of the LAPACK ``eigh`` of every matrix in ``mats``.
+
+    The same call memgen's kernels make (``memgen.linalg.eigh``: one matrix per LAPACK call
+    on a CPU, batched elsewhere), with memgen's BLAS setting (``blas_threads``). The matrices
+    are spread over ``devices`` (default all local devices, as ``memgen.scan``) by cost m^3,
+    longest first, and every device works at once, so the floor gets the scan's cores.
+
+    Returns:
+        dict: ``floor_s``; ``floor_devices`` (devices given work); ``floor_threads`` (host
+        BLAS threads per LAPACK call while timed; None on an accelerator, whose eigh does not
+        run in host BLAS).
+    """
+    import jax
+    from concurrent.futures import ThreadPoolExecutor
+
+    from memgen import linalg
+    from memgen.run.device import blas_threads
+
+    devices = list(jax.local_devices() if devices is None else devices)
+    load = [0.0] * len(devices)
+    parts: list[dict[int, list]] = [{} for _ in devices]
+    for m in sorted(mats, reverse=True):
+        for A in mats[m]:
+            k = min(range(len(devices)), key=load.__getitem__)
+            load[k] += float(m) ** 3
+            parts[k].setdefault(m, []).append(A)
+    f = jax.jit(linalg.eigh)
+    work = [[jax.device_put(np.stack(v), dev) for v in part.values()]
+            for dev, part in zip(devices, parts) if part]
+
+    def one(arrays):
+        jax.block_until_ready([f(A) for A in arrays])
+
+    with ThreadPoolExecutor(max_workers=len(work)) as pool, blas_threads(devices):
+        def once():
+            list(pool.map(one, work))
+
+        once()  # compile every (device, size) once
+        threads = _blas_thread_count() if devices[0].platform == "cpu" else None
+        best = min(timeit.repeat(once, number=1, repeat=repeat))
+    return dict(floor_s=best, floor_devices=len(work), floor_threads=threads)
+
+
+def _floor_item(data, grid, repeat: int) -> dict:
+    """The floor of a linear item's grid (float32): record fields, or an explicit reason."""
+    import jax
+
+    mats = floor_matrices(data.d, grid.gamma, training_sets(data, grid), "float32")
+    out = dict(floor_matrices={str(m): int(a.shape[0]) for m, a in mats.items()})
+    try:
+        out.update(eigh_floor(mats, repeat))
+    except (MemoryError, jax.errors.JaxRuntimeError) as e:  # e.g. device memory at large d
+        out.update(floor_s=None, floor_error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    return out
+
+
+# ------------------------------------------------------------------------------ items
+
+
 def linear_item(d: int, repeat: int, lams=LAMS, gammas=GAMMAS) -> dict:
-    """Scan throughput at size d and the eigh floor of the same grid (float32)."""
+    """Scan throughput at size d and the eigh floor of the same grid (float32).
+
+    Returns ``{"d": d, "skipped": reason}`` when one grid point does not fit the memory
+    budget (``memgen.scan`` refuses it before any compute).
+    """
+    import jax
+
     import memgen
 
     data, model, grid = _linear_grid(d, lams, gammas)
     points = len(gammas) * len(lams) * grid.seeds
-    first, runs = _time(lambda: memgen.scan(data, model, grid, progress=False), repeat)
+    try:
+        first, runs = _time(lambda: memgen.scan(data, model, grid, progress=False), repeat)
+    except ValueError as e:
+        if str(e).startswith("memory"):  # memgen's refusal: "memory=... is too small", "memory: ..."
+            return dict(d=d, skipped=f"memory: {e}")
+        raise
     out = dict(d=d, gamma=list(gammas), lam=list(lams), seeds=grid.seeds, samples=SAMPLES,
-               points=points, unit="points/s", **_stats(first, runs, points))
-    bl = _bench_linear()
-    if bl is None:
-        out["floor_s"] = None
-        out["floor_note"] = "benchmarks/bench_linear.py not found (run from a source checkout)"
-        return out
-    with warnings.catch_warnings():  # without x64 the float64 requests fall back to float32
-        warnings.filterwarnings("ignore", message=".*float64.*not available.*")
-        sets = bl.datasets(data, grid, model.samples)
-    mats = bl.floor_mats(d, list(gammas), sets, "float32")
-    del sets
-    floor = bl.eigh_floor_jax(mats, repeat)
-    out.update(floor_s=floor, floor_matrices={str(m): int(a.shape[0]) for m, a in mats.items()},
-               floor_fraction=floor / out["run_min_s"])
+               points=points, unit="points/s", **_stats(first, runs, points),
+               scan_devices=jax.device_count())
+    out.update(_floor_item(data, grid, repeat))
+    if out["floor_s"] is not None:
+        out["floor_fraction"] = out["floor_s"] / out["run_min_s"]
     return out
 
 
-def lam_axis_item(repeat: int, d: int = 256, many: int = 16, gammas=LAM_AXIS_GAMMAS) -> dict:
+def lam_axis_item(repeat: int, d: int = LAM_AXIS_D, many: int = LAM_AXIS_MANY, gammas=LAM_AXIS_GAMMAS) -> dict:
     """Scan at size d with 1 lam and with ``many`` lams (same gammas, seeds): time ratio."""
     import memgen
 
@@ -241,7 +333,9 @@ def environment() -> dict:
 
 
 def run_suite(sizes=SIZES, quick: bool = False, repeat: int = 5, out=None, *, cap_s: float = DEFAULT_CAP_S,
-              progress: bool = True, _tiny: bool = False) -> dict:
+              progress: bool = True, gammas=GAMMAS, lam_axis_d: int = LAM_AXIS_D,
+              lam_axis_many: int = LAM_AXIS_MANY, lam_axis_gammas=LAM_AXIS_GAMMAS,
+              theory_shape=THEORY_SHAPE, denoiser: dict | None = None) -> dict:
     """Runs the suite and returns its record (also written as JSON to ``out`` if given).
 
     Args:
@@ -252,7 +346,14 @@ def run_suite(sizes=SIZES, quick: bool = False, repeat: int = 5, out=None, *, ca
         out: path of the JSON record.
         cap_s: per-item time cap in seconds; a size whose estimated time exceeds it is skipped.
         progress: print one line per item to stderr.
-        _tiny: tests only: shrink the theory, lam-axis and denoiser items.
+        gammas: loads of the ``linear_d{d}`` grids.
+        lam_axis_d, lam_axis_many, lam_axis_gammas: the ``lam_axis_d{d}`` item (1 vs
+            ``lam_axis_many`` lams).
+        theory_shape: (gamma, lam) shape of the ``theory`` grid.
+        denoiser: the ``denoisers`` item's config (default ``QUICK_DENOISER`` with ``quick``,
+            else ``DENOISER``).
+        The item sizes other than the defaults (smaller ones in the tests) make a record that
+        is not the suite's; ``settings`` holds them all.
 
     Returns:
         dict with ``suite_version``, ``timestamp``, ``env`` (device, versions, ...),
@@ -270,6 +371,8 @@ def run_suite(sizes=SIZES, quick: bool = False, repeat: int = 5, out=None, *, ca
         sizes = QUICK_SIZES if sizes == SIZES else sizes
         repeat = min(repeat, 3)
     sizes = tuple(sorted(set(int(d) for d in sizes)))
+    gammas, lam_axis_gammas = tuple(float(g) for g in gammas), tuple(float(g) for g in lam_axis_gammas)
+    cfg = dict(denoiser if denoiser is not None else QUICK_DENOISER if quick else DENOISER)
 
     def say(msg):
         if progress:
@@ -278,16 +381,18 @@ def run_suite(sizes=SIZES, quick: bool = False, repeat: int = 5, out=None, *, ca
     record = dict(suite_version=SUITE_VERSION,
                   timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   env=environment(),
-                  settings=dict(sizes=list(sizes), quick=quick, repeat=repeat, cap_s=cap_s, tiny=_tiny),
+                  settings=dict(sizes=list(sizes), quick=quick, repeat=repeat, cap_s=cap_s, gammas=list(gammas),
+                                lam_axis=dict(d=lam_axis_d, many=lam_axis_many, gammas=list(lam_axis_gammas)),
+                                theory_shape=list(theory_shape), denoiser=cfg),
                   results={})
     res = record["results"]
     prev = None  # (d, points, steady seconds of the item) of the last size run
     for d in sizes:
         name = f"linear_d{d}"
-        reason = _linear_skip(d)
+        reason = _floor_host_skip(d, gammas)
         if reason is None and prev is not None:
             pd, ppts, psec = prev
-            est = psec * (len(GAMMAS) * len(LAMS) * seeds_for(d) / ppts) * (d / pd) ** 3
+            est = psec * (len(gammas) * len(LAMS) * seeds_for(d) / ppts) * (d / pd) ** 3
             if est > cap_s:
                 reason = f"time: estimated {est:.3g} s > cap {cap_s:g} s (from d={pd}, cost ~ points * d^3)"
         if reason is not None:
@@ -295,23 +400,24 @@ def run_suite(sizes=SIZES, quick: bool = False, repeat: int = 5, out=None, *, ca
             say(f"{name} skipped ({reason})")
             continue
         t0 = time.perf_counter()
-        r = linear_item(d, repeat, gammas=TINY_GAMMAS if _tiny else GAMMAS)
-        res[name] = r
-        steady = (repeat + 1) * r["run_median_s"] + (repeat + 1) * (r.get("floor_s") or 0.0)
+        res[name] = r = linear_item(d, repeat, gammas=gammas)
+        if "skipped" in r:
+            say(f"{name} skipped ({r['skipped']})")
+            continue
+        steady = (repeat + 1) * r["run_median_s"] + (repeat + 1) * (r["floor_s"] or 0.0)
         prev = (d, r["points"], steady)
-        frac = r.get("floor_fraction", float("nan"))
-        say(f"{name}: {r['throughput']:.4g} points/s, floor fraction {frac:.3g} "
-            f"({time.perf_counter() - t0:.1f} s)")
+        floor = (f"floor fraction {r['floor_fraction']:.3g}" if r["floor_s"] is not None
+                 else f"no floor ({r['floor_error']})")
+        say(f"{name}: {r['throughput']:.4g} points/s, {floor} ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
-    r = (lam_axis_item(repeat, d=sizes[0], many=len(LAMS), gammas=TINY_GAMMAS) if _tiny
-         else lam_axis_item(repeat))
+    r = lam_axis_item(repeat, d=lam_axis_d, many=lam_axis_many, gammas=lam_axis_gammas)
     res[f"lam_axis_d{r['d']}"] = r
-    say(f"lam_axis: 16 lams / 1 lam time ratio {r['time_ratio']:.3g} ({time.perf_counter() - t0:.1f} s)")
+    say(f"lam_axis: {lam_axis_many} lams / 1 lam time ratio {r['time_ratio']:.3g} "
+        f"({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
-    res["theory"] = r = theory_item(repeat, shape=(8, 8) if _tiny else THEORY_SHAPE)
+    res["theory"] = r = theory_item(repeat, shape=tuple(theory_shape))
     say(f"theory: {r['throughput']:.4g} points/s ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
-    cfg = TINY_DENOISER if _tiny else QUICK_DENOISER if quick else DENOISER
     res["denoisers"] = r = denoiser_item(repeat, cfg)
     say(f"denoisers: {r['throughput']:.4g} model-steps/s ({time.perf_counter() - t0:.1f} s)")
     if out is not None:
@@ -347,6 +453,16 @@ def _fmt(v, spec=".4g") -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
+def _floor_note(r: dict) -> str:
+    """Why a linear item has no floor, or that the floor and the scan used different devices."""
+    if r.get("floor_error"):
+        return f"  no floor: {r['floor_error']}"
+    fd, sd = r.get("floor_devices"), r.get("scan_devices")
+    if fd is not None and sd is not None and fd != sd:
+        return f"  floor on {fd} device(s), scan on {sd}"
+    return ""
+
+
 def format_table(record: dict) -> str:
     """The record as a plain-text table, one line per item."""
     env = record["env"]
@@ -364,7 +480,8 @@ def format_table(record: dict) -> str:
             lines.append(f"{name:16s} {work:>22s} {_fmt(r['compile_s'], '.3g'):>11s} "
                          f"{_fmt(r['run_median_s']):>10s} "
                          f"{_fmt(r['run_min_s']):>9s} {_fmt(r['throughput']):>12s} {r['unit']:14s} "
-                         f"{_fmt(r.get('floor_s')):>9s} {_fmt(r.get('floor_fraction'), '.3f'):>10s}")
+                         f"{_fmt(r.get('floor_s')):>9s} {_fmt(r.get('floor_fraction'), '.3f'):>10s}"
+                         + _floor_note(r))
         elif name.startswith("lam_axis"):
             t1, tL = r["run_median_s"]
             work = f"d={r['d']}, 1 vs {r['lams'][1]} lams"

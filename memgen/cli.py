@@ -329,14 +329,19 @@ def _cmd_scan(args) -> int:
     else:
         opts["resume"] = False
         data, model, grid = build_specs(opts)
-    from .engine import parse_memory, scan
+    from .scan import parse_memory, scan
 
-    if opts["memory"] is not None:
+    if opts["memory"] is not None:  # every option error before "--out is required"
         parse_memory(opts["memory"])
     if not opts["out"]:
         raise ValueError("--out is required: the directory to write the store to (or --resume DIR)")
-    ds = scan(data, model, grid, out=opts["out"], x64=opts["x64"], memory=opts["memory"], chunk=opts["chunk"],
-              batch=opts["batch"], progress=opts["progress"], overwrite=opts["overwrite"], resume=opts["resume"],
+    if opts["x64"]:  # the CLI owns its process: it may switch JAX's x64 mode on (the library never does)
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    mode = "resume" if opts["resume"] else "overwrite" if opts["overwrite"] else "new"
+    ds = scan(data, model, grid, out=opts["out"], dtype="float64" if opts["x64"] else "float32",
+              memory=opts["memory"], chunk=opts["chunk"], batch=opts["batch"], progress=opts["progress"], mode=mode,
               theory=opts["theory"])
     out = Path(opts["out"])
     written = [out / "results.nc", *_phase_plots(ds, out)]
@@ -393,36 +398,16 @@ def _cmd_figures(args) -> int:
     return 0
 
 
-def _cpu_devices() -> None:
-    """One XLA CPU device per usable core, unless the user chose a count or JAX already started.
-
-    Scans shard their points over every device, so on a CPU this is what puts every core to
-    work (denoiser ensembles: 1.5x faster on 2 cores than on one device; results are identical
-    for any device count).
-    It changes nothing on GPU/TPU runs, where the CPU is not a compute device.
-    """
-    import jax
-
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
-        return
-    try:
-        jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
-    except (RuntimeError, AttributeError):  # backend already initialised (in-process use), or no affinity API
-        pass
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    _cpu_devices()
+    from .run.device import use_every_core
+
+    use_every_core()
     if argv[:1] == ["bench"]:  # its own parser
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
-    if getattr(args, "x64", None):
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
     # a StoreWarning (a corrupt chunk set aside, say) is one line too
     warnings.formatwarning = lambda message, category, *_a, **_k: f"memgen: warning: {message}\n"
     handler = {"scan": _cmd_scan, "theory": _cmd_theory, "info": _cmd_info, "figures": _cmd_figures}[args.cmd]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 
-def _fail(name: str, rule: str, value: Any) -> None:
+def fail(name: str, rule: str, value: Any) -> None:
     raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
@@ -27,28 +27,28 @@ def _as_tuple(name: str, value: Any) -> tuple[float, ...]:
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        _fail(name, "a number or a list of numbers", value)
+        fail(name, "a number or a list of numbers", value)
     return out
 
 
 def _check_all(name: str, values: tuple[float, ...], rule: str, ok) -> None:
     if len(values) == 0:
-        _fail(name, "a non-empty list", list(values))
+        fail(name, "a non-empty list", list(values))
     for v in values:
         if not math.isfinite(v):
-            _fail(name, f"finite and {rule}", v)
+            fail(name, f"finite and {rule}", v)
         if not ok(v):
-            _fail(name, rule, v)
+            fail(name, rule, v)
 
 
-def _check_int(name: str, value: Any, lo: int) -> None:
+def check_int(name: str, value: Any, lo: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        _fail(name, f"an integer >= {lo}", value)
+        fail(name, f"an integer >= {lo}", value)
 
 
 def _check_directions(name: str, value: str) -> None:
     if value not in ("random", "axis"):
-        _fail(name, "'random' or 'axis'", value)
+        fail(name, "'random' or 'axis'", value)
 
 
 # ----------------------------------------------------------------------------- data
@@ -70,11 +70,11 @@ class Spiked:
     directions: str = "random"
 
     def __post_init__(self):
-        _check_int("Spiked.d", self.d, 2)
+        check_int("Spiked.d", self.d, 2)
         object.__setattr__(self, "beta", _as_tuple("Spiked.beta", self.beta))
         _check_all("Spiked.beta", self.beta, "> 0", lambda b: b > 0)
         if len(self.beta) >= self.d:
-            _fail("Spiked.beta", f"fewer than d={self.d} spikes", len(self.beta))
+            fail("Spiked.beta", f"fewer than d={self.d} spikes", len(self.beta))
         _check_directions("Spiked.directions", self.directions)
 
     @property
@@ -104,14 +104,14 @@ class PowerLaw:
     directions: str = "random"
 
     def __post_init__(self):
-        _check_int("PowerLaw.d", self.d, 2)
+        check_int("PowerLaw.d", self.d, 2)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)):
-            _fail("PowerLaw.alpha", "a number >= 0", self.alpha)
+            fail("PowerLaw.alpha", "a number >= 0", self.alpha)
         _check_all("PowerLaw.alpha", (float(self.alpha),), ">= 0", lambda a: a >= 0)
         object.__setattr__(self, "alpha", float(self.alpha))
-        _check_int("PowerLaw.k", self.k, 1)
+        check_int("PowerLaw.k", self.k, 1)
         if self.k >= self.d:
-            _fail("PowerLaw.k", f"< d={self.d}", self.k)
+            fail("PowerLaw.k", f"< d={self.d}", self.k)
         beta = () if self.beta in ((), None) else _as_tuple("PowerLaw.beta", self.beta)
         if beta:
             _check_all("PowerLaw.beta", beta, "> 0", lambda b: b > 0)
@@ -141,7 +141,7 @@ class Linear:
     samples: int = 32
 
     def __post_init__(self):
-        _check_int("Linear.samples", self.samples, 1)
+        check_int("Linear.samples", self.samples, 1)
 
 
 ModelSpec = Linear
@@ -180,8 +180,8 @@ class Grid:
         _check_all("Grid.lam", self.lam, ">= 0", lambda l: l >= 0)
         _check_all("Grid.lam", self.lam, "<= 1e6 (float32 keeps about 7 digits: beyond that, lam + eig(C) "
                    "rounds the data's spectrum away)", lambda l: l <= LAM_MAX)
-        _check_int("Grid.seeds", self.seeds, 1)
-        _check_int("Grid.seed", self.seed, 0)
+        check_int("Grid.seeds", self.seeds, 1)
+        check_int("Grid.seed", self.seed, 0)
         for name in ("beta", "alpha"):
             v = getattr(self, name)
             if v is not None:
@@ -194,19 +194,19 @@ class Grid:
         for name in ("gamma", "lam", "beta", "alpha"):
             v = getattr(self, name)
             if v is not None and len(set(v)) != len(v):
-                _fail(f"Grid.{name}", "a list without repeated values", list(v))
+                fail(f"Grid.{name}", "a list without repeated values", list(v))
 
     def check(self, data: DataSpec) -> None:
         """Cross-checks against the data spec (raises ``ValueError``)."""
         for g in self.gamma:
             if n_samples(g, data.d) < 1:
-                _fail("Grid.gamma", f">= {0.5 / data.d:.3g} so that n = round(gamma*d) >= 1 at d={data.d}", g)
+                fail("Grid.gamma", f">= {0.5 / data.d:.3g} so that n = round(gamma*d) >= 1 at d={data.d}", g)
         if self.alpha is not None and self.beta is not None:
-            _fail("Grid.beta", "unset when Grid.alpha is swept (one swept axis at a time)", list(self.beta))
+            fail("Grid.beta", "unset when Grid.alpha is swept (one swept axis at a time)", list(self.beta))
         if self.alpha is not None and not isinstance(data, PowerLaw):
-            _fail("Grid.alpha", "unset unless the data is PowerLaw", list(self.alpha))
+            fail("Grid.alpha", "unset unless the data is PowerLaw", list(self.alpha))
         if self.beta is not None and isinstance(data, PowerLaw) and not data.beta:
-            _fail("Grid.beta", "unset for PowerLaw data without spikes", list(self.beta))
+            fail("Grid.beta", "unset for PowerLaw data without spikes", list(self.beta))
 
 
 def n_samples(gamma: float, d: int) -> int:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _linalg
+from . import linalg
 
 from .config import DataSpec, PowerLaw, Spiked
 
@@ -62,7 +62,7 @@ def _directions(key: jax.Array, d: int, r: int, kind: str, dtype) -> jax.Array:
     """Orthonormal [d, r]: Haar-random (QR with sign fix) or the first coordinate axes."""
     if kind == "axis" or r == 0:
         return jnp.eye(d, r, dtype=dtype)
-    q, rr = _linalg.qr(normal(key, (d, r), dtype))
+    q, rr = linalg.qr(normal(key, (d, r), dtype))
     return q * jnp.sign(jnp.diagonal(rr))[None, :]
 
 

@@ -49,7 +49,7 @@ from . import config, plots
 from . import data as data_mod
 from .config import Grid, Linear, PowerLaw, Spiked
 from .denoisers import ConvDenoiser, ImageField, Images
-from .engine import scan as _scan
+from .scan import scan as _scan
 from .store import attach_theory
 from .theory import theory as _theory
 
@@ -173,7 +173,7 @@ def _spiked_scan(z: dict) -> tuple[Spiked, Linear, Grid, xr.Dataset]:
 
 
 _CACHE: dict = {}
-_styled = matplotlib.rc_context(plots._STYLE)  # the style of memgen.plots, per call
+_styled = matplotlib.rc_context(plots.STYLE)  # the style of memgen.plots, per call
 
 
 def _finish(fig: Figure, out_dir, name: str) -> list[Path]:
@@ -244,7 +244,7 @@ def fig_latent_recovery(out_dir, mode: str = "quick", log: list | None = None) -
     ax_q.set_title(rf"latent recovery, $d = {data.d}$, {grid.seeds} seeds")
     # top eigenvalue: leaves the MP edge at the same transition
     mean, sem = plots.mean_sem(ds)
-    cols = plots._colours(len(grid.beta), "plasma")  # the colours of plots.latent_recovery
+    cols = plots.palette(len(grid.beta), "plasma")  # the colours of plots.latent_recovery
     for b, c in zip(grid.beta, cols):
         mu, se = mean["top_eig"].sel(beta=b), sem["top_eig"].sel(beta=b)
         ax_top.errorbar(mu["gamma"], mu, yerr=se if np.any(se > 0) else None, fmt="o", color=c,
@@ -257,8 +257,8 @@ def fig_latent_recovery(out_dir, mode: str = "quick", log: list | None = None) -
     ax_top.plot([], [], "-", color="0.3", label="theory")
     ax_top.set_xscale("log")
     ax_top.set_yscale("log")
-    plots._log_ticks(ax_top.xaxis)
-    plots._log_ticks(ax_top.yaxis)
+    plots.log_ticks(ax_top.xaxis)
+    plots.log_ticks(ax_top.yaxis)
     ax_top.set_xlabel(plots.GAMMA_LABEL)
     ax_top.set_ylabel(plots.LABELS["top_eig"])
     ax_top.set_title("top eigenvalue of $C$: an outlier above the bulk edge")

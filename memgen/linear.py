@@ -25,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _linalg
+from . import linalg
 
 
 class LinearFit(NamedTuple):
@@ -64,14 +64,14 @@ def fit(X: jax.Array, n) -> LinearFit:
     Xm = X * mask[:, None]
     nf = jnp.asarray(n, X.dtype)
     if n_pad >= d:
-        s, U = _linalg.eigh(Xm.T @ Xm / nf)
+        s, U = linalg.eigh(Xm.T @ Xm / nf)
         # rank(C) <= n: the d - n smallest are exact zeros; rounding would make them ~eps,
         # whose square roots (~sqrt(eps)) would pollute the lam = 0 generator.
         n = jnp.asarray(n)
         return LinearFit(jnp.where(jnp.arange(d, dtype=n.dtype) >= d - n, jnp.maximum(s, 0), 0), U)
     K = Xm @ Xm.T / nf
     scale = jnp.trace(K) / nf  # mean real eigenvalue > 0
-    s, V = _linalg.eigh(K - jnp.diag((1 - mask) * scale))
+    s, V = linalg.eigh(K - jnp.diag((1 - mask) * scale))
     valid = s > -0.5 * scale
     W = Xm.T @ V  # [d, n_pad], column norms^2 = n s
     norm = jnp.linalg.norm(W, axis=0)

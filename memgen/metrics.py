@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from . import _linalg
+from . import linalg
 
 from .linear import LinearFit
 
@@ -104,7 +104,7 @@ def bulk_w2(f: LinearFit, lam: jax.Array, sigma: jax.Array, isotropic: bool) -> 
     B = root[:, None] * f.evecs  # Sigma^(1/2) U
     core = (B * f.evals[None, :]) @ B.T  # Sigma^(1/2) C Sigma^(1/2)
     M = core[None] + lam[:, None, None] * jnp.diag(sigma)[None]  # [L, d, d]
-    ev = jnp.maximum(_linalg.eigvalsh(M), 0)  # ascending [L, d]
+    ev = jnp.maximum(linalg.eigvalsh(M), 0)  # ascending [L, d]
     # At lam = 0, rank(M) = rank(C): its d - rank smallest are exact zeros, whose rounding
     # would otherwise add ~sqrt(eps) each under the square root.
     rank = jnp.sum(f.evals > 0)

@@ -34,12 +34,12 @@ LABELS = {
     "mem_frac": r"memorised fraction",
     "top_eig": r"top eigenvalue $s_1$",
 }
-_STYLE = {
+STYLE = {
     "font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 6.5,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 3.5,
     "legend.frameon": False, "legend.handlelength": 1.5, "errorbar.capsize": 1.5,
 }
-_styled = matplotlib.rc_context(_STYLE)  # a ContextDecorator: the style applies per call only
+_styled = matplotlib.rc_context(STYLE)  # a ContextDecorator: the style applies per call only
 
 
 def _label(var: str) -> str:
@@ -53,7 +53,7 @@ def _new_axes(ax, figsize=(3.4, 2.6)):
     return fig, fig.add_subplot()
 
 
-def _colours(n: int, cmap: str = "viridis") -> list:
+def palette(n: int, cmap: str = "viridis") -> list:
     return [matplotlib.colormaps[cmap](x) for x in np.linspace(0.0, 0.85, max(n, 1))][:n]
 
 
@@ -61,7 +61,7 @@ def _fmt(x: float) -> str:
     return f"{float(x):g}"
 
 
-def _log_ticks(axis) -> None:
+def log_ticks(axis) -> None:
     """Plain-number labels on a log axis; 1-2-5 major ticks when it spans under 2 decades."""
     lo, hi = sorted(axis.get_view_interval())
     if lo > 0 and np.log10(hi / lo) < 2.0:
@@ -277,7 +277,7 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
     fig = axes[0].figure
     mean, sem = mean_sem(ds)
     lams = np.atleast_1d(ds["lam"].values if lam is None else np.asarray(lam, dtype=float))
-    colours = _colours(len(lams))
+    colours = palette(len(lams))
     drawn = []  # theory curves drawn
     for ax, var in zip(axes, variables):
         mu = _check_dims(mean[var], {"gamma", "lam"}, fn)
@@ -293,7 +293,7 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
         if var == "Q" and betas:
             _bbp_lines(ax, betas)
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis)
+        log_ticks(ax.xaxis)
         ax.set_xlabel(GAMMA_LABEL)
         ax.set_ylabel(_label(var))
     _theory_key(axes[0], any(ln is not None for ln in drawn))
@@ -386,7 +386,7 @@ def phase_diagram(ds: xr.Dataset, var: str = "q", theory: xr.Dataset | None = No
     _bbp_lines(ax, betas, ["r"] * len(betas))
     ax.set_xlim(xe[0], xe[-1])
     ax.set_ylim(ye[0], ye[-1])
-    _log_ticks(ax.xaxis)
+    log_ticks(ax.xaxis)
     ax.set_xlabel(GAMMA_LABEL)
     ax.set_ylabel(r"regularisation $\lambda$")
     if ax.get_legend_handles_labels()[0]:
@@ -411,7 +411,7 @@ def _family(ds, theory, var, dim, symbol, lam, ax, fn, transitions=False):
         if mean.sizes["lam"] > 1:
             ax.set_title(rf"$\lambda = {_fmt(lv)}$")
     vals = np.atleast_1d(mu[dim].values) if dim in mu.dims else np.array([np.nan])
-    colours = _colours(len(vals), "plasma")
+    colours = palette(len(vals), "plasma")
     transitions = transitions and _spiked(ds) is not False
     drawn = []  # theory curves drawn
     for v, c in zip(vals, colours):
@@ -430,7 +430,7 @@ def _family(ds, theory, var, dim, symbol, lam, ax, fn, transitions=False):
         ax.plot([], [], "--", color="0.4", lw=0.8, label=r"$\gamma_c = 1/\beta^2$")
     _theory_key(ax, any(ln is not None for ln in drawn))
     ax.set_xscale("log")
-    _log_ticks(ax.xaxis)
+    log_ticks(ax.xaxis)
     ax.set_xlabel(GAMMA_LABEL)
     ax.set_ylabel(_label(var))
     ax.legend(loc="best")
@@ -600,7 +600,7 @@ def bench_scaling(records: dict, ax=None) -> Figure:
         ax.plot(d[order], sec[order], "o-", color=f"C{i % 10}", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _log_ticks(ax.xaxis)
+    log_ticks(ax.xaxis)
     ax.set_xlabel(r"dimension $d$")
     ax.set_ylabel("time per grid point (s)")
     ax.legend(loc="best")

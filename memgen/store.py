@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import shutil
 import uuid
 import warnings
@@ -30,13 +29,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import config
+from . import config, engines, schema
 from . import theory as theory_mod
+from .schema import SPEC_ATTR
 
-# Dimension names, shared with memgen.theory and memgen.plots.
-GAMMA, LAM, SEED, BETA, ALPHA, N = "gamma", "lam", "seed", "beta", "alpha", "n"
-SPEC_ATTR = "memgen_spec"
-KIND_ATTR = "memgen_kind"
 RESULTS = "results.nc"
 
 
@@ -56,17 +52,6 @@ def spec_from_attrs(ds: xr.Dataset):
     """(data, model, grid) rebuilt from a Dataset's attrs."""
     spec = json.loads(ds.attrs[SPEC_ATTR])
     return tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
-
-
-def _environment() -> dict:
-    import jax
-
-    from . import __version__
-
-    dev = jax.devices()[0]
-    return {"memgen_version": __version__, "jax_version": jax.__version__,
-            "numpy_version": np.__version__, "device": f"{dev.platform}:{dev.device_kind}",
-            "device_count": jax.device_count(), "python": platform.python_version()}
 
 
 MARKER = ".memgen-store"  # written when memgen creates a store: only then may --overwrite delete it
@@ -126,7 +111,8 @@ class Store:
     construction until ``close``. A second writer is refused while the first lives.
     """
 
-    def __init__(self, path: str | os.PathLike, spec: dict, *, overwrite: bool = False, resume: bool = False):
+    def __init__(self, path: str | os.PathLike, spec: dict, *, mode: str = "new"):
+        overwrite, resume = mode == "overwrite", mode == "resume"
         self.path = Path(path)
         self.spec = spec
         self.hash = spec_hash(spec)
@@ -168,8 +154,8 @@ class Store:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
             entries = []
         if entries and not resume:
-            raise ValueError(f"out={str(self.path)!r} exists and is not empty; pass overwrite=True "
-                             "(--overwrite) to replace it or resume=True (--resume) to finish it")
+            raise ValueError(f"out={str(self.path)!r} exists and is not empty; pass mode='overwrite' "
+                             "(--overwrite) to replace it or mode='resume' (--resume) to finish it")
         if entries:  # resume
             old = read_spec(self.path)
             if old != self.spec:
@@ -201,9 +187,9 @@ class Store:
         np.savez(buf, index=index, spec_hash=np.array(self.hash), **values)
         _atomic_write(self.chunks / f"c{int(index[0]):09d}-{uuid.uuid4().hex[:8]}.npz", buf.getvalue())
 
-    def read(self, size: int, shapes: dict[str, tuple], dtype) -> tuple[dict, np.ndarray]:
+    def read(self, engine, size: int) -> tuple[dict, np.ndarray]:
         """(flat arrays, done mask) of the chunks on disk; corrupt chunks are set aside to be recomputed."""
-        return read_chunks(self.path, size, shapes, dtype, self.hash, set_aside=True)
+        return read_chunks(self.path, empty(engine, size), self.hash, set_aside=True)
 
     def finish(self, ds: xr.Dataset) -> None:
         tmp = _tmp_name(self.path / RESULTS)
@@ -225,16 +211,22 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_chunks(path: Path, size: int, shapes: dict[str, tuple], dtype, expect: str,
+def empty(engine, size: int) -> dict[str, np.ndarray]:
+    """NaN arrays [size, *trailing] of the engine's dtype, one per declared variable."""
+    return {k: np.full((size, *(len(engine.coords[d]) for d in dims)), np.nan, engine.dtype)
+            for k, dims in engine.variables.items()}
+
+
+def read_chunks(path: Path, flat: dict[str, np.ndarray], expect: str,
                 set_aside: bool = False) -> tuple[dict, np.ndarray]:
-    """Flat arrays [size, *shape] of ``dtype`` from every chunk file (NaN where missing), done mask.
+    """Fills ``flat`` (arrays [size, *trailing], NaN) from every chunk file; returns it and the done mask.
 
     A chunk that cannot be read is named in a ``StoreWarning`` and skipped (``set_aside``:
     moved to ``chunks/corrupt/`` so that its points are recomputed, and nothing is deleted).
     A chunk computed for another spec (its hash is not ``expect``) raises ValueError: the store
     is inconsistent, and mixing it in would relabel numbers silently.
     """
-    flat = {k: np.full((size, *shp), np.nan, dtype) for k, shp in shapes.items()}
+    size = len(next(iter(flat.values())))
     done = np.zeros(size, bool)
     for f in sorted((Path(path) / CHUNKS).glob("*.npz")):
         try:
@@ -262,28 +254,6 @@ def read_chunks(path: Path, size: int, shapes: dict[str, tuple], dtype, expect: 
             flat[k][idx] = v
         done[idx] = True
     return flat, done
-
-
-def to_dataset(flat: dict[str, np.ndarray], variables: dict[str, bool], spec: dict, shape, extra,
-               gamma, lam, d: int, kind: str = "scan") -> xr.Dataset:
-    """Flat per-point arrays -> Dataset with dims (extra?, gamma, lam, seed)."""
-    E, G, S = shape
-    L = len(lam)
-    lead = [extra[0]] if extra else []
-    data_vars = {}
-    for k, has_lam in variables.items():
-        a = flat[k].reshape((E, G, S, L) if has_lam else (E, G, S))
-        if has_lam:
-            a = np.moveaxis(a, -1, 2)  # (E, G, L, S)
-        if not extra:
-            a = a[0]
-        data_vars[k] = (lead + [GAMMA] + ([LAM] if has_lam else []) + [SEED], a)
-    coords = {GAMMA: list(gamma), LAM: list(lam), SEED: np.arange(S),
-              N: (GAMMA, [config.n_samples(g, d) for g in gamma])}
-    if extra:
-        coords[extra[0]] = list(extra[1])
-    attrs = {KIND_ATTR: kind, SPEC_ATTR: json.dumps(spec), **_environment()}
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:
@@ -315,50 +285,32 @@ def load(path: str | os.PathLike) -> xr.Dataset:
             raise ValueError(f"load: {path / RESULTS} was not written for {path / SPEC} (another spec); "
                              "the store is inconsistent")
         return ds
-    size, shapes, assemble = layout(spec)
-    flat, done = read_chunks(path, size, shapes, spec["dtype"], spec_hash(spec))
-    ds = assemble(flat)
+    engine = _engine(spec)
+    flat, done = read_chunks(path, empty(engine, engines.point_count(engine)), spec_hash(spec))
+    ds = assembler(engine, spec)(flat)
     ds.attrs["complete"] = int(done.all())
     return ds
 
 
-def layout(spec: dict, theory: xr.Dataset | None = None):
-    """(points, variable -> trailing shape, flat arrays -> Dataset) of a store's spec.
-
-    The one place that knows how each engine's flat per-point results become a Dataset:
-    ``memgen.scan`` and :func:`load` both use it. A spec with ``"theory": true`` gets the
-    asymptotic theory as ``<var>_theory`` variables (``theory``, or computed from the spec).
-    """
+def _engine(spec: dict):
     data, model, grid = (config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    return engines.build(data, model, grid, spec["dtype"])
+
+
+def assembler(engine, spec: dict, theory: xr.Dataset | None = None):
+    """flat arrays -> the store's Dataset (``schema.assemble``), with the theory when the spec
+    asks for it (``theory``, or computed from the spec)."""
     if spec.get("theory") and theory is None:
-        theory = theory_mod.theory(data, grid)
-    if spec["model"]["kind"] == "ConvDenoiser":
-        from .denoisers import engine as den
-
-        size, shapes = len(grid.gamma) * len(grid.lam) * grid.seeds, den.variables(model)
-
-        def dataset(flat):
-            return den.to_dataset(flat, spec, grid, data, model)
-    else:
-        from .grid import VARIABLES, axes_of, shapes as linear_shapes
-
-        ax = axes_of(grid)
-        size, shapes = ax.size, linear_shapes(len(ax.lam))
-
-        def dataset(flat):
-            ds = to_dataset(flat, VARIABLES, spec, ax.shape, ax.extra, ax.gamma, ax.lam, data.d)
-            ds.attrs["matmul_precision"] = "highest"
-            return ds
+        theory = theory_mod.theory(engine.data, engine.grid)
 
     def assemble(flat):
-        ds = dataset(flat)
-        ds.attrs["dtype"] = spec["dtype"]
+        ds = schema.assemble(engine, flat, spec)
         return ds if theory is None else attach_theory(ds, theory)
 
-    return size, shapes, assemble
+    return assemble
 
 
 def attach_theory(ds: xr.Dataset, th: xr.Dataset) -> xr.Dataset:
     """Adds theory variables as ``<v>_theory`` on the scan's coordinates."""
     extra = {f"{k}_theory": v.reindex_like(ds, method=None) for k, v in th.data_vars.items()}
-    return ds.assign(extra)
+    return schema.annotate(ds.assign(extra))

@@ -1,17 +1,26 @@
 """``memgen bench``: the record's shape, the table, compare, and the CLI's argument handling.
 
-These check the plumbing at tiny sizes (one compiled bucket per size, shrunken theory and
-denoiser items); they time nothing that matters. Real numbers come from ``memgen bench``.
+These check the plumbing at tiny sizes, passed in explicitly (one compiled bucket per size,
+shrunken lam-axis, theory and denoiser items); they time nothing that matters. Real numbers
+come from ``memgen bench``.
 """
 
+import ast
 import copy
 import json
 import statistics
 import time
+from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 from memgen import bench
+
+# Test-only sizes: one gamma (one padding bucket) per linear size, d = 16 for the lam axis.
+TINY = dict(gammas=(2.0,), lam_axis_d=16, lam_axis_many=4, lam_axis_gammas=(2.0,), theory_shape=(8, 8),
+            denoiser=dict(K=2, size=4, depth=2, width=2, batch=2, steps=3, n=4))
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +28,7 @@ def timed_record(tmp_path_factory):
     """The record and the wall time of the whole suite, measured here (not by the suite)."""
     out = tmp_path_factory.mktemp("bench") / "rec.json"
     t0 = time.perf_counter()
-    rec = bench.run_suite(sizes=(16, 32), repeat=2, out=out, progress=False, _tiny=True)
+    rec = bench.run_suite(sizes=(16, 32), repeat=2, out=out, progress=False, **TINY)
     wall = time.perf_counter() - t0
     assert json.loads(out.read_text()) == json.loads(json.dumps(rec))
     return rec, wall
@@ -43,9 +52,94 @@ def test_record_has_all_keys(record):
         r = res[f"linear_d{d}"]
         assert r["d"] == d and r["points"] == len(r["gamma"]) * len(r["lam"]) * r["seeds"]
         assert r["floor_s"] > 0 and r["floor_fraction"] > 0
+        # gamma = 2: the d x d covariance of both models of every seed
+        assert r["floor_matrices"] == {str(d): 2 * r["seeds"]}
     lam = res["lam_axis_d16"]
     assert lam["lams"] == [1, 4] and lam["time_ratio"] > 0 and lam["throughput"] > 0
     assert res["theory"]["points"] == 64
+    assert res["denoisers"]["K"] == 2
+    s = record["settings"]
+    assert s["gammas"] == [2.0] and s["lam_axis"] == {"d": 16, "many": 4, "gammas": [2.0]}
+    assert s["theory_shape"] == [8, 8] and s["denoiser"] == TINY["denoiser"]
+
+
+def test_floor_uses_the_scans_devices_and_one_blas_thread(record):
+    """The floor runs on every device the scan shards over (8 covariances over the suite's 4
+    CPU devices), with memgen's one BLAS thread per LAPACK call on a CPU; the record says so."""
+    for d in (16, 32):
+        r = record["results"][f"linear_d{d}"]
+        assert r["scan_devices"] == record["env"]["device_count"] == jax.device_count()
+        assert r["floor_devices"] == min(jax.device_count(), 2 * r["seeds"])
+        if jax.default_backend() == "cpu":
+            assert r["floor_threads"] == 1
+
+
+def test_bench_is_self_contained():
+    """memgen bench imports nothing from the source checkout (benchmarks/, tests/): only the
+    package, the standard library, NumPy, JAX and threadpoolctl; and never edits sys.path."""
+    src = Path(bench.__file__).read_text()
+    allowed = {"memgen", "numpy", "jax", "threadpoolctl", "argparse", "datetime", "json", "math", "os",
+               "statistics", "sys", "time", "timeit", "pathlib", "concurrent", "importlib", "__future__"}
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or "memgen"] if node.level == 0 else ["memgen"]
+        else:
+            continue
+        assert all(n.split(".")[0] in allowed for n in names), (node.lineno, names)
+    assert "sys.path" not in src and "spec_from_file_location" not in src
+    assert not any(hasattr(bench, k) for k in ("TINY_GAMMAS", "TINY_DENOISER", "_bench_linear"))
+
+
+def test_floor_matrices_are_the_grids_own():
+    """Covariances from gamma >= 1, Gram matrices below, from the scan's own training sets."""
+    import memgen
+
+    data, grid = memgen.Spiked(d=16, beta=2.0), memgen.Grid(gamma=[0.5, 2.0], lam=[0.0], seeds=2)
+    sets = list(bench.training_sets(data, grid))
+    assert len(sets) == 2 and all(X.shape == (32, 16) and X.dtype == np.float32 for pair in sets for X in pair)
+    assert not np.array_equal(sets[0][0], sets[0][1]) and not np.array_equal(sets[0][0], sets[1][0])
+    mats = bench.floor_matrices(16, grid.gamma, sets)
+    assert {m: a.shape for m, a in mats.items()} == {8: (4, 8, 8), 16: (4, 16, 16)}
+    Xa = sets[0][0].astype(np.float64)
+    np.testing.assert_allclose(mats[16][0], Xa.T @ Xa / 32, rtol=1e-5)
+    np.testing.assert_allclose(mats[8][0], Xa[:8] @ Xa[:8].T / 8, rtol=1e-5)
+    f = bench.eigh_floor(mats, repeat=1)
+    assert f["floor_s"] > 0 and f["floor_devices"] == min(jax.device_count(), 8)
+
+
+def test_floor_failure_is_recorded_not_silent(monkeypatch, record):
+    """A floor that cannot be measured leaves floor_s None *with* the reason, in the record and
+    the table, and no floor_fraction."""
+    import memgen
+
+    def boom(mats, repeat):
+        raise MemoryError("device out of memory")
+
+    monkeypatch.setattr(bench, "eigh_floor", boom)
+    data, _, grid = bench._linear_grid(16, gammas=(2.0,))
+    out = bench._floor_item(data, grid, 1)
+    assert out["floor_s"] is None and out["floor_error"] == "MemoryError: device out of memory"
+    rec = copy.deepcopy(record)
+    r = rec["results"]["linear_d16"]
+    r.update(out)
+    del r["floor_fraction"]
+    assert "no floor: MemoryError" in bench.format_table(rec)
+    monkeypatch.setattr(memgen, "scan", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else is not swallowed
+        bench.linear_item(16, 1, gammas=(2.0,))
+
+
+def test_memory_refusal_skips_the_size(monkeypatch):
+    import memgen
+
+    def refuse(*a, **k):
+        raise ValueError("memory=0.001 GiB is too small: one grid point at d=16 ...")
+
+    monkeypatch.setattr(memgen, "scan", refuse)
+    r = bench.linear_item(16, 1, gammas=(2.0,))
+    assert r == {"d": 16, "skipped": "memory: memory=0.001 GiB is too small: one grid point at d=16 ..."}
 
 
 def test_timings_match_the_raw_repeats_and_the_wall_clock(timed_record):
@@ -81,7 +175,7 @@ def test_skipped_size_is_reported(record):
 
 
 def test_time_cap_skips_larger_sizes():
-    rec = bench.run_suite(sizes=(16, 4096), repeat=1, cap_s=1e-6, progress=False, _tiny=True)
+    rec = bench.run_suite(sizes=(16, 4096), repeat=1, cap_s=1e-6, progress=False, **TINY)
     assert "skipped" not in rec["results"]["linear_d16"]
     assert rec["results"]["linear_d4096"]["skipped"].startswith("time: estimated")
 

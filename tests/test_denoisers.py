@@ -15,7 +15,7 @@ import pytest
 import memgen
 import reference as ref
 from memgen.config import Grid
-from memgen.denoisers import ConvDenoiser, ImageField, Images, scan_denoisers
+from memgen.denoisers import ConvDenoiser, ImageField, Images
 from memgen.denoisers import images as I
 from memgen.denoisers import metrics as MM
 from memgen.denoisers import model as M
@@ -217,7 +217,7 @@ def test_metrics_against_numpy(rng):
 def test_scan_contract_pairs_and_chunking():
     data = ImageField(size=SIZE, alpha=1.0, k=5)
     grid = Grid(gamma=(2 / 64, 0.5), lam=(0.0, 0.05), seeds=1, seed=3)
-    ds = scan_denoisers(data, TINY, grid, progress=False)
+    ds = memgen.scan(data, TINY, grid, progress=False, dtype=jnp.float64)
     assert set(ds.dims) == {"gamma", "lam", "seed", "sigma"}
     for v in ("m", "m_heldout", "q", "Q", "loss"):
         assert ds[v].dims == ("gamma", "lam", "seed")
@@ -236,8 +236,8 @@ def test_scan_contract_pairs_and_chunking():
     assert np.all(ds.mse.mean("seed") >= ds.mse_wiener.mean("seed") * (1 - 0.05))
     assert np.all(ds.mse_empirical.mean("seed") >= ds.mse_wiener.mean("seed") - 1e-12)
     # chunking does not change results (keys come from grid coordinates, fixed micro-batch)
-    ds1 = scan_denoisers(data, TINY, grid, progress=False, chunk=jax.device_count(), batch=1)
-    ds2 = scan_denoisers(data, TINY, grid, progress=False, batch=1)
+    ds1 = memgen.scan(data, TINY, grid, progress=False, chunk=1, batch=1, dtype=jnp.float64)
+    ds2 = memgen.scan(data, TINY, grid, progress=False, batch=1, dtype=jnp.float64)
     for v in ds.data_vars:
         _same(v, ds1[v].values, ds2[v].values)
         np.testing.assert_allclose(ds1[v].values, ds[v].values, rtol=1e-8, atol=1e-12, err_msg=v)
@@ -267,12 +267,12 @@ def test_scan_resumes_bit_identical(tmp_path):
     part = memgen.load(out)
     assert part.attrs["complete"] == 0 and np.isnan(part.q.values).any() and not np.isnan(part.q.values).all()
     resumed = memgen.scan(data, TINY, grid, out=out, chunk=jax.device_count(), batch=1, progress=False,
-                          resume=True)
+                          mode="resume")
     for v in full.data_vars:
         _same(v, resumed[v].values, full[v].values)
     np.testing.assert_array_equal(memgen.load(out).m.values, full.m.values)
     with pytest.raises(ValueError, match="another spec"):  # the micro-batch fixes the numbers: kept
-        memgen.scan(data, TINY, grid, out=out, batch=2, progress=False, resume=True)
+        memgen.scan(data, TINY, grid, out=out, batch=2, progress=False, mode="resume")
     with pytest.raises(ValueError, match="lower --batch to"):
         memgen.scan(data, TINY, grid, memory="10MB", batch=64, progress=False)
 
@@ -319,7 +319,7 @@ def test_memorises_at_tiny_n_generalises_at_large_n():
     model = ConvDenoiser(depth=5, width=16, steps=600, batch=16, lr=3e-3, samples=8, sample_steps=15, test=16,
                          padding="zeros", mse_sigmas=(0.3,))
     grid = Grid(gamma=(1 / 64, 4.0), lam=(0.0,), seeds=1)
-    ds = scan_denoisers(data, model, grid, progress=False, dtype=jnp.float32)
+    ds = memgen.scan(data, model, grid, progress=False, dtype=jnp.float32)
     m = ds.m.values.ravel()
     q = ds.q.values.ravel()
     assert m[0] > 0.65 and m[1] < m[0] - 0.1, m

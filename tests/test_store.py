@@ -38,20 +38,20 @@ def test_roundtrip_and_attrs(tmp_path):
 
 def test_existing_out_is_refused(tmp_path):
     memgen.scan(DATA, MODEL, GRID, out=tmp_path / "s", progress=False, batch=2)
-    with pytest.raises(ValueError, match=r"exists and is not empty; pass overwrite=True"):
+    with pytest.raises(ValueError, match=r"exists and is not empty; pass mode='overwrite'"):
         memgen.scan(DATA, MODEL, GRID, out=tmp_path / "s", progress=False, batch=2)
     other = memgen.Grid(gamma=[0.5], lam=[0.0], seeds=2)
     with pytest.raises(ValueError, match=r"written by another spec \(differs in grid\)"):
-        memgen.scan(DATA, MODEL, other, out=tmp_path / "s", resume=True, progress=False, batch=2)
+        memgen.scan(DATA, MODEL, other, out=tmp_path / "s", mode="resume", progress=False, batch=2)
     with pytest.raises(ValueError, match=r"written by another spec \(differs in batch\)"):
-        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "s", resume=True, progress=False, batch=3)
+        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "s", mode="resume", progress=False, batch=3)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")
     with pytest.raises(ValueError, match=r"not a store memgen created \(no .memgen-store\); refusing to delete it"):
-        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "mine", overwrite=True, progress=False)
+        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "mine", mode="overwrite", progress=False)
     assert (tmp_path / "mine" / "notes.txt").exists()
     with pytest.raises(ValueError, match=r"nothing to resume"):
-        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "new", resume=True, progress=False)
+        memgen.scan(DATA, MODEL, GRID, out=tmp_path / "new", mode="resume", progress=False)
 
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
@@ -59,7 +59,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     out = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import memgen, time
-        from memgen import grid as g
+        from memgen.run import loop as g
         real = g.Runner.run
         def slow(self, c):
             time.sleep(0.4)
@@ -81,7 +81,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert 2 <= n_done < 12, n_done
     partial = memgen.load(out)
     assert partial.attrs["complete"] == 0 and np.isnan(partial.q.values).any()
-    resumed = memgen.scan(DATA, MODEL, GRID, out=out, resume=True, progress=False, chunk=5, batch=2)
+    resumed = memgen.scan(DATA, MODEL, GRID, out=out, mode="resume", progress=False, chunk=5, batch=2)
     fresh = memgen.scan(DATA, MODEL, GRID, progress=False, batch=2)
     _same(resumed, fresh)
     assert not list(chunks.glob("*.tmp"))
@@ -93,7 +93,7 @@ def test_ctrl_c_abandons_the_chunk_in_flight_and_keeps_finished_ones(tmp_path):
     out = tmp_path / "int"
     script = textwrap.dedent(f"""
         import memgen, os, signal, time
-        from memgen import grid as g
+        from memgen.run import loop as g
         real = g.Runner.run
         calls = []
         def run(self, c):
@@ -120,7 +120,7 @@ def test_float32_vs_x64_on_the_spiked_scan():
     grid = memgen.Grid(gamma=[0.3, 1.0, 3.0], lam=[0.0, 0.1, 1.0], seeds=2)
     data = memgen.Spiked(d=64, beta=2.0)
     f32 = memgen.scan(data, memgen.Linear(samples=8), grid, progress=False)
-    f64 = memgen.scan(data, memgen.Linear(samples=8), grid, progress=False, x64=True)
+    f64 = memgen.scan(data, memgen.Linear(samples=8), grid, progress=False, dtype="float64")
     for v in ("m", "q", "w2", "m_kad", "Q"):
         np.testing.assert_allclose(f32[v].values, f64[v].values, atol=1e-4, err_msg=v)
     np.testing.assert_allclose(f32.top_eig.values, f64.top_eig.values, rtol=1e-4)
@@ -139,18 +139,18 @@ def test_overwrite_deletes_only_what_memgen_wrote(tmp_path):
     (mine / "spec.json").write_text("{}")
     (mine / "paper.tex").write_text("precious")
     with pytest.raises(ValueError, match=r"paper'.*not a store memgen created"):
-        memgen.scan(DATA, MODEL, GRID, out=mine, overwrite=True, **SMALL)
+        memgen.scan(DATA, MODEL, GRID, out=mine, mode="overwrite", **SMALL)
     assert (mine / "paper.tex").read_text() == "precious"
 
     store = tmp_path / "s"
     memgen.scan(DATA, MODEL, GRID, out=store, **SMALL)
     (store / "paper.tex").write_text("precious")
     with pytest.raises(ValueError, match=r"refusing to delete '.*paper.tex', which memgen did not write"):
-        memgen.scan(DATA, MODEL, GRID, out=store, overwrite=True, **SMALL)
+        memgen.scan(DATA, MODEL, GRID, out=store, mode="overwrite", **SMALL)
     assert (store / "paper.tex").exists() and (store / "results.nc").exists()
     (store / "paper.tex").unlink()
     other = memgen.Grid(gamma=[1.0], lam=[0.0], seeds=2)
-    ds = memgen.scan(DATA, MODEL, other, out=store, overwrite=True, **SMALL)
+    ds = memgen.scan(DATA, MODEL, other, out=store, mode="overwrite", **SMALL)
     assert memgen.load(store).sizes == ds.sizes and len(list((store / "chunks").glob("*.npz"))) == 1
 
 
@@ -180,7 +180,7 @@ def test_one_writer_per_store_and_a_dead_writer_does_not_block(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
-        for kw in ({}, {"overwrite": True}, {"resume": True}):
+        for kw in ({}, {"mode": "overwrite"}, {"mode": "resume"}):
             with pytest.raises(ValueError, match=r"being written by another memgen process"):
                 memgen.scan(DATA, MODEL, GRID, out=out, **kw, **SMALL)
     finally:
@@ -188,7 +188,7 @@ def test_one_writer_per_store_and_a_dead_writer_does_not_block(tmp_path):
         p.wait()
         p.stdout.close()
     # the killed writer left its lock file and spec behind; the lock itself died with it
-    ds = memgen.scan(DATA, MODEL, GRID, out=out, resume=True, **SMALL)
+    ds = memgen.scan(DATA, MODEL, GRID, out=out, mode="resume", **SMALL)
     assert ds.q.notnull().all()
 
 
@@ -225,7 +225,7 @@ def test_chunks_of_another_spec_are_rejected(tmp_path):
         memgen.load(out)
     edited = memgen.Spiked(d=13, beta=2.0)
     with pytest.raises(ValueError, match=r"computed for another spec"):
-        memgen.scan(edited, MODEL, GRID, out=out, resume=True, **SMALL)
+        memgen.scan(edited, MODEL, GRID, out=out, mode="resume", **SMALL)
 
 
 def test_results_of_another_spec_are_rejected(tmp_path):
@@ -259,7 +259,7 @@ def test_corrupt_chunk_is_named_skipped_by_load_and_recomputed_by_resume(tmp_pat
         partial = memgen.load(out)
     assert partial.attrs["complete"] == 0 and partial.q.isnull().any() and partial.q.notnull().any()
     with pytest.warns(StoreWarning, match=re.escape(victim.name) + r".*recomputed"):
-        resumed = memgen.scan(DATA, MODEL, GRID, out=out, resume=True, chunk=8, **SMALL)
+        resumed = memgen.scan(DATA, MODEL, GRID, out=out, mode="resume", chunk=8, **SMALL)
     _same(resumed, fresh)
     assert (out / "chunks" / "corrupt" / victim.name).exists()  # set aside, not deleted
 
@@ -292,11 +292,11 @@ def test_resume_keeps_the_theory(tmp_path):
     (out / "results.nc").unlink()
     sorted((out / "chunks").glob("*.npz"))[0].unlink()
     assert "q_theory" in memgen.load(out)
-    resumed = memgen.scan(DATA, MODEL, GRID, out=out, resume=True, theory=True, **SMALL)
+    resumed = memgen.scan(DATA, MODEL, GRID, out=out, mode="resume", theory=True, **SMALL)
     _same(resumed, full)
     assert "q_theory" in memgen.load(out)
     with pytest.raises(ValueError, match=r"differs in theory"):
-        memgen.scan(DATA, MODEL, GRID, out=out, resume=True, **SMALL)
+        memgen.scan(DATA, MODEL, GRID, out=out, mode="resume", **SMALL)
 
 
 def test_theory_is_computed_before_the_scan(tmp_path):

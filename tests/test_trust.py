@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 import memgen
-from memgen import _linalg
-from memgen import grid as grid_mod
-from memgen.denoisers import engine as den_engine
+from memgen import linalg
+from memgen.denoisers.engine import DenoiserEngine
+from memgen.engines.linear import LinearEngine
+from memgen.run import loop
+from memgen.run.plan import plan
 
 ROOT = pathlib.Path(memgen.__file__).parent
 TINY_CONV = memgen.ConvDenoiser(depth=2, width=4, steps=4, batch=4, sample_steps=3, samples=5, test=4,
@@ -38,16 +40,16 @@ def _assert_unbatched(hlo: str, expect: bool = True):
 
 
 def test_linalg_loops_over_native_and_vmapped_batches(rng):
-    """_linalg's wrappers: same numbers as NumPy; a native batch dim and nested vmaps both loop."""
+    """linalg's wrappers: same numbers as NumPy; a native batch dim and nested vmaps both loop."""
     a = rng.standard_normal((3, 2, 5, 5))
     a = a + np.swapaxes(a, -1, -2)
-    f = jax.jit(jax.vmap(lambda m: _linalg.eigvalsh(m)))  # vmap of a natively batched call
+    f = jax.jit(jax.vmap(lambda m: linalg.eigvalsh(m)))  # vmap of a natively batched call
     np.testing.assert_allclose(f(jnp.asarray(a)), np.linalg.eigvalsh(a), rtol=1e-10, atol=1e-10)
     _assert_unbatched(f.lower(jnp.asarray(a)).as_text())
-    w, v = jax.jit(_linalg.eigh)(jnp.asarray(a))
+    w, v = jax.jit(linalg.eigh)(jnp.asarray(a))
     np.testing.assert_allclose(np.abs(np.einsum("...ij,...ij->...j", v, np.linalg.eigh(a)[1])), 1, atol=1e-8)
-    _assert_unbatched(jax.jit(_linalg.eigh).lower(jnp.asarray(a)).as_text())
-    _assert_unbatched(jax.jit(jax.vmap(_linalg.qr)).lower(jnp.asarray(a[0])).as_text())
+    _assert_unbatched(jax.jit(linalg.eigh).lower(jnp.asarray(a)).as_text())
+    _assert_unbatched(jax.jit(jax.vmap(linalg.qr)).lower(jnp.asarray(a[0])).as_text())
 
 
 def test_negative_control_plain_jnp_is_batched():
@@ -58,12 +60,12 @@ def test_negative_control_plain_jnp_is_batched():
 
 
 def test_no_linalg_outside_the_safe_module():
-    """Every LAPACK-backed call in the package goes through memgen._linalg."""
+    """Every LAPACK-backed call in the package goes through memgen.linalg."""
     pat = re.compile(r"\b(jnp\.linalg\.(eigh|eigvalsh|qr|svd|cholesky|solve|inv|pinv|lstsq|det|slogdet|eig)\s*\(|"
                      r"(jax\.scipy|lax)\.linalg\.\w+\s*\(|import.*(scipy|lax)\.linalg)")
-    bad = [f"{p.relative_to(ROOT)}:{i}" for p in ROOT.rglob("*.py") if p.name != "_linalg.py"
+    bad = [f"{p.relative_to(ROOT)}:{i}" for p in ROOT.rglob("*.py") if p.name != "linalg.py"
            for i, line in enumerate(p.read_text().splitlines(), 1) if pat.search(line.split("#")[0])]
-    assert not bad, f"LAPACK calls outside memgen/_linalg.py: {bad}"
+    assert not bad, f"LAPACK calls outside memgen/linalg.py: {bad}"
 
 
 @pytest.mark.parametrize("data", [memgen.Spiked(d=16, beta=2.0), memgen.PowerLaw(d=16, alpha=1.0, k=2)],
@@ -71,21 +73,21 @@ def test_no_linalg_outside_the_safe_module():
 def test_linear_kernel_has_no_batched_lapack(data):
     """The compiled chunk kernel, as the scan builds it, with 2 lam, sharded over every device."""
     g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0, 0.1], seeds=2)
-    runner = grid_mod.Runner(data, memgen.Linear(samples=3), g, jnp.float32)
-    (c, *_) = grid_mod.plan(data, memgen.Linear(samples=3), g, itemsize=4, devices=jax.device_count(), batch=2)
-    kernel = runner._kernel(c.n_pad, c.batch)
-    args = [jax.device_put(a) for a in runner.inputs(c.index, c.size)]
-    _assert_unbatched(kernel.jitted.lower(*args, runner.lam, runner.root).as_text())
+    _assert_unbatched(_lowered(LinearEngine(data, memgen.Linear(samples=3), g, jnp.float32)))
+
+
+def _lowered(engine) -> str:
+    """The HLO of an engine's first chunk kernel, as the scan builds it on every device."""
+    runner = loop.Runner(engine)
+    c = plan(engine, itemsize=4, devices=len(runner.devices), batch=2)[0]
+    fn = loop.compiled(type(engine), engine.static(), c.bucket, c.batch, runner.devices)
+    per = jax.tree.map(jnp.asarray, engine.inputs(np.resize(c.index, c.size)))
+    return fn.jitted.lower(per, runner.shared()).as_text()
 
 
 def test_denoiser_kernel_has_no_batched_lapack():
     data, g = memgen.ImageField(size=(4, 4), alpha=2.0), memgen.Grid(gamma=[0.25], lam=[0.0, 0.01], seeds=1)
-    runner = den_engine.Runner(data, TINY_CONV, g, jnp.float32)
-    fn = den_engine._compiled(TINY_CONV, data.k, 1, tuple(jax.devices()))
-    n = jax.device_count()
-    per = (np.zeros(n, np.uint32), np.zeros(n, np.uint32), np.zeros(n, np.uint32), np.full(n, 4),
-           np.zeros(n, np.float32))
-    _assert_unbatched(fn.jitted.lower(*per, *runner._inputs_shared()).as_text())
+    _assert_unbatched(_lowered(DenoiserEngine(data, TINY_CONV, g, jnp.float32)))
 
 
 _ALL_KINDS = textwrap.dedent("""

@@ -3,11 +3,10 @@
 Data flow: ``specs`` (ImageField, Images, ConvDenoiser) -> ``images`` (FFT fields,
 synthetic sets, loaders) -> ``model`` (bias-free CNN, one image) -> ``train`` (pure AdamW
 step, lax.scan, ensembles by vmap) -> ``sample`` (DDIM / ascent from shared noise) ->
-``metrics`` (m, q, Q, Wiener / empirical references) -> ``engine`` (the pair kernel, its
-runner and Dataset layout; batched by ``memgen.grid.sharded_map``, run by ``memgen.scan``).
+``metrics`` (m, q, Q, Wiener / empirical references) -> ``engine`` (the pair kernel and
+``DenoiserEngine``, which ``memgen.scan`` runs like any engine).
 """
 
-from .engine import scan_denoisers as scan_denoisers
 from .images import (
     field_eigen as field_eigen,
     field_spectrum as field_spectrum,
@@ -22,7 +21,6 @@ from .specs import ConvDenoiser as ConvDenoiser, ImageField as ImageField, Image
 from .train import train_ensemble as train_ensemble, train_one as train_one, train_step as train_step
 
 __all__ = [
-    "scan_denoisers",
     "ConvDenoiser",
     "ImageField",
     "Images",

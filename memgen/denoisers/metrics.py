@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from memgen import _linalg
+from memgen import linalg
 
 _HI = "highest"
 
@@ -45,7 +45,7 @@ def convergence(a: jax.Array, b: jax.Array) -> jax.Array:
 def top_eigvecs(x: jax.Array, k: int) -> jax.Array:
     """Top-k eigenvectors [d, k] of the uncentred second moment x^T x / S of x [S, d]."""
     c = jnp.matmul(x.T, x, precision=_HI) / x.shape[0]
-    _, u = _linalg.eigh(c)
+    _, u = linalg.eigh(c)
     return u[:, ::-1][:, :k]
 
 
@@ -61,7 +61,7 @@ def empirical_eigen(train: jax.Array, n: jax.Array) -> tuple[jax.Array, jax.Arra
     mask = (jnp.arange(train.shape[0]) < n).astype(train.dtype)
     xm = train * mask[:, None]
     c = jnp.matmul(xm.T, xm, precision=_HI) / n.astype(train.dtype)
-    s, u = _linalg.eigh(c)
+    s, u = linalg.eigh(c)
     return jnp.maximum(s, 0.0), u
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import config
-from ..config import _check_int, _fail
+from ..config import check_int, fail
 
 #: Names of the data sets that :class:`Images` knows without a path.
 BUILTIN_IMAGES = ("grace_hopper", "disks", "calpha")
@@ -22,20 +22,20 @@ def _check_size(name: str, value: Any) -> tuple[int, int]:
     try:
         h, w = value
     except (TypeError, ValueError):
-        _fail(name, "a pair of integers (H, W) >= 4", value)
+        fail(name, "a pair of integers (H, W) >= 4", value)
     for v in (h, w):
         if isinstance(v, bool) or not isinstance(v, int) or v < 4:
-            _fail(name, "a pair of integers (H, W) >= 4", value)
+            fail(name, "a pair of integers (H, W) >= 4", value)
     return (h, w)
 
 
 def _check_float(name: str, value: Any, rule: str, ok) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        _fail(name, rule, value)
+        fail(name, rule, value)
     if not math.isfinite(value):
-        _fail(name, f"finite and {rule}", value)
+        fail(name, f"finite and {rule}", value)
     if not ok(value):
-        _fail(name, rule, value)
+        fail(name, rule, value)
     return float(value)
 
 
@@ -95,11 +95,11 @@ class ImageField(_ImageShape):
         object.__setattr__(self, "size", _check_size("ImageField.size", self.size))
         object.__setattr__(self, "alpha", _check_float("ImageField.alpha", self.alpha, ">= 0", lambda a: a >= 0))
         object.__setattr__(self, "f0", _check_float("ImageField.f0", self.f0, "> 0", lambda f: f > 0))
-        _check_int("ImageField.k", self.k, 1)
+        check_int("ImageField.k", self.k, 1)
         shells = shell_sizes(self.size)
         valid = [s for s in shells if s < self.d]
         if self.k not in valid:
-            _fail("ImageField.k", f"a whole number of frequency shells, one of {valid[:8]}", self.k)
+            fail("ImageField.k", f"a whole number of frequency shells, one of {valid[:8]}", self.k)
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,11 @@ class Images(_ImageShape):
 
     def __post_init__(self):
         if not isinstance(self.source, str) or not self.source:
-            _fail("Images.source", f"a path or one of {list(BUILTIN_IMAGES)}", self.source)
+            fail("Images.source", f"a path or one of {list(BUILTIN_IMAGES)}", self.source)
         object.__setattr__(self, "size", _check_size("Images.size", self.size))
-        _check_int("Images.k", self.k, 1)
+        check_int("Images.k", self.k, 1)
         if self.k >= self.d:
-            _fail("Images.k", f"< d={self.d}", self.k)
+            fail("Images.k", f"< d={self.d}", self.k)
 
 
 @dataclass(frozen=True)
@@ -174,10 +174,10 @@ class ConvDenoiser:
     ascent_beta: float = 0.5
 
     def __post_init__(self):
-        _check_int("ConvDenoiser.depth", self.depth, 2)
-        _check_int("ConvDenoiser.width", self.width, 1)
-        _check_int("ConvDenoiser.steps", self.steps, 1)
-        _check_int("ConvDenoiser.batch", self.batch, 1)
+        check_int("ConvDenoiser.depth", self.depth, 2)
+        check_int("ConvDenoiser.width", self.width, 1)
+        check_int("ConvDenoiser.steps", self.steps, 1)
+        check_int("ConvDenoiser.batch", self.batch, 1)
         object.__setattr__(self, "lr", _check_float("ConvDenoiser.lr", self.lr, "> 0", lambda v: v > 0))
         object.__setattr__(
             self, "sigma_min", _check_float("ConvDenoiser.sigma_min", self.sigma_min, "> 0", lambda v: v > 0)
@@ -190,21 +190,21 @@ class ConvDenoiser:
             ),
         )
         if self.sampler not in ("ddim", "ascent"):
-            _fail("ConvDenoiser.sampler", "'ddim' or 'ascent'", self.sampler)
-        _check_int("ConvDenoiser.sample_steps", self.sample_steps, 1)
-        _check_int("ConvDenoiser.samples", self.samples, 2)
+            fail("ConvDenoiser.sampler", "'ddim' or 'ascent'", self.sampler)
+        check_int("ConvDenoiser.sample_steps", self.sample_steps, 1)
+        check_int("ConvDenoiser.samples", self.samples, 2)
         if self.padding not in ("circular", "zeros"):
-            _fail("ConvDenoiser.padding", "'circular' or 'zeros'", self.padding)
+            fail("ConvDenoiser.padding", "'circular' or 'zeros'", self.padding)
         if not isinstance(self.conditional, bool):
-            _fail("ConvDenoiser.conditional", "a bool", self.conditional)
+            fail("ConvDenoiser.conditional", "a bool", self.conditional)
         try:
             sig = tuple(float(s) for s in self.mse_sigmas)
         except (TypeError, ValueError):
-            _fail("ConvDenoiser.mse_sigmas", "a non-empty list of numbers > 0", self.mse_sigmas)
+            fail("ConvDenoiser.mse_sigmas", "a non-empty list of numbers > 0", self.mse_sigmas)
         if not sig or not all(math.isfinite(s) and s > 0 for s in sig) or len(set(sig)) != len(sig):
-            _fail("ConvDenoiser.mse_sigmas", "a non-empty list of distinct numbers > 0", self.mse_sigmas)
+            fail("ConvDenoiser.mse_sigmas", "a non-empty list of distinct numbers > 0", self.mse_sigmas)
         object.__setattr__(self, "mse_sigmas", sig)
-        _check_int("ConvDenoiser.test", self.test, 1)
+        check_int("ConvDenoiser.test", self.test, 1)
         for name in ("ascent_h0", "ascent_beta"):
             v = _check_float(f"ConvDenoiser.{name}", getattr(self, name), "in (0, 1]", lambda v: 0 < v <= 1)
             object.__setattr__(self, name, v)

@@ -20,8 +20,10 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from ..run.batching import pad, sharded_map
 from . import model as _model
 from .specs import ConvDenoiser
 
@@ -115,13 +117,12 @@ def train_one(key, data, n, lam, *, spec: ConvDenoiser):
 
 @functools.lru_cache(maxsize=16)
 def _ensemble(spec: ConvDenoiser, batch: int, devices: tuple):
-    from memgen.grid import sharded_map
-
-    return sharded_map(functools.partial(train, spec=spec), batch=batch, devices=devices, mapped=4, shared=0)
+    one = functools.partial(train, spec=spec)
+    return sharded_map(lambda per, _: one(*per), batch=batch, devices=devices)
 
 
 def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None = None):
-    """K models at once, laid out as the scan trains them (``grid.sharded_map``).
+    """K models at once, laid out as the scan trains them (``run.batching.sharded_map``).
 
     The K models are sharded over every local device and each device trains its share in
     micro-batches of ``batch`` models (default ``min(K, 16)``) with one vmapped step. K is
@@ -147,11 +148,8 @@ def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None 
     if isinstance(b, bool) or not isinstance(b, int) or b < 1:
         raise ValueError(f"train_ensemble: batch must be an integer >= 1, got {batch!r}")
     size = -(-K // (b * len(devices))) * b * len(devices)
-
-    def pad(a):
-        return a if size == K else jnp.concatenate([a, jnp.repeat(a[-1:], size - K, axis=0)])
-
-    out = _ensemble(spec, b, devices)(*(pad(jnp.asarray(a)) for a in (keys, data, n, lam)))
+    rows = pad(np.arange(K), size)  # whole micro-batches on every device, repeating the last model
+    out = _ensemble(spec, b, devices)(tuple(jnp.asarray(a)[rows] for a in (keys, data, n, lam)), ())
     return jax.tree.map(lambda a: a[:K], out)
 
 

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfc, gammaln
 
-from .mp import _float_dtype, as_float
+from .mp import float_dtype, as_float
 
 
 # Python floats (weak types), so float32 inputs stay float32 under strict promotion
@@ -48,7 +48,7 @@ _LOG_4PI = float(np.log(4.0 * np.pi))
 
 
 def _pair(n, lam):
-    dt = _float_dtype(n, lam)
+    dt = float_dtype(n, lam)
     return as_float(n, dt), as_float(lam, dt)
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _float_dtype(*xs):
+def float_dtype(*xs):
     """Common floating dtype of the inputs (float32/float64), default float if none is."""
     dts = [jnp.asarray(x).dtype for x in xs]
     fl = [d for d in dts if jnp.issubdtype(d, jnp.floating)]
@@ -40,7 +40,7 @@ def as_float(x, dtype=None):
     """``x`` as a floating array (its own float dtype, or the default float dtype)."""
     x = jnp.asarray(x)
     if dtype is None:
-        dtype = _float_dtype(x)
+        dtype = float_dtype(x)
     return x.astype(dtype)
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .mp import _float_dtype, as_float, mp_edges, mp_expect
+from .mp import float_dtype, as_float, mp_edges, mp_expect
 
 
 def _pair(gamma, lam):
-    dt = _float_dtype(gamma, lam)
+    dt = float_dtype(gamma, lam)
     return as_float(gamma, dt), as_float(lam, dt)
 
 
@@ -112,7 +112,7 @@ def outlier_eigenvalue(gamma, beta):
 
 
 def _with_spikes(gamma, betas):
-    dt = _float_dtype(gamma, betas)
+    dt = float_dtype(gamma, betas)
     gamma, betas = as_float(gamma, dt), as_float(betas, dt)
     batch = jnp.broadcast_shapes(gamma.shape, betas.shape[:-1])
     g = jnp.broadcast_to(gamma, batch)[..., None]

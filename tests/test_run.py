@@ -1,4 +1,4 @@
-"""The grid engine: one point vs the naive reference, chunking/device invariance, compilations,
+"""The linear engine run by memgen.run: one point vs the naive reference, chunking/device invariance, compilations,
 the eigh-deadlock regression, padding buckets, finite checks."""
 
 import contextlib
@@ -15,7 +15,9 @@ import pytest
 import memgen
 import reference as ref
 from memgen import data as data_mod
-from memgen import grid as grid_mod
+from memgen.engines import linear as lin_engine
+from memgen.run import loop
+from memgen.run.plan import plan
 
 D_SMALL = 24
 
@@ -30,10 +32,10 @@ def test_point_matches_naive_sqrtm_loop(seed, spec, n, n_pad):
     s_idx = 3
     beta = jnp.asarray(spec.beta, jnp.float64)
     alpha = jnp.asarray(getattr(spec, "alpha", 0.0), jnp.float64)
-    out = grid_mod.point(jnp.uint32(s_idx), n, beta, alpha, jnp.asarray(lam), root,
+    out = lin_engine.point(jnp.uint32(s_idx), n, beta, alpha, jnp.asarray(lam), root,
                          spec=spec, n_pad=n_pad, samples=7, dtype=jnp.float64)
     # the same draws, re-derived from the documented key layout
-    k_pop, k_a, k_b, k_z = grid_mod.point_keys(root, s_idx)
+    k_pop, k_a, k_b, k_z = lin_engine.point_keys(root, s_idx)
     pop = data_mod.population(k_pop, spec, beta, alpha, jnp.float64)
     Xa = np.asarray(data_mod.sample(k_a, pop, n))
     Xb = np.asarray(data_mod.sample(k_b, pop, n))
@@ -66,11 +68,11 @@ def test_rows_are_nested_prefixes():
 def test_pad_rows_ladder():
     d = 100
     for n in range(1, 900):
-        p = grid_mod.pad_rows(n, d)
+        p = lin_engine.pad_rows(n, d)
         assert p >= n
         assert p < d or n >= d or p == d
         assert p <= max(8, 2 * n) + 8
-    assert len({grid_mod.pad_rows(n, d) for n in range(1, 801)}) <= 12
+    assert len({lin_engine.pad_rows(n, d) for n in range(1, 801)}) <= 12
 
 
 SMALL = dict(data=memgen.Spiked(d=16, beta=2.5), grid=memgen.Grid(gamma=[0.5, 3.0], lam=[0.0, 0.2], seeds=3))
@@ -79,7 +81,7 @@ SMALL = dict(data=memgen.Spiked(d=16, beta=2.5), grid=memgen.Grid(gamma=[0.5, 3.
 @pytest.mark.parametrize("dtype_x64", [False, True])
 def test_scan_bit_identical_across_chunk_sizes(dtype_x64):
     runs = [memgen.scan(SMALL["data"], memgen.Linear(samples=5), SMALL["grid"], chunk=c, progress=False,
-                        x64=dtype_x64, batch=2) for c in (1, 5, None)]
+                        dtype="float64" if dtype_x64 else "float32", batch=2) for c in (1, 5, None)]
     for other in runs[1:]:
         for v in runs[0].data_vars:
             np.testing.assert_array_equal(runs[0][v].values, other[v].values, err_msg=v)
@@ -89,14 +91,16 @@ def test_scan_bit_identical_across_chunk_sizes(dtype_x64):
 def test_new_lam_and_second_chunk_do_not_recompile():
     data, model = memgen.Spiked(d=16), memgen.Linear(samples=4)
     grid = memgen.Grid(gamma=[2.0], lam=[0.0, 0.1], seeds=8)
-    runner = grid_mod.Runner(data, model, grid, jnp.float32)
-    chunks = grid_mod.plan(data, model, grid, itemsize=4, chunk=4, devices=jax.device_count(), batch=1)
+    engine = lin_engine.LinearEngine(data, model, grid, jnp.float32)
+    runner = loop.Runner(engine)
+    chunks = plan(engine, itemsize=4, chunk=4, devices=jax.device_count(), batch=1)
     assert len(chunks) == 2
     runner.run(chunks[0])
-    kernel = runner._kernel(chunks[0].n_pad, 1).jitted
+    kernel = loop.compiled(type(engine), engine.static(), chunks[0].bucket, 1, runner.devices).jitted
     before = kernel._cache_size()
     runner.run(chunks[1])
-    runner.lam = np.asarray([0.3, 0.9], np.float32)  # a new set of lam values, same length
+    runner._shared = None  # a new set of lam values, same length
+    engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), jax.random.key(0))
     runner.run(chunks[0])
     assert kernel._cache_size() == before == 1
 
@@ -131,21 +135,21 @@ def test_eigh_deadlock_regression():
 
 @contextlib.contextmanager
 def patched_point(monkeypatch, fn):
-    """``grid.point`` is ``fn`` inside the block. Compiled kernels are cached across scans
-    (``grid._compiled``), so the cache is emptied before (a cached kernel would ignore ``fn``)
-    and after (no later scan may get a kernel built from ``fn``)."""
-    grid_mod._compiled.cache_clear()
+    """``engines.linear.point`` is ``fn`` inside the block. Compiled kernels are cached across
+    scans (``run.loop.compiled``), so the cache is emptied before (a cached kernel would ignore
+    ``fn``) and after (no later scan may get a kernel built from ``fn``)."""
+    loop.compiled.cache_clear()
     try:
         with monkeypatch.context() as mp:
-            mp.setattr(grid_mod, "point", fn)
+            mp.setattr(lin_engine, "point", fn)
             yield
     finally:
-        grid_mod._compiled.cache_clear()
+        loop.compiled.cache_clear()
 
 
 def test_non_finite_is_reported_with_coordinates(monkeypatch):
     data, model, grid = memgen.Spiked(d=8), memgen.Linear(samples=2), memgen.Grid(gamma=[1.0], lam=[0.0, 0.5], seeds=1)
-    real = grid_mod.point
+    real = lin_engine.point
 
     def poisoned(*a, **k):
         out = real(*a, **k)

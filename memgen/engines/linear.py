@@ -1,0 +1,203 @@
+"""The linear engine: the covariance-square-root generator x = (C + lam I)^(1/2) z on a grid.
+
+A grid point is (extra, gamma, seed), where ``extra`` indexes a swept beta or alpha; the lam
+axis is not a point axis but a trailing vector served from one eigendecomposition per
+dataset (theory.md §2). Each point fits a *pair* of models on disjoint training sets (two
+independent draws), stacked on an axis of size 2 so that one ``eigh`` call serves both.
+
+Keys: the root is ``key(grid.seed)``; seed index ``s`` gets ``fold_in(root, s)`` and from it,
+by ``fold_in`` with fixed tags, the population, the two training sets (row ``i`` from
+``fold_in(k_half, i)``) and the shared noise z. Randomness is a function of where a point
+sits, never of chunking or device count, and every gamma of one seed sees nested prefixes of
+the same draw (common random numbers across the whole grid).
+
+Static shapes: training sets are padded to ``n_pad`` rows (``pad_rows``), so every load of
+one padding bucket shares a compilation.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import data as data_mod
+from .. import linear, metrics
+from ..config import Grid, Linear, PowerLaw, Spiked, n_samples
+
+# Stored variable -> trailing dims (the order of this table is the store's order).
+VARIABLES: dict[str, tuple[str, ...]] = {
+    "m": ("lam",),
+    "q": ("lam",),
+    "w2": ("lam",),
+    "m_kad": ("lam",),
+    "mem_frac": ("lam",),
+    "Q": (),
+    "top_eig": (),
+}
+
+_TAG_POP, _TAG_A, _TAG_B, _TAG_Z = 0, 1, 2, 3
+
+
+# ------------------------------------------------------------------ the point kernel
+
+
+def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool):
+    """One model of a pair: fit on its own training set, generate, measure."""
+    X = data_mod.sample(key_rows, pop, n_pad)
+    fit = linear.fit(X, n)
+    x = linear.generate(fit, lam, z)
+    out = metrics.memorisation(x, X, linear.row_mask(n_pad, n, X.dtype))
+    out["w2"] = metrics.bulk_w2(fit, lam, pop.sigma, isotropic)
+    out["Q"] = metrics.latent_recovery(fit, pop.latent)
+    out["top_eig"] = fit.evals[-1]
+    return out, x
+
+
+def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(k_pop, k_a, k_b, k_z) of a seed: the one documented key layout (see module doc)."""
+    k_seed = jax.random.fold_in(root, seed_idx)
+    return tuple(jax.random.fold_in(k_seed, t) for t in (_TAG_POP, _TAG_A, _TAG_B, _TAG_Z))
+
+
+def point(seed_idx, n, beta, alpha, lam, root, *, spec, n_pad: int, samples: int, dtype):
+    """All order parameters of one grid point (a pair of models), every lam at once.
+
+    Args:
+        seed_idx: seed index [] (uint32).
+        n: training-set size of each model [] (int, <= n_pad).
+        beta: spike strengths [r]; alpha: power-law exponent [].
+        lam: regularisations [L].
+        root: the root PRNG key.
+        spec, n_pad, samples, dtype: static.
+
+    Returns:
+        dict of arrays: lam-dependent variables [L], the others [] (see ``VARIABLES``).
+    """
+    with jax.named_scope("linear_point"):
+        k_pop, k_a, k_b, k_z = point_keys(root, seed_idx)
+        pop = data_mod.population(k_pop, spec, beta, alpha, dtype)
+        z = data_mod.normal(k_z, (samples, spec.d), dtype)
+        halves = jnp.stack([k_a, k_b])
+        model = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw))
+        per, x = jax.vmap(model, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
+        out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
+        out["q"] = metrics.convergence(x[0], x[1])
+        return out
+
+
+# ------------------------------------------------------------- shapes and memory
+
+
+def pad_rows(n: int, d: int) -> int:
+    """Static padded training-set size for n real rows.
+
+    A ladder keeps compilations few: below d, steps of sqrt(2) (Gram route, ``eigh`` cost
+    n_pad^3 so padding waste stays <= 2.8x); from d up, steps of 2 (covariance route, where
+    n_pad only scales the cheap ``n_pad d^2`` covariance).
+    """
+    if n >= d:
+        return d * 2 ** math.ceil(math.log2(n / d) - 1e-12)
+    k = math.floor(2 * math.log2(n / d) + 1e-12)  # n <= d 2^(k/2+1/2)
+    for step in (k, k + 1, k + 2):
+        cand = min(d, int(math.ceil(d * 2 ** (step / 2) / 8) * 8))
+        if cand >= n:
+            return cand
+    return d
+
+
+def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int) -> int:
+    """Estimated peak bytes of one point (both models), the chunk-size model."""
+    d, r = spec.d, min(n_pad, spec.d)
+    per_model = (
+        2 * n_pad * d  # X and its masked copy
+        + 3 * r * r + 2 * d * r  # covariance/Gram, eigh workspace, eigenvectors
+        + 3 * n_lam * samples * d  # generated samples, centred copies
+        + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
+        + (3 * n_lam * d * d if isinstance(spec, PowerLaw) else 0)  # eigvalsh per lam
+    )
+    return 2 * per_model * itemsize
+
+
+# ------------------------------------------------------------------------ the engine
+
+
+class LinearEngine:
+    """``Linear`` over ``Spiked`` or ``PowerLaw`` data (see ``engines.protocol.Engine``)."""
+
+    name = "linear"
+    point_name = "point (a pair of linear models)"
+    per_device = 4
+    variables = VARIABLES
+
+    def __init__(self, data, model: Linear, grid: Grid, dtype):
+        if not isinstance(data, (Spiked, PowerLaw)):
+            raise ValueError(f"data must be Spiked or PowerLaw for the Linear model, got {type(data).__name__}")
+        if not isinstance(grid, Grid):
+            raise ValueError(f"grid must be a memgen.Grid, got {type(grid).__name__}")
+        grid.check(data)
+        self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
+        if grid.beta is not None:
+            self.extra = ("beta", grid.beta)
+        elif grid.alpha is not None:
+            self.extra = ("alpha", grid.alpha)
+        else:
+            self.extra = None
+        self.axes = ((self.extra,) if self.extra else ()) + (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
+        self.coords = {"gamma": list(grid.gamma), "lam": list(grid.lam), "seed": np.arange(grid.seeds),
+                       "n": ("gamma", [n_samples(g, data.d) for g in grid.gamma])}
+        if self.extra:
+            self.coords[self.extra[0]] = list(self.extra[1])
+
+    def validate(self) -> None:
+        pass
+
+    def _shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for _, v in self.axes)
+
+    def buckets(self) -> dict[int, np.ndarray]:
+        flat = np.arange(math.prod(self._shape())).reshape(-1, len(self.grid.gamma), self.grid.seeds)
+        out: dict[int, list] = {}
+        for g, gamma in enumerate(self.grid.gamma):
+            out.setdefault(pad_rows(n_samples(gamma, self.data.d), self.data.d), []).extend(flat[:, g, :].ravel())
+        return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
+
+    def describe(self, n_pad: int) -> str:
+        return f"d={self.data.d}, n_pad={n_pad}"
+
+    def point_bytes(self, n_pad: int, itemsize: int) -> int:
+        return point_bytes(self.data, n_pad, len(self.grid.lam), self.model.samples, itemsize)
+
+    def shared_bytes(self, itemsize: int) -> int:
+        return itemsize * len(self.grid.lam)
+
+    def inputs(self, index: np.ndarray):
+        """(seed index [k] uint32, n [k] int32, beta [k, r], alpha [k])."""
+        place = np.unravel_index(index, self._shape())
+        e, g, s = (place if self.extra else (np.zeros_like(index), *place))
+        n = np.array([n_samples(self.grid.gamma[i], self.data.d) for i in g], np.int32)
+        beta = np.broadcast_to(np.asarray(self.data.beta, self.dtype), (len(index), len(self.data.beta))).copy()
+        alpha = np.full(len(index), getattr(self.data, "alpha", 0.0), self.dtype)
+        if self.extra is not None:
+            vals = np.asarray(self.extra[1], self.dtype)[e]
+            if self.extra[0] == "beta":
+                beta[:] = vals[:, None]
+            else:
+                alpha[:] = vals
+        return s.astype(np.uint32), n, beta, alpha
+
+    def shared(self):
+        """(lam [L], root key)."""
+        return np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
+
+    def static(self):
+        return self.data, self.model.samples, self.dtype.name
+
+    @staticmethod
+    def kernel(static, n_pad: int):
+        data, samples, dtype = static
+        fn = partial(point, spec=data, n_pad=n_pad, samples=samples, dtype=jnp.dtype(dtype))
+        return lambda per, shared: fn(*per, *shared)

@@ -1,0 +1,160 @@
+"""``memgen.scan``: validate, plan, run chunk by chunk, store, assemble - for any engine.
+
+Contract: the one entry point a user calls. Validation happens here and in the engine's
+constructor, before any compute; batching and devices are ``memgen.run``'s; files are
+``store``'s; what a point is belongs to the engine (``memgen.engines``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import numpy as np
+import xarray as xr
+
+from . import engines
+from . import store as store_mod
+from . import theory as theory_mod
+from .config import Grid, Linear
+from .run import loop
+from .run.plan import plan
+
+_PARSE_MEMORY = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
+                 "T": 1e12, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+MODES = ("new", "overwrite", "resume")
+
+
+def parse_memory(value) -> int:
+    """'4GB', '512MiB', 1e9 -> bytes (int > 0)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        num, unit = float(value), ""
+    else:
+        s = str(value).strip().upper().replace(" ", "")
+        i = len(s) - len(s.lstrip("0123456789.e+-E"))
+        num_s, unit = s[:i], s[i:]
+        try:
+            num = float(num_s)
+        except ValueError:
+            num = -1.0
+    if unit not in _PARSE_MEMORY or not np.isfinite(num) or num * _PARSE_MEMORY.get(unit, 0) < 1:
+        raise ValueError(f"memory must be a positive size such as 4GB or 512MiB, got {value!r}")
+    return int(num * _PARSE_MEMORY[unit])
+
+
+def enable_x64() -> None:
+    """Turns on float64 for the whole program: call it at the start, before creating arrays
+    (JAX's x64 mode is one global setting). Then ``scan(..., dtype="float64")`` works."""
+    jax.config.update("jax_enable_x64", True)
+
+
+def check_dtype(dtype) -> np.dtype:
+    """float32 or float64; float64 only in JAX's x64 mode (ValueError otherwise)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype("float32"), np.dtype("float64")):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    if dt == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs JAX's x64 mode: call memgen.enable_x64() (or set JAX_ENABLE_X64=1) "
+                         "at the start of the program; memgen never flips it for you")
+    return dt
+
+
+def check_run_options(chunk, batch, mode) -> None:
+    """Validates the run options (ValueError naming the option)."""
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike | None = None,
+         dtype="float32", memory=None, chunk: int | None = None, batch: int = 8, mode: str = "new",
+         progress: bool = True, theory: bool = False) -> xr.Dataset:
+    """Order parameters over a whole grid, for any model kind.
+
+    Args:
+        data: ``Spiked`` or ``PowerLaw`` (linear model), ``ImageField`` or ``Images``
+            (denoisers).
+        model: ``Linear`` (default) or ``ConvDenoiser``.
+        grid: ``Grid`` (default ``Grid()``).
+        out: store directory, written chunk by chunk (None: in memory only).
+        dtype: ``"float32"`` (default) or ``"float64"`` (needs JAX's x64 mode, see
+            ``memgen.enable_x64``; memgen never changes JAX's global configuration).
+        memory: budget for what one device holds at once, bytes or '4GB' (default: from the
+            device).
+        chunk: points per stored chunk, the unit of checkpointing and progress; stored
+            exactly (default: a few micro-batches per device).
+        batch: points evaluated at once per device (a point is a pair of models). Results
+            are bit-identical for any chunk size, device count and resume history at equal
+            batch; a batch over ``memory`` is refused before compute.
+        mode: what to do with ``out``: ``"new"`` (refuse a non-empty one), ``"overwrite"``
+            (delete only a store memgen created, and only what memgen wrote into it) or
+            ``"resume"`` (compute only the points its chunks lack).
+        progress: show a progress bar.
+        theory: also store the asymptotic theory as ``<var>_theory`` (computed before the
+            scan starts, so a theory error never arrives after the compute; kept on resume).
+
+    Returns:
+        ``xarray.Dataset`` with dims in canonical order ``(beta|alpha)?, gamma, lam, seed,
+        sigma?``; variables as declared by the engine (see ``memgen.schema.VARS``). Linear: m,
+        q, w2, m_kad, mem_frac [..., gamma, lam, seed] and Q, top_eig [..., gamma, seed].
+        Denoisers: m, m_heldout, q, Q, loss [gamma, lam, seed] and mse, mse_wiener,
+        mse_empirical [gamma, lam, seed, sigma].
+
+    Raises:
+        ValueError: on any invalid input, before compute.
+        FloatingPointError: a non-finite order parameter, naming its grid coordinates.
+    """
+    model = Linear() if model is None else model
+    grid = Grid() if grid is None else grid
+    check_run_options(chunk, batch, mode)
+    dt = check_dtype(dtype)
+    engine = engines.build(data, model, grid, dt)
+    budget = None if memory is None else parse_memory(memory)
+    th = theory_mod.theory(data, grid) if theory else None  # fails before any compute
+    engine.validate()
+    return execute(engine, out=out, memory=budget, chunk=chunk, batch=batch, progress=progress, mode=mode,
+                   theory=th)
+
+
+def execute(engine, *, out, memory, chunk, batch, progress, mode, theory: xr.Dataset | None = None) -> xr.Dataset:
+    """Plan (refusing what does not fit, before compute), then run the missing chunks into the store."""
+    spec = store_mod.spec_dict(engine.data, engine.model, engine.grid, engine.dtype, batch, theory=theory is not None)
+    size = engines.point_count(engine)
+    devices = jax.device_count()
+
+    def chunks(done):
+        return plan(engine, itemsize=engine.dtype.itemsize, batch=batch, devices=devices, memory=memory,
+                    chunk=chunk, done=done)
+
+    todo = chunks(None)  # memory errors before the store is touched
+    runner = loop.Runner(engine)
+    assemble = store_mod.assembler(engine, spec, theory)
+    if out is None:
+        flat = store_mod.empty(engine, size)
+        for c, res in loop.run_chunks(runner, todo, progress=progress):
+            for k, v in res.items():
+                flat[k][c.index] = v
+        return assemble(flat)
+    with store_mod.Store(out, spec, mode=mode) as store:
+        flat, done = store.read(engine, size)  # resumed points come from disk, once
+        try:
+            for c, res in loop.run_chunks(runner, chunks(done), progress=progress):
+                store.write_chunk(c.index, res)
+                for k, v in res.items():
+                    flat[k][c.index] = v
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: finished chunks are saved; continue with --resume {out}", file=sys.stderr)
+            raise
+        ds = assemble(flat)
+        store.finish(ds)
+    return ds
+
+
+__all__ = ["scan", "enable_x64", "parse_memory", "MODES"]

@@ -1,0 +1,51 @@
+"""The same spec gives the same numbers as the stores written before the engine redesign.
+
+``tests/data/store-602b89a/*.npz`` were written by commit 602b89a (the main of that day, one
+CPU device, float32 without x64, batch 2) with the script below. The redesigned code, run
+the same way but on 2 CPU devices, must reproduce them to 1e-6 (they came out bit-identical
+except power-law w2, 3e-7, whose per-lam eigvalsh now loops one matrix at a time).
+
+(Run in a subprocess without x64: a float32 denoiser scan is not bit-identical between
+x64-on and x64-off processes, unlike the linear engine, whose normals are drawn in float32.)
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+DATA = pathlib.Path(__file__).parent / "data" / "store-602b89a"
+SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, memgen
+    from memgen.denoisers import ConvDenoiser
+    cases = {
+      "spiked": (memgen.Spiked(d=40, beta=(3.0, 1.5)), memgen.Linear(samples=6),
+                 memgen.Grid(gamma=[0.3, 1.0, 2.5], lam=[0.0, 0.1, 1.0], seeds=3, beta=[1.0, 2.0])),
+      "powerlaw": (memgen.PowerLaw(d=40, alpha=1.0, k=2), memgen.Linear(samples=6),
+                   memgen.Grid(gamma=[0.3, 1.0, 2.5], lam=[0.0, 0.1], seeds=3)),
+      "conv": (memgen.ImageField(size=(4, 4), alpha=2.0),
+               ConvDenoiser(depth=2, width=4, steps=6, batch=4, sample_steps=3, samples=5, test=4,
+                            mse_sigmas=(0.5, 1.0)),
+               memgen.Grid(gamma=[0.5, 1.0], lam=[0.0, 0.01], seeds=2)),
+    }
+    for name, (d, m, g) in cases.items():
+        ds = memgen.scan(d, m, g, progress=False, batch=2)
+        np.savez(f"{sys.argv[1]}/{name}.npz",
+                 **{k: ds[k].transpose(*sorted(ds[k].dims)).values for k in ds.data_vars})
+""")
+
+
+def test_reproduces_the_stores_of_602b89a(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
+                       timeout=280)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("spiked", "powerlaw", "conv"):
+        ref, new = np.load(DATA / f"{name}.npz"), np.load(tmp_path / f"{name}.npz")
+        assert sorted(ref.files) == sorted(new.files), name
+        for k in ref.files:
+            np.testing.assert_allclose(new[k], ref[k], rtol=0, atol=1e-6, err_msg=f"{name}.{k}")
