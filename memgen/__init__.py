@@ -8,5 +8,13 @@ from .denoisers import ConvDenoiser as ConvDenoiser, ImageField as ImageField, I
 from .scan import enable_x64 as enable_x64, scan as scan
 from .theory import theory as theory, theory_table as theory_table
 from .store import load as load
-from .plots import mean_sem as mean_sem
-from . import plots as plots
+from .stats import mean_sem as mean_sem
+
+
+def __getattr__(name):
+    """``memgen.plots`` is imported on first use: ``import memgen`` does not load matplotlib."""
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'memgen' has no attribute {name!r}")

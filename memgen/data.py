@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from . import linalg
 
 from .config import DataSpec, PowerLaw, Spiked
+from .spectra import powerlaw_spectrum
 
 
 class Population(NamedTuple):
@@ -49,13 +50,6 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     data and noise, so their difference is arithmetic alone (tests/test_store.py bounds it).
     """
     return jax.random.normal(key, shape, jnp.float32).astype(dtype)
-
-
-def powerlaw_sigma(d: int, alpha, dtype) -> jax.Array:
-    """Bulk variances sigma_i ∝ i^(-alpha), i = 1..d, normalised so that tau(sigma) = 1 [d]."""
-    i = jnp.arange(1, d + 1, dtype=dtype)
-    s = i ** (-jnp.asarray(alpha, dtype))
-    return s / jnp.mean(s)
 
 
 def _directions(key: jax.Array, d: int, r: int, kind: str, dtype) -> jax.Array:
@@ -86,7 +80,7 @@ def population(key: jax.Array, spec: DataSpec, beta, alpha, dtype) -> Population
     if isinstance(spec, Spiked):
         sigma = jnp.ones((d,), dtype)
     elif isinstance(spec, PowerLaw):
-        sigma = powerlaw_sigma(d, alpha, dtype)
+        sigma = powerlaw_spectrum(jnp.asarray(alpha, dtype), d)
     else:  # pragma: no cover - specs are validated upstream
         raise TypeError(f"unsupported data spec {type(spec).__name__}")
     latent = spikes if r > 0 else jnp.eye(d, spec.rank, dtype=dtype)

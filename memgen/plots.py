@@ -24,6 +24,9 @@ import xarray as xr
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from .stats import mean_sem
+from .theory import mp, spiked
+
 GAMMA_LABEL = r"load $\gamma = n/d$"
 LABELS = {
     "m": r"memorisation $m$",
@@ -71,42 +74,6 @@ def log_ticks(axis) -> None:
 
 
 # ----------------------------------------------------------------------- statistics
-
-
-def mean_sem(ds: xr.Dataset, dim: str = "seed") -> tuple[xr.Dataset, xr.Dataset]:
-    """Mean and standard error of the mean over ``dim``, ignoring NaNs.
-
-    ``sem = std(ddof=1) / sqrt(count)`` with ``count`` the non-NaN entries; it is 0 where
-    fewer than two entries exist (one seed), so no warning is ever raised. Variables
-    without ``dim`` (e.g. ``q_theory``) pass through unchanged with ``sem = 0``.
-
-    Args:
-        ds: Dataset with a ``dim`` dimension (or without, then ``sem`` is all zeros).
-        dim: dimension to reduce.
-
-    Returns:
-        ``(mean, sem)``: Datasets without ``dim``, attrs of ``ds`` kept on ``mean``.
-    """
-    means, sems = {}, {}
-    for name, da in ds.data_vars.items():
-        if dim not in da.dims:
-            means[name], sems[name] = da, xr.zeros_like(da, dtype=float)
-            continue
-        da = da.astype(float)
-        cnt = da.notnull().sum(dim)
-        mean = da.fillna(0.0).sum(dim) / cnt.where(cnt > 0)
-        ss = ((da - mean) ** 2).fillna(0.0).sum(dim)
-        var = ss / (cnt - 1).where(cnt > 1)
-        sems[name] = np.sqrt(var / cnt).fillna(0.0)
-        means[name] = mean
-    drop = [c for c in ds.coords if dim in ds[c].dims]
-    coords = {k: v for k, v in ds.coords.items() if k not in drop}
-    mean_ds = xr.Dataset(means, coords=coords, attrs=dict(ds.attrs))
-    sem_ds = xr.Dataset(sems, coords=coords)
-    return mean_ds, sem_ds
-
-
-# -------------------------------------------------------------------------- helpers
 
 
 def _spec(ds: xr.Dataset) -> dict:
@@ -471,29 +438,6 @@ def powerlaw_curves(ds: xr.Dataset, theory: xr.Dataset | None = None, var: str =
     return _family(ds, theory, var, "alpha", r"\alpha", lam, ax, "powerlaw_curves")
 
 
-def mp_density(s, gamma: float) -> np.ndarray:
-    """Marchenko–Pastur density of C = X^T X / n at ratio c = d/n = 1/gamma (continuous part).
-
-    ``sqrt((b - s)(s - a)) / (2 pi c s)`` on ``[a, b] = [(1 - sqrt c)^2, (1 + sqrt c)^2]``,
-    0 elsewhere. It integrates to ``min(1, gamma)``; the rest is an atom at 0.
-    """
-    s = np.asarray(s, dtype=float)
-    c = 1.0 / gamma
-    a, b = (1 - np.sqrt(c)) ** 2, (1 + np.sqrt(c)) ** 2
-    inside = (s > a) & (s < b) & (s > 0)
-    out = np.zeros_like(s)
-    si = s[inside]
-    out[inside] = np.sqrt((b - si) * (si - a)) / (2 * np.pi * c * si)
-    return out
-
-
-def bbp_outlier(gamma: float, beta: float) -> float | None:
-    """Top eigenvalue (1 + beta)(1 + 1/(gamma beta)) above the BBP threshold, else None."""
-    if gamma * beta**2 <= 1:
-        return None
-    return (1 + beta) * (1 + 1 / (gamma * beta))
-
-
 @_styled
 def spectrum(evals, gamma: float, beta=None, ax=None, bins: int = 50) -> Figure:
     """Histogram of the eigenvalues of C against the Marchenko–Pastur law at ratio 1/gamma.
@@ -516,18 +460,18 @@ def spectrum(evals, gamma: float, beta=None, ax=None, bins: int = 50) -> Figure:
     ev = np.asarray(evals, dtype=float).ravel()
     ev = ev[np.isfinite(ev)]
     keep = ev[ev > 1e-9 * max(float(np.abs(ev).max(initial=0.0)), 1e-300)]
-    c = 1.0 / gamma
-    b = (1 + np.sqrt(c)) ** 2
+    b = float(mp.mp_edges(np.float64(gamma))[1])
     if keep.size:
         counts, edges = np.histogram(keep, bins=bins)
         ax.stairs(counts / (ev.size * np.diff(edges)), edges, fill=True, color="C0", alpha=0.5,
                   label=f"empirical ($d = {ev.size}$)")
     hi = max(b, float(keep.max(initial=0.0))) * 1.05
     s = np.linspace(1e-6, hi, 800)
-    ax.plot(s, mp_density(s, gamma), "k-", label=rf"Marchenko–Pastur $\gamma = {_fmt(gamma)}$")
+    density = np.asarray(mp.mp_density(s, np.full_like(s, gamma)))  # the theory's own law
+    ax.plot(s, density, "k-", label=rf"Marchenko–Pastur $\gamma = {_fmt(gamma)}$")
     for k, bt in enumerate(np.atleast_1d(beta) if beta is not None else []):
-        loc = bbp_outlier(gamma, float(bt))
-        if loc is not None:
+        if gamma > float(spiked.bbp_threshold(np.float64(bt))):  # an outlier exists
+            loc = float(spiked.outlier_eigenvalue(np.float64(gamma), np.float64(bt)))
             ax.axvline(loc, color="C3", ls="--", lw=1.0,
                        label=r"BBP outlier $(1+\beta)(1+\frac{1}{\gamma\beta})$" if k == 0 else None)
     ax.set_xlabel(r"eigenvalue $s$ of $C$")
@@ -631,4 +575,4 @@ def save(fig: Figure, path, dpi: int = 300) -> list[Path]:
 
 
 __all__ = ["mean_sem", "order_parameters", "phase_diagram", "latent_recovery", "powerlaw_curves",
-           "spectrum", "mp_density", "bbp_outlier", "sample_grid", "bench_scaling", "save", "LABELS"]
+           "spectrum", "sample_grid", "bench_scaling", "save", "LABELS"]

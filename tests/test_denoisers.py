@@ -17,7 +17,8 @@ import reference as ref
 from memgen.config import Grid
 from memgen.denoisers import ConvDenoiser, ImageField, Images
 from memgen.denoisers import images as I
-from memgen.denoisers import metrics as MM
+from memgen import observables as obs
+from memgen.denoisers import references as MM
 from memgen.denoisers import model as M
 from memgen.denoisers import sample as S
 from memgen.denoisers import train as T
@@ -198,11 +199,12 @@ def test_metrics_against_numpy(rng):
     x = rng.standard_normal((5, 12))
     tr = rng.standard_normal((7, 12))
     cos = (x / np.linalg.norm(x, axis=1)[:, None]) @ (tr / np.linalg.norm(tr, axis=1)[:, None]).T
-    m = MM.memorisation(jnp.asarray(x), jnp.asarray(tr), jnp.asarray(4))
+    m = obs.memorisation(jnp.asarray(x), jnp.asarray(tr), jnp.asarray(4))["m"]
     np.testing.assert_allclose(m, np.abs(cos[:, :4]).max(1).mean(), rtol=1e-12)
-    assert float(MM.memorisation(jnp.asarray(tr[:3]), jnp.asarray(tr), jnp.asarray(3))) == pytest.approx(1.0)
+    assert float(obs.memorisation(jnp.asarray(tr[:3]), jnp.asarray(tr), jnp.asarray(3))["m"]) == pytest.approx(1.0)
     v = np.linalg.qr(rng.standard_normal((12, 2)))[0]
-    assert float(MM.latent_recovery(jnp.asarray(30 * rng.standard_normal((40, 2)) @ v.T), jnp.asarray(v))) > 0.99
+    samples = jnp.asarray(30 * rng.standard_normal((40, 2)) @ v.T)
+    assert float(obs.subspace_overlap(obs.top_eigvecs(samples, 2), jnp.asarray(v))) > 0.99
     s, u = MM.empirical_eigen(jnp.asarray(tr), jnp.asarray(7))
     c = tr.T @ tr / 7
     np.testing.assert_allclose(

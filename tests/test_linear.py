@@ -1,4 +1,4 @@
-"""linear.fit / generate and the metrics kernels against the float64 NumPy/SciPy reference."""
+"""linear.fit / generate and the observables against the float64 NumPy/SciPy reference."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 
 import reference as ref
 from conftest import RTOL
-from memgen import linear, metrics
+from memgen import linear, observables
 
 DTYPES = ["float32", "float64"]
 
@@ -51,8 +51,7 @@ def test_memorisation_matches_reference(rng, dtype):
     X = rng.standard_normal((n_pad, d))
     x = rng.standard_normal((2, S, d))
     x[0, 0] = X[3] + 0.01 * rng.standard_normal(d)  # one sample almost a copy
-    mask = linear.row_mask(n_pad, n, jnp.dtype(dtype))
-    out = metrics.memorisation(jnp.asarray(x, dtype), jnp.asarray(X, dtype), mask)
+    out = observables.memorisation(jnp.asarray(x, dtype), jnp.asarray(X, dtype), n)
     for L in range(2):
         want = ref.memorisation(x[L], X[:n])
         for k in ("m", "m_kad", "mem_frac"):
@@ -68,11 +67,11 @@ def test_latent_recovery_and_w2(rng, dtype):
     X = rng.standard_normal((n, d)) * np.sqrt(sigma)
     V = np.linalg.qr(rng.standard_normal((d, k)))[0]
     fit = linear.fit(jnp.asarray(X, dtype), n)
-    Q = metrics.latent_recovery(fit, jnp.asarray(V, dtype))
+    Q = observables.subspace_overlap(linear.top_evecs(fit, k), jnp.asarray(V, dtype))
     np.testing.assert_allclose(Q, ref.latent_recovery(X, V), rtol=10 * RTOL[dtype])
     lam = np.array([0.0, 0.5])
     for isotropic, S in ((True, np.ones(d)), (False, sigma)):
-        w = metrics.bulk_w2(fit, jnp.asarray(lam, dtype), jnp.asarray(S, dtype), isotropic)
+        w = observables.bulk_w2(*fit, jnp.asarray(lam, dtype), jnp.asarray(S, dtype), isotropic)
         want = [ref.w2(np.diag(S), X, l) for l in lam]
         np.testing.assert_allclose(w, want, rtol=10 * RTOL[dtype], atol=10 * RTOL[dtype])
 
@@ -82,13 +81,13 @@ def test_w2_thin_route_counts_the_null_space(rng):
     X = rng.standard_normal((n, d))
     fit = linear.fit(jnp.asarray(X), n)
     assert fit.evecs.shape == (d, n)
-    w = metrics.bulk_w2(fit, jnp.asarray([0.0, 0.2]), jnp.ones(d), True)
+    w = observables.bulk_w2(*fit, jnp.asarray([0.0, 0.2]), jnp.ones(d), True)
     np.testing.assert_allclose(w, [ref.w2(np.eye(d), X, l) for l in (0.0, 0.2)], rtol=1e-7)
 
 
 def test_convergence_is_mean_cosine(rng):
     a, b = rng.standard_normal((2, 3, 5, 9))
-    q = metrics.convergence(jnp.asarray(a), jnp.asarray(b))
+    q = observables.convergence(jnp.asarray(a), jnp.asarray(b))
     np.testing.assert_allclose(q, ref.cos(a, b).mean(-1), rtol=1e-12)
 
 

@@ -2,8 +2,10 @@
 
 ``tests/data/store-602b89a/*.npz`` were written by commit 602b89a (the main of that day, one
 CPU device, float32 without x64, batch 2) with the script below. The redesigned code, run
-the same way but on 2 CPU devices, must reproduce them to 1e-6 (they came out bit-identical
-except power-law w2, 3e-7, whose per-lam eigvalsh now loops one matrix at a time).
+the same way but on 2 CPU devices, must reproduce them to 1e-6 (absolute or relative). At the
+engine redesign they came out bit-identical except power-law w2 (3e-7: its per-lam eigvalsh
+now loops one matrix at a time); one observables module for both engines and one power-law
+spectrum for data and theory then moved some values by float32 rounding (<= 2e-7 relative).
 
 (Run in a subprocess without x64: a float32 denoiser scan is not bit-identical between
 x64-on and x64-off processes, unlike the linear engine, whose normals are drawn in float32.)
@@ -48,4 +50,4 @@ def test_reproduces_the_stores_of_602b89a(tmp_path):
         ref, new = np.load(DATA / f"{name}.npz"), np.load(tmp_path / f"{name}.npz")
         assert sorted(ref.files) == sorted(new.files), name
         for k in ref.files:
-            np.testing.assert_allclose(new[k], ref[k], rtol=0, atol=1e-6, err_msg=f"{name}.{k}")
+            np.testing.assert_allclose(new[k], ref[k], rtol=1e-6, atol=1e-6, err_msg=f"{name}.{k}")

@@ -3,7 +3,7 @@
 Data flow: ``specs`` (ImageField, Images, ConvDenoiser) -> ``images`` (FFT fields,
 synthetic sets, loaders) -> ``model`` (bias-free CNN, one image) -> ``train`` (pure AdamW
 step, lax.scan, ensembles by vmap) -> ``sample`` (DDIM / ascent from shared noise) ->
-``metrics`` (m, q, Q, Wiener / empirical references) -> ``engine`` (the pair kernel and
+``references`` (Wiener / empirical denoisers; m, q, Q are ``memgen.observables``) -> ``engine`` (the pair kernel and
 ``DenoiserEngine``, which ``memgen.scan`` runs like any engine).
 """
 

@@ -25,7 +25,8 @@ import numpy as np
 from ..config import Grid, fail, n_samples
 
 from . import images as _images
-from . import metrics as _metrics
+from .. import observables
+from . import references
 from . import model as _model
 from . import sample as _sample
 from . import train as _train
@@ -112,7 +113,7 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
     z = jax.random.normal(jax.random.fold_in(k_sample, 0), (spec.samples, h, w), dt)
     gen = _sample.generate(graph, params, jax.random.fold_in(k_sample, 1), z, spec).reshape(spec.samples, h * w)
     xtr = data.reshape(data.shape[0], h * w)
-    emp_s, emp_u = _metrics.empirical_eigen(xtr, n)
+    emp_s, emp_u = references.empirical_eigen(xtr, n)
     xt = test.reshape(test.shape[0], h * w)
     e = jax.random.normal(k_noise, xt.shape, dt)
     net, wie, emp = [], [], []
@@ -120,15 +121,15 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         y = xt + sig * e
         sig_t = jnp.asarray(sig, dt)
         den = jax.vmap(lambda yy: _model.apply(graph, params, yy.reshape(h, w), sig_t).reshape(h * w))(y)
-        net.append(_metrics.mse(den, xt))
-        wie.append(_metrics.mse(_metrics.spectral_denoise(y, pop_u, pop_s, jnp.asarray(sig, dt)), xt))
-        emp.append(_metrics.mse(_metrics.spectral_denoise(y, emp_u, emp_s, jnp.asarray(sig, dt)), xt))
+        net.append(references.mse(den, xt))
+        wie.append(references.mse(references.spectral_denoise(y, pop_u, pop_s, jnp.asarray(sig, dt)), xt))
+        emp.append(references.mse(references.spectral_denoise(y, emp_u, emp_s, jnp.asarray(sig, dt)), xt))
     tail = max(1, spec.steps // 10)
     return {
         "samples": gen,
-        "m": _metrics.memorisation(gen, xtr, n),
-        "m_heldout": _metrics.memorisation(xt, xtr, n),
-        "Q": _metrics.latent_recovery(gen, pop_u[:, :k]),
+        "m": observables.memorisation(gen, xtr, n)["m"],
+        "m_heldout": observables.memorisation(xt, xtr, n)["m"],
+        "Q": observables.subspace_overlap(observables.top_eigvecs(gen, k), pop_u[:, :k]),
         "loss": jnp.mean(losses[-tail:]),
         "mse": jnp.stack(net),
         "mse_wiener": jnp.stack(wie),
@@ -161,7 +162,7 @@ def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoise
         k_models, k_sample, k_noise, pools[s], n, lam, tests[s], pop_u, pop_s)
     gen = per.pop("samples")
     out = {key: jnp.mean(v, axis=0) for key, v in per.items()}
-    out["q"] = _metrics.convergence(gen[0], gen[1])
+    out["q"] = observables.convergence(gen[0], gen[1])
     return out
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as data_mod
-from .. import linear, metrics
+from .. import linear, observables
 from ..config import Grid, Linear, PowerLaw, Spiked, n_samples
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
@@ -50,9 +50,9 @@ def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool):
     X = data_mod.sample(key_rows, pop, n_pad)
     fit = linear.fit(X, n)
     x = linear.generate(fit, lam, z)
-    out = metrics.memorisation(x, X, linear.row_mask(n_pad, n, X.dtype))
-    out["w2"] = metrics.bulk_w2(fit, lam, pop.sigma, isotropic)
-    out["Q"] = metrics.latent_recovery(fit, pop.latent)
+    out = observables.memorisation(x, X, n)
+    out["w2"] = observables.bulk_w2(fit.evals, fit.evecs, lam, pop.sigma, isotropic)
+    out["Q"] = observables.subspace_overlap(linear.top_evecs(fit, pop.latent.shape[1]), pop.latent)
     out["top_eig"] = fit.evals[-1]
     return out, x
 
@@ -85,7 +85,7 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, n_pad: int, samples: int
         model = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw))
         per, x = jax.vmap(model, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
         out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
-        out["q"] = metrics.convergence(x[0], x[1])
+        out["q"] = observables.convergence(x[0], x[1])
         return out
 
 
