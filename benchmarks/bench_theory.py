@@ -27,11 +27,11 @@ import numpy as np
 def bench(repeat: int) -> None:
     import jax
 
-    from memgen import config
+    from memgen import specs
     from memgen.theory import theory
 
-    grid = config.Grid(gamma=tuple(np.geomspace(0.05, 20.0, 200)), lam=tuple(np.linspace(0.0, 2.0, 200)))
-    data = config.Spiked(d=1000, beta=(2.0,))
+    grid = specs.Grid(gamma=tuple(np.geomspace(0.05, 20.0, 200)), lam=tuple(np.linspace(0.0, 2.0, 200)))
+    data = specs.Spiked(d=1000, beta=(2.0,))
     t0 = time.perf_counter()
     ds = theory(data, grid)
     first = time.perf_counter() - t0

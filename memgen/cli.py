@@ -124,7 +124,7 @@ def _check_applicable(opts: dict) -> None:
 
 def build_specs(opts: dict):
     """CLI/TOML options -> (data, model, grid), validated by the specs themselves."""
-    from . import config
+    from . import specs
 
     _check_applicable(opts)
     betas = parse_range("beta", opts["beta"], log=False)
@@ -138,20 +138,20 @@ def build_specs(opts: dict):
             if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
                 raise ValueError(f"--rank must be an integer >= 1, got {rank!r}")
             strengths = (betas[0],) * rank
-        data = config.Spiked(beta=strengths, **common)
+        data = specs.Spiked(beta=strengths, **common)
         sweep = dict(beta=betas if len(betas) > 1 and opts["spikes"] is None else None)
     elif opts["data"] in ("field", "images"):
         return _image_specs(opts, alphas)
     elif opts["data"] == "powerlaw":
         spikes = () if opts["spikes"] is None else tuple(parse_range("spikes", opts["spikes"], log=False))
-        data = config.PowerLaw(alpha=alphas[0], k=opts["k"], beta=spikes, **common)
+        data = specs.PowerLaw(alpha=alphas[0], k=opts["k"], beta=spikes, **common)
         sweep = dict(alpha=alphas if len(alphas) > 1 else None)
     else:
         raise ValueError(f"--data must be one of spiked, powerlaw, field, images; got {opts['data']!r}")
     if opts["model"] != "linear":
         raise ValueError(f"--model conv needs image data (--data field or images), got --data {opts['data']}")
-    model = config.Linear(samples=opts["samples"])
-    grid = config.Grid(gamma=parse_range("gamma", opts["gamma"]), lam=parse_range("lam", opts["lam"], log=False),
+    model = specs.Linear(samples=opts["samples"])
+    grid = specs.Grid(gamma=parse_range("gamma", opts["gamma"]), lam=parse_range("lam", opts["lam"], log=False),
                        seeds=opts["seeds"], seed=opts["seed"], **sweep)
     grid.check(data)
     return data, model, grid
@@ -159,7 +159,7 @@ def build_specs(opts: dict):
 
 def _image_specs(opts: dict, alphas):
     """--data field|images with --model conv."""
-    from . import config
+    from . import specs
     from .denoisers import ConvDenoiser, ImageField, Images
 
     if opts["model"] != "conv":
@@ -183,7 +183,7 @@ def _image_specs(opts: dict, alphas):
     gamma = opts["gamma"] if "gamma" in given else CONV_DEFAULTS["gamma"]
     lam = opts["lam"] if "lam" in given else CONV_DEFAULTS["lam"]
     seeds = opts["seeds"] if "seeds" in given else CONV_DEFAULTS["seeds"]
-    grid = config.Grid(gamma=parse_range("gamma", gamma), lam=parse_range("lam", lam, log=False),
+    grid = specs.Grid(gamma=parse_range("gamma", gamma), lam=parse_range("lam", lam, log=False),
                        seeds=seeds, seed=opts["seed"])
     return data, model, grid
 
@@ -309,14 +309,14 @@ def _resume_specs(opts: dict):
     given = [f"--{k}" for k in _SPEC_OPTIONS if k in opts["_given"]]
     if given:
         raise ValueError(f"--resume takes the spec from the store; drop {', '.join(given)}")
-    from . import config
+    from . import specs
     from .store import read_spec
 
     try:
         spec = read_spec(opts["resume"])
     except ValueError as e:
         raise ValueError(f"--resume: {e}") from None
-    specs = tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    specs = tuple(specs.from_dict(spec[k]) for k in ("data", "model", "grid"))
     opts.update(out=opts["resume"], resume=True, x64=spec.get("dtype") == "float64", batch=spec.get("batch", 8),
                 theory=bool(spec.get("theory", False)))
     return specs
@@ -344,6 +344,9 @@ def _cmd_scan(args) -> int:
               memory=opts["memory"], chunk=opts["chunk"], batch=opts["batch"], progress=opts["progress"], mode=mode,
               theory=opts["theory"])
     out = Path(opts["out"])
+    from .report import summary
+
+    print(summary(ds))
     written = [out / "results.nc", *_phase_plots(ds, out)]
     extra = "".join(f"{ds.sizes[d]} {d} x " for d in ("beta", "alpha") if d in ds.dims)
     print(f"wrote {', '.join(map(str, written))} ({extra}{ds.sizes['gamma']} gamma x {ds.sizes['lam']} lam "

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from . import linalg
 
-from .config import DataSpec, PowerLaw, Spiked
+from .specs import DataSpec, PowerLaw, Spiked
 from .spectra import powerlaw_spectrum
 
 

@@ -5,7 +5,7 @@ Every ``fig_*`` function computes what it shows (scans with ``memgen.scan``, the
 theory as lines) and writes ``<out_dir>/<name>.png`` and ``.pdf``. It returns the list of
 paths written. ``make_all(out_dir="memgen-figures", mode)`` writes every figure plus
 ``figures.json``, an index recording, per figure, its files, the exact specs
-(``memgen.config.to_dict`` of data, model and grid) and the mode; at the top, the mode
+(``memgen.specs.to_dict`` of data, model and grid) and the mode; at the top, the mode
 (``"mixed"`` when ``only`` kept entries of another mode) and the ``SIZES`` row of each mode
 present. Scan results are kept next to the figures as ``<out_dir>/data/<name>.nc`` (with
 ``<v>_theory`` attached where a theory exists).
@@ -45,9 +45,9 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from . import config, plots
+from . import plots, specs
 from . import data as data_mod
-from .config import Grid, Linear, PowerLaw, Spiked
+from .specs import Grid, Linear, PowerLaw, Spiked
 from .denoisers import ConvDenoiser, ImageField, Images
 from .scan import scan as _scan
 from .store import attach_theory
@@ -119,9 +119,9 @@ def _denoiser(z: dict) -> ConvDenoiser:
 
 
 def _specs(data=None, model=None, grid=None, label=None, **extra) -> dict:
-    out = {"data": None if data is None else config.to_dict(data),
-           "model": None if model is None else config.to_dict(model),
-           "grid": None if grid is None else config.to_dict(grid)}
+    out = {"data": None if data is None else specs.to_dict(data),
+           "model": None if model is None else specs.to_dict(model),
+           "grid": None if grid is None else specs.to_dict(grid)}
     if label is not None:
         out["label"] = label
     out.update(extra)
@@ -305,7 +305,7 @@ def spiked_eigenvalues(d: int, gamma: float, beta: float, seed: int = 0) -> np.n
     dt = jnp.float32
     pop = data_mod.population(jax.random.fold_in(key, 0), spec, jnp.asarray([beta], dt),
                               jnp.asarray(0.0, dt), dt)
-    n = config.n_samples(gamma, d)
+    n = specs.n_samples(gamma, d)
     X = np.asarray(data_mod.sample(jax.random.fold_in(key, 1), pop, n), dtype=np.float64)
     if n < d:  # the nonzero eigenvalues, from the n x n Gram matrix; the rest are 0
         ev = np.linalg.eigvalsh(X @ X.T / n)
@@ -486,7 +486,7 @@ def _naive_point_loop(d: int, gamma: float, lams, seeds: int, samples: int, beta
     from scipy.linalg import sqrtm
 
     rng = np.random.default_rng(0)
-    n = config.n_samples(gamma, d)
+    n = specs.n_samples(gamma, d)
     t = 0.0
     for _ in range(seeds):
         v = rng.standard_normal(d)
@@ -537,7 +537,7 @@ def bench_records(ds_list, seeds: int, naive_seeds: int, gamma: float = 1.0,
         rec["memgen scan (float32)"][0].append(d)
         rec["memgen scan (float32)"][1].append(best / pts)
         rng = np.random.default_rng(1)
-        n = config.n_samples(gamma, d)
+        n = specs.n_samples(gamma, d)
         mats = []
         for _ in range(2 * seeds):
             X = rng.standard_normal((n, d)).astype(np.float32)

@@ -17,7 +17,7 @@ import xarray as xr
 from . import engines
 from . import store as store_mod
 from . import theory as theory_mod
-from .config import Grid, Linear
+from .specs import Grid, Linear
 from .run import loop
 from .run.plan import plan
 

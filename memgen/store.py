@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import config, engines, schema
+from . import engines, schema, specs
 from . import theory as theory_mod
 from .schema import SPEC_ATTR
 
@@ -39,7 +39,7 @@ RESULTS = "results.nc"
 def spec_dict(data, model, grid, dtype, batch: int | None = None, theory: bool = False) -> dict:
     """Everything that fixes the numbers: specs, dtype and the micro-batch (see grid.plan);
     and whether the store carries the theory (``"theory": true``, absent otherwise)."""
-    out = {"data": config.to_dict(data), "model": config.to_dict(model), "grid": config.to_dict(grid),
+    out = {"data": specs.to_dict(data), "model": specs.to_dict(model), "grid": specs.to_dict(grid),
            "dtype": str(np.dtype(dtype))}
     if batch is not None:
         out["batch"] = batch
@@ -51,7 +51,7 @@ def spec_dict(data, model, grid, dtype, batch: int | None = None, theory: bool =
 def spec_from_attrs(ds: xr.Dataset):
     """(data, model, grid) rebuilt from a Dataset's attrs."""
     spec = json.loads(ds.attrs[SPEC_ATTR])
-    return tuple(config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    return tuple(specs.from_dict(spec[k]) for k in ("data", "model", "grid"))
 
 
 MARKER = ".memgen-store"  # written when memgen creates a store: only then may --overwrite delete it
@@ -90,7 +90,7 @@ def read_spec(path: str | os.PathLike) -> dict:
         raise ValueError(f"{f}: missing key {', '.join(repr(k) for k in missing)}")
     try:
         for k in ("data", "model", "grid"):
-            config.from_dict(spec[k])
+            specs.from_dict(spec[k])
         np.dtype(spec["dtype"])
     except KeyError as e:
         raise ValueError(f"{f}: missing key {e}") from None
@@ -293,7 +293,7 @@ def load(path: str | os.PathLike) -> xr.Dataset:
 
 
 def _engine(spec: dict):
-    data, model, grid = (config.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    data, model, grid = (specs.from_dict(spec[k]) for k in ("data", "model", "grid"))
     return engines.build(data, model, grid, spec["dtype"])
 
 

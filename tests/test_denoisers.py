@@ -14,7 +14,7 @@ import pytest
 
 import memgen
 import reference as ref
-from memgen.config import Grid
+from memgen.specs import Grid
 from memgen.denoisers import ConvDenoiser, ImageField, Images
 from memgen.denoisers import images as I
 from memgen import observables as obs
@@ -52,7 +52,7 @@ def test_spec_validation(make, msg):
 
 
 def test_specs_serialise_and_quick():
-    from memgen.config import to_dict
+    from memgen.specs import to_dict
 
     d = to_dict(ConvDenoiser.quick())
     assert d["kind"] == "ConvDenoiser" and isinstance(d["mse_sigmas"], list)
@@ -65,7 +65,7 @@ def test_specs_are_values_for_stores_and_jit():
     """A spec read back from a store equals (and hashes as) the one written, so it finds the
     same compiled kernels; specs differing in any field are distinct dict keys and distinct
     jit static arguments (one compile each)."""
-    from memgen.config import from_dict, replace, to_dict
+    from memgen.specs import from_dict, replace, to_dict
 
     for spec in (ConvDenoiser(), ConvDenoiser.quick(), TINY, ImageField(size=SIZE, alpha=1.5, k=5),
                  Images(source="grace_hopper", size=SIZE, k=3)):

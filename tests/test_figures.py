@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memgen import config, figures
+from memgen import figures, specs
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +49,11 @@ def test_index_lists_files_and_specs(made):
         for s in e["specs"]:
             assert set(s) >= {"data", "model", "grid"}
             # specs round-trip: they are exactly what the figure was made from
-            data = config.from_dict(s["data"])
-            grid = config.from_dict(s["grid"])
-            assert isinstance(grid, config.Grid) and data.d >= 2
+            data = specs.from_dict(s["data"])
+            grid = specs.from_dict(s["grid"])
+            assert isinstance(grid, specs.Grid) and data.d >= 2
             if s["model"] is not None:
-                config.from_dict(s["model"])
+                specs.from_dict(s["model"])
     by = {e["name"]: e for e in index["figures"]}
     assert by["latent_recovery"]["specs"][0]["grid"]["beta"] == list(figures.SIZES["tiny"]["betas"])
     assert by["powerlaw"]["specs"][0]["grid"]["alpha"] == list(figures.SIZES["tiny"]["alphas"])

@@ -21,7 +21,7 @@ import pytest
 from scipy import integrate, special
 
 import memgen
-from memgen import config
+from memgen import specs
 from memgen.theory import memorisation as mem
 from memgen.theory import mp, powerlaw, spiked, theory, theory_table
 
@@ -389,8 +389,8 @@ def test_memorisation_vs_simulation_fixed_n(rng):
 
 
 def test_dataset_contract_spiked():
-    data = config.Spiked(d=400, beta=(2.0, 1.0))
-    grid = config.Grid(gamma=(0.1, 0.5, 2.0), lam=(0.0, 0.1), seeds=2)
+    data = specs.Spiked(d=400, beta=(2.0, 1.0))
+    grid = specs.Grid(gamma=(0.1, 0.5, 2.0), lam=(0.0, 0.1), seeds=2)
     ds = theory(data, grid)
     assert set(ds.data_vars) == {"q", "w2", "m", "Q", "top_eig"}
     assert ds["q"].dims == ds["w2"].dims == ds["m"].dims == ("gamma", "lam")
@@ -400,20 +400,20 @@ def test_dataset_contract_spiked():
     assert np.issubdtype(ds["n"].dtype, np.integer)
     assert ds.attrs["memgen_kind"] == "theory"
     spec = json.loads(ds.attrs["memgen_spec"])
-    assert config.from_dict(spec["data"]) == data and config.from_dict(spec["grid"]) == grid
+    assert specs.from_dict(spec["data"]) == data and specs.from_dict(spec["grid"]) == grid
     np.testing.assert_allclose(ds["q"].sel(gamma=0.5, lam=0.1), spiked.convergence(0.5, 0.1), rtol=1e-12)
     np.testing.assert_allclose(ds["Q"].values, spiked.latent_overlap(jnp.asarray(grid.gamma), jnp.asarray([2.0, 1.0])))
     assert np.all((ds["m"].values > 0) & (ds["m"].values <= 1))
     # a beta sweep is a leading dim and every spike takes the swept value
-    ds_b = theory(data, config.replace(grid, beta=(0.5, 3.0)))
+    ds_b = theory(data, specs.replace(grid, beta=(0.5, 3.0)))
     assert ds_b["q"].dims == ("beta", "gamma", "lam") and ds_b["Q"].dims == ("beta", "gamma")
     np.testing.assert_allclose(ds_b["Q"].sel(beta=3.0), spiked.bbp_overlap(jnp.asarray(grid.gamma), 3.0))
     assert np.all(ds_b["Q"].sel(beta=0.5).values == 0)
 
 
 def test_dataset_contract_powerlaw():
-    data = config.PowerLaw(d=200, alpha=1.0, k=2)
-    grid = config.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.3), alpha=(0.0, 1.5))
+    data = specs.PowerLaw(d=200, alpha=1.0, k=2)
+    grid = specs.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.3), alpha=(0.0, 1.5))
     ds = theory(data, grid)
     assert ds["q"].dims == ("alpha", "gamma", "lam") and ds["Q"].dims == ("alpha", "gamma")
     assert ds["alpha"].values.tolist() == [0.0, 1.5]
@@ -421,12 +421,12 @@ def test_dataset_contract_powerlaw():
     np.testing.assert_allclose(ds["q"].sel(alpha=0.0).values, spiked.convergence(jnp.asarray([[0.5], [2.0]]), jnp.asarray([[0.0, 0.3]])), rtol=1e-9)
     assert np.all(ds["Q"].sel(alpha=0.0).values == 0)
     assert np.all(np.isfinite(ds["top_eig"].values))
-    ds1 = theory(config.PowerLaw(d=200, alpha=1.0, beta=(4.0,), directions="axis"), config.Grid(gamma=(1.0,), lam=(0.1,), beta=(2.0, 30.0)))
+    ds1 = theory(specs.PowerLaw(d=200, alpha=1.0, beta=(4.0,), directions="axis"), specs.Grid(gamma=(1.0,), lam=(0.1,), beta=(2.0, 30.0)))
     assert ds1["q"].dims == ("beta", "gamma", "lam") and ds1["Q"].dims == ("beta", "gamma")
 
 
 def test_theory_table_formats():
-    ds = theory(config.Spiked(d=100), config.Grid(gamma=(0.5, 1.0), lam=(0.0, 0.2, 1.0), beta=(1.0, 2.0)))
+    ds = theory(specs.Spiked(d=100), specs.Grid(gamma=(0.5, 1.0), lam=(0.0, 0.2, 1.0), beta=(1.0, 2.0)))
     cols = ["gamma", "lam", "beta", "n", "q", "Q", "w2", "top_eig", "m"]
     rows = list(csv.DictReader(io.StringIO(theory_table(ds, "csv"))))
     assert len(rows) == 12 and list(rows[0]) == cols
@@ -444,9 +444,9 @@ def test_theory_table_formats():
 
 def test_clear_errors():
     with pytest.raises(ValueError, match="no asymptotic theory for Linear data"):
-        theory(config.Linear(), config.Grid())
+        theory(specs.Linear(), specs.Grid())
     with pytest.raises(ValueError, match="Grid.alpha"):
-        theory(config.Spiked(d=50), config.Grid(alpha=(1.0,)))
+        theory(specs.Spiked(d=50), specs.Grid(alpha=(1.0,)))
     with pytest.raises(RuntimeError, match="did not converge"):
         powerlaw.check_residual(np.array([1e-12, 1e-3]))
     with pytest.raises(RuntimeError, match="did not converge"):
@@ -484,12 +484,12 @@ def test_powerlaw_theory_default_float32_process():
 
 def test_theory_float64_whatever_the_inputs_and_extremes():
     # the suite runs with x64 on; the dataset is float64 either way, also for the spiked path
-    ds = theory(config.Spiked(d=50, beta=(1e50, 2.0)), config.Grid(gamma=(0.02, 1.0, 1e12), lam=(0.0, 1e-300, 1e6)))
+    ds = theory(specs.Spiked(d=50, beta=(1e50, 2.0)), specs.Grid(gamma=(0.02, 1.0, 1e12), lam=(0.0, 1e-300, 1e6)))
     for v in ds.data_vars:
         assert ds[v].dtype == np.float64 and np.all(np.isfinite(ds[v].values)), v
     # any alpha >= 0 gives finite numbers (the spectrum underflows to zeros at large alpha)
-    grid = config.Grid(gamma=(0.01, 1.0, 1e4), lam=(0.0, 1e-12, 1e6), alpha=(0.0, 0.5, 10.0, 1e3, 1e300))
-    ds = theory(config.PowerLaw(d=300, k=3), grid)
+    grid = specs.Grid(gamma=(0.01, 1.0, 1e4), lam=(0.0, 1e-12, 1e6), alpha=(0.0, 0.5, 10.0, 1e3, 1e300))
+    ds = theory(specs.PowerLaw(d=300, k=3), grid)
     for v in ("q", "w2", "Q", "top_eig"):
         assert ds[v].dtype == np.float64 and np.all(np.isfinite(ds[v].values)), v
     assert np.all(np.isfinite(ds["m"].sel(alpha=0.0).values))
@@ -504,24 +504,24 @@ def test_theory_no_theory_data_is_value_error():
         memgen.theory(memgen.Spiked(d=50), {"gamma": [1.0]})
     # limits of the float64 formulas are named up front, not hit mid-compute
     with pytest.raises(ValueError, match=r"Grid.gamma must be <= .*2\^53"):
-        theory(config.Spiked(d=50), config.Grid(gamma=(1.0, 1e20)))
+        theory(specs.Spiked(d=50), specs.Grid(gamma=(1.0, 1e20)))
     with pytest.raises(ValueError, match=r"Grid.beta must be <= 1e\+50"):
-        theory(config.PowerLaw(d=50, beta=(1.0,)), config.Grid(beta=(2.0, 1e60)))
+        theory(specs.PowerLaw(d=50, beta=(1.0,)), specs.Grid(beta=(2.0, 1e60)))
     with pytest.raises(ValueError, match=r"Spiked.beta must be <= 1e\+50"):
-        theory(config.Spiked(d=50, beta=(1e200,)), config.Grid())
+        theory(specs.Spiked(d=50, beta=(1e200,)), specs.Grid())
 
 
 def test_powerlaw_m_is_nan_with_note():
     """docs/theory.md: the proportional-load m is badly wrong for power-law data -> NaN + note."""
-    ds = theory(config.PowerLaw(d=200, alpha=1.0), config.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1)))
+    ds = theory(specs.PowerLaw(d=200, alpha=1.0), specs.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1)))
     assert ds["m"].dtype == np.float64 and np.all(np.isnan(ds["m"].values))
     assert "no reliable theory for power-law m" in ds["m"].attrs["note"] and "NaN" in ds["m"].attrs["note"]
     for v in ("q", "w2", "Q", "top_eig"):
         assert np.all(np.isfinite(ds[v].values)) and "note" not in ds[v].attrs, v
     # alpha = 0 is white data: the spiked law holds and is returned
-    ds0 = theory(config.PowerLaw(d=200, alpha=1.0), config.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1), alpha=(0.0, 2.0)))
+    ds0 = theory(specs.PowerLaw(d=200, alpha=1.0), specs.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1), alpha=(0.0, 2.0)))
     assert np.all(np.isnan(ds0["m"].sel(alpha=2.0).values))
-    ref = theory(config.Spiked(d=200, beta=(1e-300,)), config.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1)))["m"]
+    ref = theory(specs.Spiked(d=200, beta=(1e-300,)), specs.Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1)))["m"]
     np.testing.assert_allclose(ds0["m"].sel(alpha=0.0).values, ref.values, rtol=1e-10)
     # the spiked m stays a number without a note; the table prints NaN for power-law m
     assert "note" not in ref.attrs and np.all((ref.values > 0) & (ref.values <= 1))

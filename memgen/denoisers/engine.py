@@ -22,15 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import Grid, fail, n_samples
-
-from . import images as _images
 from .. import observables
-from . import references
+from ..specs import ConvDenoiser, Grid, ImageField, Images, n_samples
+from ..specs.checks import fail
+from . import images as _images
 from . import model as _model
+from . import references
 from . import sample as _sample
 from . import train as _train
-from .specs import ConvDenoiser, ImageField, Images
 
 DATA, TEST, MODEL, SAMPLE, TEST_NOISE = range(5)
 _REF_DRAWS = 4096
@@ -203,6 +202,7 @@ class DenoiserEngine:
     name = "denoisers"
     point_name = "pair of denoisers"
     per_device = 1
+    values_per_point = 1
 
     def __init__(self, data, model: ConvDenoiser, grid: Grid, dtype):
         check(data, model, grid)

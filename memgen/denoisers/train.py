@@ -25,7 +25,7 @@ import optax
 
 from ..run.batching import pad, sharded_map
 from . import model as _model
-from .specs import ConvDenoiser
+from ..specs import ConvDenoiser
 
 
 def optimizer(spec: ConvDenoiser, lam: jax.Array) -> optax.GradientTransformation:

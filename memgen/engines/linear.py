@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import data as data_mod
 from .. import linear, observables
-from ..config import Grid, Linear, PowerLaw, Spiked, n_samples
+from ..specs import Grid, Linear, PowerLaw, Spiked, n_samples
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -140,6 +140,7 @@ class LinearEngine:
             raise ValueError(f"grid must be a memgen.Grid, got {type(grid).__name__}")
         grid.check(data)
         self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
+        self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
             self.extra = ("beta", grid.beta)
         elif grid.alpha is not None:

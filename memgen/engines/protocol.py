@@ -21,6 +21,8 @@ class Engine(Protocol):
         name: stored as the ``memgen_engine`` attribute (e.g. ``"linear"``).
         point_name: what one point is, for messages (e.g. ``"pair of linear models"``).
         per_device: micro-batches per device in a default chunk.
+        values_per_point: grid values (combinations of gamma, lam, seed, ...) one point
+            computes, e.g. every lam of a linear fit; progress counts grid values.
         axes: the point axes in flat (C) order, each ``(dim, values)``; a point's flat index
             is ``np.ravel_multi_index`` over their lengths.
         variables: stored variable -> its trailing dims beyond the point axes (e.g.
@@ -32,6 +34,7 @@ class Engine(Protocol):
     name: str
     point_name: str
     per_device: int
+    values_per_point: int
     axes: tuple[tuple[str, tuple], ...]
     variables: Mapping[str, tuple[str, ...]]
     coords: Mapping[str, Any]

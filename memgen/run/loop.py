@@ -83,20 +83,23 @@ def check_finite(engine, index: np.ndarray, out: dict[str, np.ndarray]) -> None:
 
 
 def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> Iterator[tuple[Chunk, dict]]:
-    """Runs chunks in order, yielding results as they complete, with a progress bar."""
-    total = sum(len(c.index) for c in chunks)
+    """Runs chunks in order, yielding results as they complete, with a progress bar.
+
+    The bar counts grid values (combinations of the grid's axes, e.g. gamma x lam x seed), the
+    unit the user asked for, whatever a point of the engine covers.
+    """
+    per = runner.engine.values_per_point
+    total = sum(len(c.index) for c in chunks) * per
     bar = None
     if progress and total:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="pt", desc="memgen scan", dynamic_ncols=True)
+        bar = tqdm(total=total, unit=" values", desc="memgen scan", dynamic_ncols=True)
     try:
         for c in chunks:
-            t0 = time.perf_counter()
             out = runner.run(c)
             if bar is not None:
-                bar.update(len(c.index))
-                bar.set_postfix(s_per_pt=f"{(time.perf_counter() - t0) / len(c.index):.3g}")
+                bar.update(len(c.index) * per)
             yield c, out
     finally:
         if bar is not None:

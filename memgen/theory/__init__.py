@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from memgen import config
+from .. import specs
 
 from . import memorisation, mp, powerlaw, spiked
 from .memorisation import memorisation as memorisation_fixed_n
@@ -62,9 +62,9 @@ def _no_theory(data) -> str:
 
 def _validate(data, grid) -> None:
     """All input checks, before any compute: ``ValueError`` naming the parameter and range."""
-    if not isinstance(data, (config.Spiked, config.PowerLaw)):
+    if not isinstance(data, (specs.Spiked, specs.PowerLaw)):
         raise ValueError(_no_theory(data))
-    if not isinstance(grid, config.Grid):
+    if not isinstance(grid, specs.Grid):
         raise ValueError(f"theory: grid must be a memgen.Grid, got {type(grid).__name__}")
     grid.check(data)
     # n = round(gamma d) must be an exact float64 and int64 integer
@@ -101,7 +101,7 @@ def _spiked_arrays(gamma, lam, betas, n, d):
     return q, w2, m, big_q, top
 
 
-def _spiked(data: config.Spiked, grid: config.Grid, gamma, lam, n):
+def _spiked(data: specs.Spiked, grid: specs.Grid, gamma, lam, n):
     dt = gamma.dtype
     k = data.rank
     if grid.beta is None:
@@ -115,7 +115,7 @@ def _spiked(data: config.Spiked, grid: config.Grid, gamma, lam, n):
     return {"q": q, "w2": w2, "m": m, "Q": big_q, "top_eig": top}  # leading beta axis
 
 
-def _powerlaw_one(data: config.PowerLaw, alpha: float, beta, gamma, lam, n):
+def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n):
     """All variables for one (alpha, spike strengths) pair: [G, L] and [G] arrays (numpy)."""
     dt = gamma.dtype
     d = data.d
@@ -148,12 +148,12 @@ def _powerlaw_one(data: config.PowerLaw, alpha: float, beta, gamma, lam, n):
     return {"q": vals["q"], "w2": vals["w2"], "m": m, "Q": big_q, "top_eig": top}
 
 
-def theory(data, grid: config.Grid) -> xr.Dataset:
+def theory(data, grid: specs.Grid) -> xr.Dataset:
     """Asymptotic q, w2, m, Q, top_eig on the grid (no seed dim).
 
     Args:
-        data: a ``config.Spiked`` or ``config.PowerLaw`` spec.
-        grid: a ``config.Grid``; its ``beta``/``alpha`` sweeps become leading dims.
+        data: a ``specs.Spiked`` or ``specs.PowerLaw`` spec.
+        grid: a ``specs.Grid``; its ``beta``/``alpha`` sweeps become leading dims.
 
     Returns:
         Dataset with dims ``([beta], [alpha], gamma, lam)``, coords ``gamma``, ``lam``,
@@ -176,16 +176,16 @@ def theory(data, grid: config.Grid) -> xr.Dataset:
         return _theory(data, grid)
 
 
-def _theory(data, grid: config.Grid) -> xr.Dataset:
+def _theory(data, grid: specs.Grid) -> xr.Dataset:
     dt = _F64
     gamma = jnp.asarray(grid.gamma, dt)
     lam = jnp.asarray(grid.lam, dt)
-    n_int = np.array([config.n_samples(g, data.d) for g in grid.gamma], dtype=np.int64)
+    n_int = np.array([specs.n_samples(g, data.d) for g in grid.gamma], dtype=np.int64)
     n = jnp.asarray(n_int, jnp.int64)
 
     lead_dims: list[str] = []
     coords: dict = {}
-    if isinstance(data, config.Spiked):
+    if isinstance(data, specs.Spiked):
         out = _spiked(data, grid, gamma, lam, n)
         if grid.beta is not None:
             lead_dims.append("beta")
@@ -216,9 +216,9 @@ def _theory(data, grid: config.Grid) -> xr.Dataset:
     data_vars = {
         v: (full if v in ("q", "w2", "m") else per_gamma, np.asarray(out[v], dtype=np.float64)) for v in VARIABLES
     }
-    spec = json.dumps({"data": config.to_dict(data), "grid": config.to_dict(grid)})
+    spec = json.dumps({"data": specs.to_dict(data), "grid": specs.to_dict(grid)})
     ds = xr.Dataset(data_vars, coords=coords, attrs={"memgen_kind": "theory", "memgen_spec": spec})
-    if isinstance(data, config.PowerLaw) and any(a > 0 for a in (grid.alpha or (data.alpha,))):
+    if isinstance(data, specs.PowerLaw) and any(a > 0 for a in (grid.alpha or (data.alpha,))):
         ds["m"].attrs["note"] = POWERLAW_M_NOTE
     return ds
 

@@ -3,7 +3,7 @@
 import pytest
 
 import memgen
-from memgen import config
+from memgen import specs
 
 
 @pytest.mark.parametrize("make,match", [
@@ -51,7 +51,7 @@ def test_cross_checks_before_compute():
 def test_round_trip():
     for spec in (memgen.Spiked(d=7, beta=(3.0, 1.0)), memgen.PowerLaw(alpha=2.0, beta=(1.5,)),
                  memgen.Linear(samples=3), memgen.Grid(gamma=[0.5, 2.0], beta=[1.0, 2.0], seeds=2)):
-        assert config.from_dict(config.to_dict(spec)) == spec
+        assert specs.from_dict(specs.to_dict(spec)) == spec
 
 
 def test_largest_lam_is_accepted():
@@ -66,7 +66,7 @@ def test_largest_lam_is_accepted():
 ])
 def test_from_dict_errors_are_value_errors(d, match):
     with pytest.raises(ValueError, match=match):
-        config.from_dict(d)
+        specs.from_dict(d)
 
 
 def test_image_specs_say_finite():
