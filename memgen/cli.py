@@ -21,7 +21,7 @@ SCAN_DEFAULTS = {
     "data": "spiked", "d": 200, "beta": "2", "rank": 1, "spikes": None, "alpha": "1", "k": 1,
     "directions": "random", "gamma": "0.1:8:24", "lam": "0,0.01,0.1,1", "seeds": 4, "seed": 0,
     "samples": 32, "out": None, "overwrite": False, "resume": None, "x64": False, "memory": None,
-    "chunk": None, "batch": 8, "theory": False, "progress": True,
+    "chunk": None, "batch": 8, "theory": None, "progress": True,
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
 }
 CONV_DEFAULTS = {"gamma": "0.02,0.25,1,4", "lam": "0,0.001", "seeds": 2}  # --model conv: what differs
@@ -217,7 +217,7 @@ def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
 
 
 _VARIABLES = """\
-output (DIR/results.nc, an xarray Dataset; plots phase_q.png and phase_q.pdf):
+output (DIR/results.nc, an xarray Dataset; plots study.png/.pdf and phase_q.png/.pdf):
   m         memorisation: E_z max over the model's training set of |cos(x, x_mu)|
   q         convergence: E_z cos(x1, x2) of two models trained on disjoint data, same noise z
   Q         latent recovery: overlap of the top sample-covariance eigenvectors with the latent ones
@@ -225,7 +225,7 @@ output (DIR/results.nc, an xarray Dataset; plots phase_q.png and phase_q.pdf):
   m_kad     Kadkhodaie et al.'s memorisation: max mean-removed correlation (no absolute value)
   mem_frac  fraction of samples with nearest / second-nearest training distance < 1/3
   top_eig   top eigenvalue of the sample covariance C
-  <v>_theory  the asymptotic theory of <v> (--theory)
+  <v>_theory  the asymptotic theory of <v> (spiked and powerlaw data; --no-theory to skip)
   conv models store m, m_heldout (held-out baseline), q, Q, loss and the MSEs per noise level.
 """
 
@@ -273,8 +273,10 @@ def _parser() -> argparse.ArgumentParser:
                    "results do not depend on it (default: a few micro-batches per device)")
     s.add_argument("--batch", type=int, help="points evaluated at once per device; stored with the spec, as it "
                    f"fixes the arithmetic (default: {D['batch']})")
-    s.add_argument("--theory", action="store_true", default=None, help="also store the asymptotic theory as "
-                   "<var>_theory (default: off)")
+    th = s.add_mutually_exclusive_group()
+    th.add_argument("--theory", action="store_true", default=None, help="store the asymptotic theory as "
+                    "<var>_theory (default: on where a theory exists, i.e. for spiked and powerlaw data)")
+    th.add_argument("--no-theory", dest="theory", action="store_false", default=None, help="do not store the theory (default: stored where it exists)")
     s.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar (default: a progress bar on stderr)")
 
@@ -329,6 +331,8 @@ def _cmd_scan(args) -> int:
     else:
         opts["resume"] = False
         data, model, grid = build_specs(opts)
+        if opts["theory"] is None:  # on wherever a theory exists
+            opts["theory"] = opts["data"] in ("spiked", "powerlaw")
     from .scan import parse_memory, scan
 
     if opts["memory"] is not None:  # every option error before "--out is required"
@@ -347,7 +351,9 @@ def _cmd_scan(args) -> int:
     from .report import summary
 
     print(summary(ds))
-    written = [out / "results.nc", *_phase_plots(ds, out)]
+    from . import plots
+
+    written = [out / "results.nc", *plots.save(plots.study(ds), out / "study"), *_phase_plots(ds, out)]
     extra = "".join(f"{ds.sizes[d]} {d} x " for d in ("beta", "alpha") if d in ds.dims)
     print(f"wrote {', '.join(map(str, written))} ({extra}{ds.sizes['gamma']} gamma x {ds.sizes['lam']} lam "
           f"x {ds.sizes['seed']} seeds)")

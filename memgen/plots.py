@@ -551,6 +551,36 @@ def bench_scaling(records: dict, ax=None) -> Figure:
     return fig
 
 
+@_styled
+def study(ds: xr.Dataset) -> Figure:
+    """The study at a glance: m, q, Q against gamma (one colour per lam, theory as lines where
+    the scan holds it) and the q phase diagram, under a title that says what was scanned.
+
+    Args:
+        ds: a scan Dataset (a swept beta or alpha: its first value is drawn).
+
+    Returns:
+        The Figure (2 x 2 panels).
+    """
+    extra = next((d for d in ("beta", "alpha") if d in ds.dims), None)
+    one = ds.isel({extra: 0}) if extra else ds
+    fig = Figure(figsize=(6.8, 5.0), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    variables = [v for v in ("m", "q", "Q") if v in one.data_vars]
+    order_parameters(one, variables=variables, axes=axes[: len(variables)])
+    phase_diagram(one, "q", ax=axes[3])
+    spec = json.loads(ds.attrs.get("memgen_spec", "{}"))
+    data = spec.get("data", {})
+    what = {k: data[k] for k in ("d", "size", "beta", "alpha") if k in data and data[k] not in ((), [], None)}
+    if extra:
+        what[extra] = float(one[extra])
+    text = ", ".join(f"{k} = {v[0] if isinstance(v, list) and len(v) == 1 else v}" for k, v in what.items())
+    theory = " lines: asymptotic theory;" if any(v.endswith("_theory") for v in one.data_vars) else ""
+    fig.suptitle(f"{data.get('kind', 'scan')} ({text}), {one.sizes.get('seed', 1)} seeds: points = mean over "
+                 f"seeds ± s.e.m.;{theory} bottom right: mean q over (gamma, lam)", fontsize=7)
+    return fig
+
+
 def save(fig: Figure, path, dpi: int = 300) -> list[Path]:
     """Write ``fig`` as ``<path>.png`` and ``<path>.pdf`` (parent folders created).
 
@@ -575,4 +605,4 @@ def save(fig: Figure, path, dpi: int = 300) -> list[Path]:
 
 
 __all__ = ["mean_sem", "order_parameters", "phase_diagram", "latent_recovery", "powerlaw_curves",
-           "spectrum", "sample_grid", "bench_scaling", "save", "LABELS"]
+           "spectrum", "sample_grid", "bench_scaling", "study", "save", "LABELS"]

@@ -59,7 +59,7 @@ LOCK = ".memgen-lock"  # flock'ed by the one process writing the store
 SPEC = "spec.json"
 CHUNKS = "chunks"
 # What memgen writes into a store: --overwrite deletes these and refuses anything else.
-OWN = (MARKER, LOCK, SPEC, CHUNKS, RESULTS, "phase_*.png", "phase_*.pdf")
+OWN = (MARKER, LOCK, SPEC, CHUNKS, RESULTS, "study.png", "study.pdf", "phase_*.png", "phase_*.pdf")
 
 
 class StoreWarning(UserWarning):

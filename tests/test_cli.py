@@ -36,12 +36,25 @@ def test_scan_writes_store_and_png(tmp_path):
     assert list(ds.gamma.values) == [0.5, 1.0, 2.0]
     assert "q_theory" in ds and "Q_theory" in ds
     assert (out / "phase_q.png").stat().st_size > 1000
-    for name in ("results.nc", "phase_q.png", "phase_q.pdf"):  # the final line names every file written
+    for name in ("results.nc", "study.png", "study.pdf", "phase_q.png", "phase_q.pdf"):  # the final line names them
         assert (out / name).is_file() and str(out / name) in r.stdout.splitlines()[-1], r.stdout
     ds.close()
     # the same command again is refused, with --overwrite it runs
     r = memgen("scan", "--d", "24", "--gamma", "0.5:2:3", "--out", str(out))
     assert r.returncode == 2 and "exists and is not empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_theory_is_on_by_default_where_it_exists(tmp_path):
+    """The main job stores the theory without being asked; --no-theory skips it."""
+    common = ["--d", "16", "--gamma", "0.5,2", "--lam", "0", "--seeds", "1", "--samples", "2", "--no-progress"]
+    r = memgen("scan", *common, "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    r2 = memgen("scan", *common, "--no-theory", "--out", str(tmp_path / "b"))
+    assert r2.returncode == 0, r2.stderr
+    with xr.open_dataset(tmp_path / "a" / "results.nc", engine="h5netcdf") as a, \
+            xr.open_dataset(tmp_path / "b" / "results.nc", engine="h5netcdf") as b:
+        assert "q_theory" in a and "q_theory" not in b
+    assert "q = 1/2 at gamma" in r.stdout and "BBP threshold" in r.stdout  # the summary
 
 
 def test_config_file(tmp_path):

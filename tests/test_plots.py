@@ -404,3 +404,20 @@ def test_save_png_pdf(tmp_path, rng):
               plots.sample_grid(np.zeros((1, 4, 4)), np.zeros((4, 4)), np.zeros((4, 4)))):
         for p in plots.save(f, tmp_path / "g"):
             assert p.stat().st_size > 0
+
+
+def test_study_is_the_scan_at_a_glance():
+    """m, q, Q against gamma and the q phase diagram, titled with what was scanned."""
+    import json
+
+    import memgen
+
+    ds = memgen.scan(memgen.Spiked(d=16, beta=2.0), memgen.Linear(samples=3),
+                     memgen.Grid(gamma=[0.25, 1.0, 4.0], lam=[0.0, 0.1], seeds=2), progress=False, theory=True)
+    fig = plots.study(ds)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert any("memorisation" in t for t in labels) and any("latent recovery" in t for t in labels)
+    assert any("regularisation" in t for t in labels)  # the phase diagram
+    title = fig._suptitle.get_text()
+    assert "d = 16" in title and "2 seeds" in title and "theory" in title
+    assert json.loads(ds.attrs["memgen_spec"])["data"]["kind"] in title
