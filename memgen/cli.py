@@ -216,25 +216,22 @@ def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
                    + (f"); conv models: the weight decay of AdamW (default: {CONV_DEFAULTS['lam']})" if scan else ")"))
 
 
-_VARIABLES = """\
-output (DIR/results.nc, an xarray Dataset; plots study.png/.pdf and phase_q.png/.pdf):
-  m         memorisation: E_z max over the model's training set of |cos(x, x_mu)|
-  q         convergence: E_z cos(x1, x2) of two models trained on disjoint data, same noise z
-  Q         latent recovery: overlap of the top sample-covariance eigenvectors with the latent ones
-  w2        bulk Wasserstein distance W2^2(N(0, Sigma_bulk), N(0, C + lam I)) / d
-  m_kad     Kadkhodaie et al.'s memorisation: max mean-removed correlation (no absolute value)
-  mem_frac  fraction of samples with nearest / second-nearest training distance < 1/3
-  top_eig   top eigenvalue of the sample covariance C
-  <v>_theory  the asymptotic theory of <v> (spiked and powerlaw data; --no-theory to skip)
-  conv models store m, m_heldout (held-out baseline), q, Q, loss and the MSEs per noise level.
-"""
+def _variables() -> str:
+    """The output part of ``memgen scan --help``, from the one declaration (``memgen.schema``)."""
+    from .schema import VARS
+
+    rows = "\n".join(f"  {name:<13} {var.description}" for name, var in VARS.items())
+    return (f"output (DIR/results.nc, an xarray Dataset; plots study.png/.pdf and phase_q.png/.pdf):\n{rows}\n"
+            f"  {'<v>_theory':<13} the asymptotic theory of <v> (spiked and powerlaw data; --no-theory to skip)\n"
+            "  linear models store m, q, w2, m_kad, mem_frac, Q, top_eig; conv models m, m_heldout, q, Q, loss\n"
+            "  and the MSEs per noise level.\n")
 
 
 def _scan_epilog() -> str:
     rows = "\n".join(f"  {k:<9} " + " ".join(f"--{o}" for o in sorted(v)) for k, v in _APPLIES.items())
     return (f"options that depend on --data (the others apply to all; one given to data that does not use it "
             f"is refused):\n{rows}\n  field and images need --model conv; there --lam is the weight decay of "
-            f"AdamW.\n\n{_VARIABLES}\nexample:\n  memgen scan --data spiked --beta 2 --d 400 --gamma 0.1:8:24 "
+            f"AdamW.\n\n{_variables()}\nexample:\n  memgen scan --data spiked --beta 2 --d 400 --gamma 0.1:8:24 "
             f"--lam 0,0.01,0.1,1 --seeds 8 --out runs/spiked --theory\n")
 
 
@@ -311,17 +308,15 @@ def _resume_specs(opts: dict):
     given = [f"--{k}" for k in _SPEC_OPTIONS if k in opts["_given"]]
     if given:
         raise ValueError(f"--resume takes the spec from the store; drop {', '.join(given)}")
-    from . import specs
-    from .store import read_spec
+    from .store import read_spec, specs_of
 
     try:
         spec = read_spec(opts["resume"])
     except ValueError as e:
         raise ValueError(f"--resume: {e}") from None
-    specs = tuple(specs.from_dict(spec[k]) for k in ("data", "model", "grid"))
     opts.update(out=opts["resume"], resume=True, x64=spec.get("dtype") == "float64", batch=spec.get("batch", 8),
                 theory=bool(spec.get("theory", False)))
-    return specs
+    return specs_of(spec)
 
 
 def _cmd_scan(args) -> int:

@@ -24,19 +24,12 @@ import xarray as xr
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from . import schema
 from .stats import mean_sem
 from .theory import mp, spiked
 
 GAMMA_LABEL = r"load $\gamma = n/d$"
-LABELS = {
-    "m": r"memorisation $m$",
-    "q": r"convergence $q$",
-    "Q": r"latent recovery $Q$",
-    "w2": r"bulk distance $W_2^2/d$",
-    "m_kad": r"nearest-image $m_{\mathrm{K}}$",
-    "mem_frac": r"memorised fraction",
-    "top_eig": r"top eigenvalue $s_1$",
-}
+LABELS = {name: var.label for name, var in schema.VARS.items()}  # declared once, in memgen.schema
 STYLE = {
     "font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 6.5,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 3.5,

@@ -48,10 +48,14 @@ def spec_dict(data, model, grid, dtype, batch: int | None = None, theory: bool =
     return out
 
 
+def specs_of(spec: dict) -> tuple:
+    """(data, model, grid) of a spec dict (``spec_dict``'s inverse)."""
+    return tuple(specs.from_dict(spec[k]) for k in ("data", "model", "grid"))
+
+
 def spec_from_attrs(ds: xr.Dataset):
     """(data, model, grid) rebuilt from a Dataset's attrs."""
-    spec = json.loads(ds.attrs[SPEC_ATTR])
-    return tuple(specs.from_dict(spec[k]) for k in ("data", "model", "grid"))
+    return specs_of(json.loads(ds.attrs[SPEC_ATTR]))
 
 
 MARKER = ".memgen-store"  # written when memgen creates a store: only then may --overwrite delete it
@@ -89,8 +93,7 @@ def read_spec(path: str | os.PathLike) -> dict:
     if missing:
         raise ValueError(f"{f}: missing key {', '.join(repr(k) for k in missing)}")
     try:
-        for k in ("data", "model", "grid"):
-            specs.from_dict(spec[k])
+        specs_of(spec)
         np.dtype(spec["dtype"])
     except KeyError as e:
         raise ValueError(f"{f}: missing key {e}") from None
@@ -293,8 +296,7 @@ def load(path: str | os.PathLike) -> xr.Dataset:
 
 
 def _engine(spec: dict):
-    data, model, grid = (specs.from_dict(spec[k]) for k in ("data", "model", "grid"))
-    return engines.build(data, model, grid, spec["dtype"])
+    return engines.build(*specs_of(spec), spec["dtype"])
 
 
 def assembler(engine, spec: dict, theory: xr.Dataset | None = None):

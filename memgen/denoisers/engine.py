@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import observables
+from ..engines.protocol import point_count
 from ..specs import ConvDenoiser, Grid, ImageField, Images, n_samples
 from ..specs.checks import fail
 from . import images as _images
@@ -184,10 +185,7 @@ def check(data, model, grid: Grid) -> None:
         fail("grid", "a memgen.Grid", type(grid).__name__)
     if grid.beta is not None or grid.alpha is not None:
         fail("Grid.beta/alpha", "unset for denoiser scans", (grid.beta, grid.alpha))
-    d = data.d
-    for g in grid.gamma:
-        if n_samples(g, d) < 1:
-            fail("Grid.gamma", f">= {0.5 / d:.3g} so that n = round(gamma*d) >= 1 at d={d}", g)
+    grid.check(data)  # every gamma gives n >= 1 training image
     if model.samples < data.k:
         fail("ConvDenoiser.samples", f">= k={data.k} (Q needs a rank-k sample covariance)", model.samples)
 
@@ -215,7 +213,7 @@ class DenoiserEngine:
                           "mse_empirical": sig}
         self.coords = {"gamma": np.asarray(grid.gamma), "lam": np.asarray(grid.lam), "seed": np.arange(grid.seeds),
                        "sigma": np.asarray(model.mse_sigmas),
-                       "n": ("gamma", np.asarray([n_samples(g, data.d) for g in grid.gamma], dtype=np.int64))}
+                       "n": ("gamma", self.ns.astype(np.int64))}
 
     @functools.cached_property
     def source(self) -> _Source:
@@ -226,7 +224,7 @@ class DenoiserEngine:
         self.source  # noqa: B018 - enough images for the grid? (raises ValueError)
 
     def buckets(self) -> dict[int, np.ndarray]:
-        return {self.n_max: np.arange(len(self.grid.gamma) * len(self.grid.lam) * self.grid.seeds)}
+        return {self.n_max: np.arange(point_count(self))}
 
     def describe(self, n_max: int) -> str:
         return f"d={self.data.d} with n_max={n_max}"

@@ -148,8 +148,9 @@ class LinearEngine:
         else:
             self.extra = None
         self.axes = ((self.extra,) if self.extra else ()) + (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
+        self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)  # per gamma
         self.coords = {"gamma": list(grid.gamma), "lam": list(grid.lam), "seed": np.arange(grid.seeds),
-                       "n": ("gamma", [n_samples(g, data.d) for g in grid.gamma])}
+                       "n": ("gamma", self.ns.tolist())}
         if self.extra:
             self.coords[self.extra[0]] = list(self.extra[1])
 
@@ -162,8 +163,8 @@ class LinearEngine:
     def buckets(self) -> dict[int, np.ndarray]:
         flat = np.arange(math.prod(self._shape())).reshape(-1, len(self.grid.gamma), self.grid.seeds)
         out: dict[int, list] = {}
-        for g, gamma in enumerate(self.grid.gamma):
-            out.setdefault(pad_rows(n_samples(gamma, self.data.d), self.data.d), []).extend(flat[:, g, :].ravel())
+        for g, n in enumerate(self.ns):
+            out.setdefault(pad_rows(int(n), self.data.d), []).extend(flat[:, g, :].ravel())
         return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
 
     def describe(self, n_pad: int) -> str:
@@ -179,7 +180,7 @@ class LinearEngine:
         """(seed index [k] uint32, n [k] int32, beta [k, r], alpha [k])."""
         place = np.unravel_index(index, self._shape())
         e, g, s = (place if self.extra else (np.zeros_like(index), *place))
-        n = np.array([n_samples(self.grid.gamma[i], self.data.d) for i in g], np.int32)
+        n = self.ns[g]
         beta = np.broadcast_to(np.asarray(self.data.beta, self.dtype), (len(index), len(self.data.beta))).copy()
         alpha = np.full(len(index), getattr(self.data, "alpha", 0.0), self.dtype)
         if self.extra is not None:
