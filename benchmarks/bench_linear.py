@@ -47,7 +47,7 @@ def best_of(fn, repeat: int) -> float:
 
 def datasets(data, grid, samples):
     """The exact training sets and noise memgen uses, as float64 NumPy (untimed)."""
-    from memgen.engines.linear import point_keys
+    from memgen.engines.spectral.engine import point_keys
 
     root = jax.random.key(grid.seed)
     out = {}

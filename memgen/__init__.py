@@ -5,7 +5,10 @@ from .specs import (
     Grid as Grid,
     ImageField as ImageField,
     Images as Images,
+    Isotropic as Isotropic,
     Linear as Linear,
+    LinearDiffusion as LinearDiffusion,
+    OneStep as OneStep,
     PowerLaw as PowerLaw,
     Spiked as Spiked,
 )
@@ -22,5 +25,5 @@ def __getattr__(name):
     if name in ("plots", "denoisers"):
         import importlib
 
-        return importlib.import_module(".plots", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'memgen' has no attribute {name!r}")

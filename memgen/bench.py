@@ -123,7 +123,7 @@ def training_sets(data, grid, dtype="float32"):
     import jax.numpy as jnp
 
     from memgen import data as data_mod
-    from memgen.engines.linear import point_keys
+    from memgen.engines.spectral.engine import point_keys
 
     if grid.beta is not None or grid.alpha is not None:
         raise ValueError("the eigh floor takes a grid without a beta/alpha sweep")

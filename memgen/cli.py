@@ -23,7 +23,12 @@ SCAN_DEFAULTS = {
     "samples": 32, "out": None, "overwrite": False, "resume": None, "x64": False, "memory": None,
     "chunk": None, "batch": 8, "theory": None, "progress": True,
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
+    "sampler": "ddim", "schedule": "ve", "steps": 10, "sigma_max": None, "sigma_min": None, "flow_time": None,
+    "parameterisation": "x0", "mean": 10.0, "std": 1.0, "horizon": 2.0, "fresh": 10_000,
 }
+# --model diffusion: the LinearDiffusion spec's fields (None: the spec's default); --model onestep: OneStep's
+DIFFUSION_OPTIONS = ("sampler", "schedule", "steps", "sigma_max", "sigma_min", "flow_time", "parameterisation")
+MODEL_OPTIONS = {"diffusion": DIFFUSION_OPTIONS, "onestep": ("horizon", "fresh")}
 CONV_DEFAULTS = {"gamma": "0.02,0.25,1,4", "lam": "0,0.001", "seeds": 2}  # --model conv: what differs
 
 
@@ -106,6 +111,7 @@ def _options(args) -> dict:
 _APPLIES = {
     "spiked": {"d", "beta", "rank", "spikes", "directions", "samples", "theory"},
     "powerlaw": {"d", "spikes", "alpha", "k", "directions", "samples", "theory"},
+    "isotropic": {"d", "mean", "std", "samples", "theory"},
     "field": {"alpha", "preset", "size"},
     "images": {"preset", "size", "source"},
 }
@@ -142,19 +148,57 @@ def build_specs(opts: dict):
         sweep = dict(beta=betas if len(betas) > 1 and opts["spikes"] is None else None)
     elif opts["data"] in ("field", "images"):
         return _image_specs(opts, alphas)
+    elif opts["data"] == "isotropic":
+        return _isotropic_specs(opts)
     elif opts["data"] == "powerlaw":
         spikes = () if opts["spikes"] is None else tuple(parse_range("spikes", opts["spikes"], log=False))
         data = specs.PowerLaw(alpha=alphas[0], k=opts["k"], beta=spikes, **common)
         sweep = dict(alpha=alphas if len(alphas) > 1 else None)
     else:
         raise ValueError(f"--data must be one of spiked, powerlaw, field, images; got {opts['data']!r}")
-    if opts["model"] != "linear":
-        raise ValueError(f"--model conv needs image data (--data field or images), got --data {opts['data']}")
-    model = specs.Linear(samples=opts["samples"])
+    if opts["model"] in ("conv", "onestep"):
+        need = "image data (--data field or images)" if opts["model"] == "conv" else "--data isotropic"
+        raise ValueError(f"--model {opts['model']} needs {need}, got --data {opts['data']}")
+    model = _spectral_model(opts)
     grid = specs.Grid(gamma=parse_range("gamma", opts["gamma"]), lam=parse_range("lam", opts["lam"], log=False),
                        seeds=opts["seeds"], seed=opts["seed"], **sweep)
     grid.check(data)
     return data, model, grid
+
+
+def _refuse_model_options(opts: dict) -> None:
+    """Options of another model than --model are errors, not no-ops."""
+    for kind, names in MODEL_OPTIONS.items():
+        bad = [f"--{k.replace('_', '-')}" for k in names if k in opts.get("_given", set())]
+        if bad and opts["model"] != kind:
+            raise ValueError(f"{', '.join(bad)} {'applies' if len(bad) == 1 else 'apply'} only to --model {kind} "
+                             f"(got --model {opts['model']})")
+
+
+def _isotropic_specs(opts: dict):
+    """--data isotropic with --model onestep (Halder's setting)."""
+    from . import specs
+
+    if opts["model"] != "onestep":
+        raise ValueError(f"--data isotropic needs --model onestep, got --model {opts['model']}")
+    _refuse_model_options(opts)
+    data = specs.Isotropic(d=opts["d"], mean=opts["mean"], std=opts["std"])
+    model = specs.OneStep(horizon=opts["horizon"], samples=opts["samples"], fresh=opts["fresh"])
+    lam = opts["lam"] if "lam" in opts.get("_given", set()) else "0"  # the model has no regularisation
+    grid = specs.Grid(gamma=parse_range("gamma", opts["gamma"]), lam=parse_range("lam", lam, log=False),
+                      seeds=opts["seeds"], seed=opts["seed"])
+    return data, model, grid
+
+
+def _spectral_model(opts: dict):
+    """--model linear|diffusion -> Linear or LinearDiffusion (diffusion options refused elsewhere)."""
+    from . import specs
+
+    _refuse_model_options(opts)
+    if opts["model"] != "diffusion":
+        return specs.Linear(samples=opts["samples"])
+    fields = {k: opts[k] for k in DIFFUSION_OPTIONS if opts[k] is not None}
+    return specs.LinearDiffusion(samples=opts["samples"], **fields)
 
 
 def _image_specs(opts: dict, alphas):
@@ -164,6 +208,7 @@ def _image_specs(opts: dict, alphas):
 
     if opts["model"] != "conv":
         raise ValueError(f"--data {opts['data']} needs --model conv")
+    _refuse_model_options(opts)
     try:
         size = tuple(int(v) for v in str(opts["size"]).lower().split("x"))
     except ValueError:
@@ -197,7 +242,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
     D = SCAN_DEFAULTS
-    kinds = ["spiked", "powerlaw", "field", "images"] if scan else ["spiked", "powerlaw"]
+    kinds = ["spiked", "powerlaw", "isotropic", "field", "images"] if scan else ["spiked", "powerlaw"]
     p.add_argument("--data", choices=kinds, help=f"data (default: {D['data']})")
     p.add_argument("--d", type=int, help=f"dimension (default: {D['d']})")
     p.add_argument("--beta", help=f"spike strength; a list sweeps it (default: {D['beta']})")
@@ -208,12 +253,43 @@ def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
                    f"(default: {D['alpha']})")
     p.add_argument("--k", type=int, help=f"power law without spikes: top population directions scored by Q "
                    f"(default: {D['k']})")
+    if scan:
+        p.add_argument("--mean", type=float, help=f"isotropic: every coordinate's mean (default: {D['mean']:g})")
+        p.add_argument("--std", type=float, help=f"isotropic: every coordinate's std (default: {D['std']:g})")
     if scan:  # the asymptotic theory does not depend on them
         p.add_argument("--directions", choices=["random", "axis"], help=f"spike directions (default: {D['directions']})")
     p.add_argument("--gamma", help=f"loads n/d: a:b:n log-spaced or a list (default: {D['gamma']}"
                    + (f"; conv: {CONV_DEFAULTS['gamma']})" if scan else ")"))
-    p.add_argument("--lam", help=f"regularisations in [0, 1e6], a list (default: {D['lam']}"
-                   + (f"); conv models: the weight decay of AdamW (default: {CONV_DEFAULTS['lam']})" if scan else ")"))
+    p.add_argument("--lam", help=f"regularisations in [0, 1e6], a list (default: {D['lam']}); diffusion: the "
+                   "denoiser's ridge (0 = the exact Wiener denoiser)"
+                   + (f"; conv: the weight decay of AdamW (default: {CONV_DEFAULTS['lam']})" if scan else ""))
+
+
+def _add_model_options(p: argparse.ArgumentParser, scan: bool) -> None:
+    D = SCAN_DEFAULTS
+    kinds = ["linear", "diffusion", "onestep", "conv"] if scan else ["linear", "diffusion"]
+    p.add_argument("--model", choices=kinds, help="generator: linear (x = (C + lam I)^(1/2) z) or diffusion (a "
+                   "linear denoiser sampled as a diffusion model) for spiked|powerlaw"
+                   + (", onestep (Halder's one-step denoiser) for isotropic, conv (a bias-free CNN denoiser) for "
+                      "field|images" if scan else "") + f" (default: {D['model']})")
+    p.add_argument("--sampler", choices=["ode", "ddim", "heun"], help="diffusion: exact probability-flow ODE, DDIM "
+                   f"(Euler) or Heun (EDM) (default: {D['sampler']})")
+    p.add_argument("--schedule", choices=["ve", "vp"], help="diffusion: VE Karras levels or VP (DDPM linear beta, "
+                   f"T = 1000) (default: {D['schedule']})")
+    p.add_argument("--steps", type=int, help="diffusion: N noise levels, then a final step to 0 "
+                   f"(default: {D['steps']})")
+    p.add_argument("--sigma-max", dest="sigma_max", type=float, help="diffusion (VE): starting noise level; inf "
+                   "for the ode sampler (default: 80)")
+    p.add_argument("--sigma-min", dest="sigma_min", type=float, help="diffusion (VE): smallest Karras level "
+                   "(default: 0.002)")
+    p.add_argument("--flow-time", dest="flow_time", type=float, help="diffusion: gradient-flow training time of "
+                   "the denoiser from zero (default: none, trained to convergence; needs --lam 0)")
+    p.add_argument("--parameterisation", choices=["x0", "eps"], help="diffusion with --flow-time: what the "
+                   f"gradient flow trains (default: {D['parameterisation']})")
+    if scan:
+        p.add_argument("--horizon", type=float, help=f"onestep: the forward time T (default: {D['horizon']:g})")
+        p.add_argument("--fresh", type=int, help="onestep: size of the fresh set of Halder's relative distance "
+                       f"(default: {D['fresh']})")
 
 
 def _variables() -> str:
@@ -222,9 +298,9 @@ def _variables() -> str:
 
     rows = "\n".join(f"  {name:<13} {var.description}" for name, var in VARS.items())
     return (f"output (DIR/results.nc, an xarray Dataset; plots study.png/.pdf and phase_q.png/.pdf):\n{rows}\n"
-            f"  {'<v>_theory':<13} the asymptotic theory of <v> (spiked and powerlaw data; --no-theory to skip)\n"
-            "  linear models store m, q, w2, m_kad, mem_frac, Q, top_eig; conv models m, m_heldout, q, Q, loss\n"
-            "  and the MSEs per noise level.\n")
+            f"  {'<v>_theory':<13} the asymptotic theory of <v> (where one exists; --no-theory to skip)\n"
+            "  linear and diffusion models store m, q, w2, m_kad, mem_frac, kl, kl_rev, h2, Q, top_eig;\n"
+            "  conv models m, m_heldout, q, Q, loss and the MSEs per noise level.\n")
 
 
 def _scan_epilog() -> str:
@@ -246,8 +322,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", metavar="FILE", help="TOML file whose keys are the long options below, with dashes "
                    "or underscores (resume = \"DIR\"); the command line wins (default: none)")
     _add_data_options(s, scan=True)
-    s.add_argument("--model", choices=["linear", "conv"], help="generator: linear for spiked|powerlaw, conv (a "
-                   f"bias-free CNN denoiser) for field|images (default: {D['model']})")
+    _add_model_options(s, scan=True)
     s.add_argument("--preset", choices=["quick"], help="conv: small CPU-sized denoisers (default: none, the "
                    "full-size ConvDenoiser())")
     s.add_argument("--size", help=f"field|images: image size HxW (default: {D['size']})")
@@ -281,6 +356,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Print the asymptotic theory on a grid. It is always computed in float64, "
                        "so there is no --x64.")
     _add_data_options(t, scan=False)
+    _add_model_options(t, scan=False)
     t.add_argument("--format", choices=["table", "csv", "json"], default="table", help="(default: table)")
 
     f = sub.add_parser("figures", help="regenerate the figure set")
@@ -288,7 +364,8 @@ def _parser() -> argparse.ArgumentParser:
                    "./memgen-figures; the committed gallery lives in the repository's figures/ and is only "
                    "rewritten when you pass --out figures)")
     f.add_argument("--only", help="comma list of figures to (re)make, keeping the others' index entries "
-                   "(order_parameters, phase_diagrams, latent_recovery, powerlaw, spectra, denoisers, benchmark)")
+                   "(order_parameters, phase_diagrams, latent_recovery, powerlaw, spectra, denoisers, benchmark, "
+                   "linear_diffusion)")
     mode = f.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="d = 200 (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the paper-sized set")
@@ -300,7 +377,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _SPEC_OPTIONS = ("data", "d", "beta", "rank", "spikes", "alpha", "k", "directions", "gamma", "lam", "seeds", "seed",
-                 "samples", "model", "preset", "size", "source", "x64", "out", "batch", "theory")
+                 "samples", "model", "preset", "size", "source", "x64", "out", "batch", "theory", "mean", "std",
+                 *DIFFUSION_OPTIONS, *MODEL_OPTIONS["onestep"])
 
 
 def _resume_specs(opts: dict):
@@ -327,7 +405,9 @@ def _cmd_scan(args) -> int:
         opts["resume"] = False
         data, model, grid = build_specs(opts)
         if opts["theory"] is None:  # on wherever a theory exists
-            opts["theory"] = opts["data"] in ("spiked", "powerlaw")
+            from .theory import available
+
+            opts["theory"] = available(data, model)
     from .scan import parse_memory, scan
 
     if opts["memory"] is not None:  # every option error before "--out is required"
@@ -349,9 +429,8 @@ def _cmd_scan(args) -> int:
     from . import plots
 
     written = [out / "results.nc", *plots.save(plots.study(ds), out / "study"), *_phase_plots(ds, out)]
-    extra = "".join(f"{ds.sizes[d]} {d} x " for d in ("beta", "alpha") if d in ds.dims)
-    print(f"wrote {', '.join(map(str, written))} ({extra}{ds.sizes['gamma']} gamma x {ds.sizes['lam']} lam "
-          f"x {ds.sizes['seed']} seeds)")
+    shape = " x ".join(f"{ds.sizes[d]} {d}" for d in ("beta", "alpha", "gamma", "lam") if d in ds.dims)
+    print(f"wrote {', '.join(map(str, written))} ({shape} x {ds.sizes['seed']} seeds)")
     return 0
 
 
@@ -359,6 +438,8 @@ def _phase_plots(ds, out: Path) -> list[Path]:
     """phase_q.png/.pdf, and one pair per value of a swept beta or alpha; returns the paths written."""
     from . import plots
 
+    if "lam" not in ds.dims:  # nothing to draw over (gamma, lam)
+        return []
     extra = next((d for d in ("beta", "alpha") if d in ds.dims), None)
     first = ds.isel({extra: 0}) if extra else ds
     written = list(plots.save(plots.phase_diagram(first, "q"), out / "phase_q"))
@@ -370,10 +451,10 @@ def _phase_plots(ds, out: Path) -> list[Path]:
 
 def _cmd_theory(args) -> int:
     opts = _options(args)
-    data, _, grid = build_specs(opts)
+    data, model, grid = build_specs(opts)
     from .theory import theory, theory_table
 
-    print(theory_table(theory(data, grid), args.format))
+    print(theory_table(theory(data, grid, model), args.format))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Gaussian data with a low-rank spike or a power-law spectrum, sampled without dense Sigma.
 
-Contract: pure functions for ONE grid point; no jit, no vmap (``grid.py`` batches).
+Contract: pure functions for ONE grid point; no jit, no vmap (``memgen.run`` batches).
 The swept numbers (spike strengths beta, exponent alpha) enter as traced arrays, so a new
 sweep does not recompile; shapes (d, rank, n_rows) are static.
 
@@ -90,25 +90,26 @@ def population(key: jax.Array, spec: DataSpec, beta, alpha, dtype) -> Population
 _BLOCK = 32  # rows drawn per key: large enough to amortise key derivation, small padding waste
 
 
-def sample(key: jax.Array, pop: Population, n_rows: int) -> jax.Array:
-    """A training set of ``n_rows`` samples [n_rows, d].
+def standard_rows(key: jax.Array, n_rows: int, d: int, dtype) -> jax.Array:
+    """``n_rows`` standard normal rows [n_rows, d], nested: block ``b`` of 32 rows from ``fold_in(key, b)``.
 
-    Rows come in blocks of 32, block ``b`` drawn from ``fold_in(key, b)``: the first rows of a
-    longer draw are exactly a shorter draw (nested training sets; padding-independent).
+    The first rows of a longer draw are exactly a shorter draw (nested training sets;
+    padding-independent). ``sample`` draws its isotropic part from this very stream.
     """
+    blocks = -(-n_rows // _BLOCK)
+    g = jax.vmap(lambda b: normal(jax.random.fold_in(jax.random.fold_in(key, b), 0), (_BLOCK, d), dtype))(
+        jnp.arange(blocks, dtype=jnp.uint32))
+    return g.reshape(-1, d)[:n_rows]
+
+
+def sample(key: jax.Array, pop: Population, n_rows: int) -> jax.Array:
+    """A training set of ``n_rows`` samples [n_rows, d] (nested rows, see ``standard_rows``)."""
     d, r = pop.spikes.shape
     dtype = pop.sigma.dtype
-    blocks = -(-n_rows // _BLOCK)
-
-    def block(b):
-        k = jax.random.fold_in(key, b)
-        g = normal(jax.random.fold_in(k, 0), (_BLOCK, d), dtype)
-        if r == 0:  # no spikes (a zero-size draw is not allowed)
-            return g, jnp.zeros((_BLOCK, 0), dtype)
-        return g, normal(jax.random.fold_in(k, 1), (_BLOCK, r), dtype)
-
-    g, h = jax.vmap(block)(jnp.arange(blocks, dtype=jnp.uint32))
-    x = jnp.sqrt(pop.sigma)[None, :] * g.reshape(-1, d)[:n_rows]
+    x = jnp.sqrt(pop.sigma)[None, :] * standard_rows(key, n_rows, d, dtype)
     if r == 0:
         return x
+    blocks = -(-n_rows // _BLOCK)
+    h = jax.vmap(lambda b: normal(jax.random.fold_in(jax.random.fold_in(key, b), 1), (_BLOCK, r), dtype))(
+        jnp.arange(blocks, dtype=jnp.uint32))
     return x + (h.reshape(-1, r)[:n_rows] * jnp.sqrt(pop.beta)[None, :]) @ pop.spikes.T

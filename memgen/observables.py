@@ -12,7 +12,8 @@ are real. One zero-norm guard: a zero vector has cosine 0 with everything.
 - convergence ``q = E_z cos(x^(1), x^(2))`` for two models driven by the same z;
 - latent recovery ``Q = (1/k) ||Uhat_k^T V_k||_F^2`` (``subspace_overlap``), with Uhat from
   a fit's eigenvectors (linear) or from the samples' second moment (``top_eigvecs``);
-- bulk ``w2 = W2^2(N(0, Sigma_bulk), N(0, C + lam I)) / d`` from a fit's spectrum.
+- bulk ``w2 = W2^2(N(0, Sigma_bulk), N(0, S)) / d`` and ``gaussian_divergences`` (KL both
+  ways, squared Hellinger) of a spectral model's Gaussian law ``N(0, S)`` to the truth.
 """
 
 from __future__ import annotations
@@ -96,30 +97,201 @@ def top_eigvecs(x: jax.Array, k: int) -> jax.Array:
     return u[:, ::-1][:, :k]
 
 
-def bulk_w2(evals: jax.Array, evecs: jax.Array, lam: jax.Array, sigma: jax.Array, isotropic: bool) -> jax.Array:
-    """W2^2(N(0, diag(sigma)), N(0, C + lam I)) / d for every lam [L], C = U diag(s) U^T.
+def bulk_w2(excess: jax.Array, var0: jax.Array, evecs: jax.Array, sigma: jax.Array, isotropic: bool) -> jax.Array:
+    """W2^2(N(0, diag(sigma)), N(0, S)) / d for a spectral model covariance S, every lam [L].
+
+    ``S = U diag(excess) U^T + var0 I``: the law of ``x = G(C) z`` (``excess = G(l)^2 - G(0)^2``,
+    ``var0 = G(0)^2``; ``gains.law``); for the linear generator ``excess = l``, ``var0 = lam``,
+    exactly (no ``(l + lam) - lam`` rounding).
 
     Args:
-        evals: eigenvalues s [r] of C (>= 0; 0 on padding); evecs: U [d, r].
-        lam: regularisations [L]; sigma: population variances [d].
-        isotropic: (static) sigma == 1, where the answer is a spectral sum,
-            ``(1/d) sum_i (sqrt(s_i + lam) - 1)^2`` over all d eigenvalues of C (the d - r
-            absent from a thin fit are 0), free for every lam. Otherwise
-            ``tr Sigma + tr(C + lam) - 2 tr (Sigma^(1/2) (C + lam) Sigma^(1/2))^(1/2)``, one
+        excess: model variance in excess of var0 along the fit's eigenvectors [L, r] (0 on
+            padding columns); var0: the variance off span(U) [L].
+        evecs: U [d, r] (zero columns on padding); sigma: population bulk variances [d].
+        isotropic: (static) sigma == 1, where the answer is the spectral sum
+            ``(1/d) sum_i (sqrt(var_i) - 1)^2`` over all d directions, free for every lam.
+            Otherwise ``tr Sigma + tr S - 2 tr (Sigma^(1/2) S Sigma^(1/2))^(1/2)``, one
             ``eigvalsh`` per lam.
     """
     d, r = evecs.shape
+    var = excess + var0[:, None]
     if isotropic:
-        inner = jnp.sum((jnp.sqrt(evals[None, :] + lam[:, None]) - 1) ** 2, axis=-1)
-        return (inner + (d - r) * (jnp.sqrt(lam) - 1) ** 2) / d
+        inner = jnp.sum((jnp.sqrt(var) - 1) ** 2, axis=-1)
+        return (inner + (d - r) * (jnp.sqrt(var0) - 1) ** 2) / d
     root = jnp.sqrt(sigma)
     B = root[:, None] * evecs  # Sigma^(1/2) U
-    core = (B * evals[None, :]) @ B.T  # Sigma^(1/2) C Sigma^(1/2)
-    M = core[None] + lam[:, None, None] * jnp.diag(sigma)[None]  # [L, d, d]
+    M = (B[None] * excess[:, None, :]) @ B.T[None] + var0[:, None, None] * jnp.diag(sigma)[None]
     ev = jnp.maximum(linalg.eigvalsh(M), 0)  # ascending [L, d]
-    # At lam = 0, rank(M) = rank(C): its d - rank smallest are exact zeros, whose rounding
-    # would otherwise add ~sqrt(eps) each under the square root.
-    rank = jnp.sum(evals > 0)
-    ev = jnp.where((lam[:, None] == 0) & (jnp.arange(d)[None, :] < d - rank), 0, ev)
-    tr_model = jnp.sum(evals) + d * lam
+    # Where var0 = 0, rank(M) = #(var > 0): its d - rank smallest are exact zeros, whose
+    # rounding would otherwise add ~sqrt(eps) each under the square root.
+    rank = jnp.sum(var > 0, axis=-1)
+    ev = jnp.where((var0[:, None] == 0) & (jnp.arange(d)[None, :] < d - rank[:, None]), 0, ev)
+    tr_model = jnp.sum(excess, axis=-1) + d * var0
     return (jnp.sum(sigma) + tr_model - 2 * jnp.sum(jnp.sqrt(ev), axis=-1)) / d
+
+
+def _logdet_psd(A: jax.Array) -> jax.Array:
+    """log det of symmetric positive (semi)definite matrices [..., k, k] (-inf if singular)."""
+    return jnp.sum(jnp.log(jnp.maximum(linalg.eigvalsh(A), 0)), axis=-1)
+
+
+def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bool, dmu=None) -> dict[str, jax.Array]:
+    """KL both ways and the squared Hellinger distance between N(dmu, S) and the truth N(0, Sigma).
+
+    ``S = U diag(excess) U^T + var0 I`` as in ``bulk_w2``;
+    ``Sigma = diag(sigma) + V diag(beta) V^T`` (the full population, spikes included), handled
+    through Woodbury and the determinant lemma: nothing d x d is formed except the Hellinger
+    term of a non-isotropic bulk (one ``eigvalsh`` per lam).
+
+    A singular S (var0 = 0 with directions left, e.g. n < d at lam = 0) gives ``kl`` and
+    ``kl_rev`` = +inf and ``h2`` = 1 exactly (never NaN).
+
+    Args:
+        excess [L, r], var0 [L], evecs U [d, r]: the model (zero columns of U: excess 0).
+        sigma [d], spikes V [d, k], beta [k]: the population.
+        isotropic: (static) sigma == 1.
+        dmu: the model's mean minus the truth's [d] (default 0); only with an isotropic truth
+            without spikes (Halder's data), where every term stays spectral.
+
+    Returns:
+        ``{"kl": KL(model || truth)/d, "kl_rev": KL(truth || model)/d, "h2": 1 - BC}``, each [L].
+    """
+    d, r = evecs.shape
+    k = spikes.shape[1]
+    if dmu is not None and (k or not isotropic):
+        raise ValueError("gaussian_divergences: dmu needs an isotropic truth without spikes")
+    var = excess + var0[:, None]
+    comp = d - r  # directions outside the fit's columns (static)
+    dinv = 1 / sigma
+    logdet_sigma = jnp.sum(jnp.log(sigma))
+    tr_sigma = jnp.sum(sigma) + jnp.sum(beta)
+    uDu = (evecs**2).T @ dinv  # u_j^T D^-1 u_j [r]
+    uSu = (evecs**2).T @ sigma + ((spikes.T @ evecs) ** 2).T @ beta  # u_j^T Sigma u_j [r]
+    tr_inv = jnp.sum(dinv)
+    if k:
+        DV = dinv[:, None] * spikes  # D^-1 V [d, k]
+        M = jnp.diag(1 / beta) + spikes.T @ DV  # [k, k]
+        m_ev, m_vec = linalg.eigh(M)
+        Minv = (m_vec / m_ev[None, :]) @ m_vec.T
+        logdet_sigma = logdet_sigma + jnp.sum(jnp.log(beta)) + jnp.sum(jnp.log(m_ev))
+        W = DV.T @ evecs  # V^T D^-1 U [k, r]
+        uDu = uDu - jnp.sum(W * (Minv @ W), axis=0)  # u^T Sigma^-1 u
+        tr_inv = tr_inv - jnp.trace(Minv @ (DV.T @ DV))
+    logvar = jnp.log(var)  # -inf where var = 0
+    logdet_S = jnp.sum(logvar, axis=-1) + (comp * jnp.log(var0) if comp else 0.0)
+    tr_inv_S = var0 * tr_inv + excess @ uDu  # tr(Sigma^-1 S)
+    kl = 0.5 * (tr_inv_S - d + logdet_sigma - logdet_S) / d
+
+    singular = jnp.any(var <= 0, axis=-1) | ((var0 <= 0) & (comp > 0))
+    safe = lambda v: 1 / jnp.where(v > 0, v, 1)  # noqa: E731
+    rest = tr_sigma - jnp.sum(uSu)  # tr((I - UU^T) Sigma) (zero columns of U add nothing)
+    tr_S_inv = safe(var) @ uSu + safe(var0) * rest if comp else safe(var) @ uSu
+    kl_rev = jnp.where(singular, jnp.inf, 0.5 * (tr_S_inv - d + logdet_S - logdet_sigma) / d)
+    kl = jnp.where(singular, jnp.inf, kl)
+
+    # Hellinger: log BC = 1/4 logdet S + 1/4 logdet Sigma - 1/2 logdet((S + Sigma)/2)
+    if isotropic:
+        a, a0 = (var + 1) / 2, (var0 + 1) / 2  # (S + I)/2 is spectral in U
+        logdet_mid = jnp.sum(jnp.log(a), axis=-1) + comp * jnp.log(a0)
+        if k:
+            VU = spikes.T @ evecs  # [k, r]
+            # V^T A^-1 V with A = (S + I)/2 + V (beta/2) V^T split off: A^-1 spectral
+            inner = (spikes.T @ spikes)[None] / a0[:, None, None] + jnp.einsum(
+                "kr,lr,jr->lkj", VU, 1 / a - 1 / a0[:, None], VU)
+            hb = jnp.sqrt(beta / 2)
+            core = jnp.eye(k, dtype=var.dtype)[None] + hb[None, :, None] * inner * hb[None, None, :]
+            logdet_mid = logdet_mid + _logdet_psd(core)
+    else:
+        full = jnp.diag(sigma) + (spikes * beta[None, :]) @ spikes.T
+        S = (evecs[None] * excess[:, None, :]) @ evecs.T[None]
+        S = S + var0[:, None, None] * jnp.eye(d, dtype=var.dtype)[None]
+        logdet_mid = _logdet_psd((S + full[None]) / 2)
+    log_bc = 0.25 * logdet_S + 0.25 * logdet_sigma - 0.5 * logdet_mid
+    if dmu is not None:  # Sigma = I: dmu^T A^-1 dmu for A = I, S, (S + I)/2, all spectral in U
+        p2 = (evecs.T @ dmu) ** 2  # [r]
+        perp = jnp.sum(dmu**2) - jnp.sum(p2)  # off span(U)
+        quad = lambda w, w0: w @ p2 + (w0 * perp if comp else 0.0)  # noqa: E731
+        kl = kl + 0.5 * jnp.sum(dmu**2) / d
+        kl_rev = kl_rev + 0.5 * quad(safe(var), safe(var0)) / d
+        log_bc = log_bc - 0.125 * quad(1 / a, 1 / a0)
+    h2 = jnp.where(singular, 1.0, -jnp.expm1(log_bc))
+    return {"kl": kl, "kl_rev": kl_rev, "h2": h2}
+
+
+def _offdiag_logsumexp(X: jax.Array, scale, mask=None, block: int = 1024) -> jax.Array:
+    """log sum_{i != j} exp(-|x_i - x_j|^2 / scale) over the rows of X [m, d] (masked rows left out).
+
+    Row blocks of ``block`` keep the memory at O(block m) for a fresh set of 10^4 points.
+    """
+    m, d = X.shape
+    sq = jnp.sum(X * X, axis=-1)
+    valid = jnp.ones(m, bool) if mask is None else mask
+    nb = -(-m // block)
+    pad = nb * block - m
+    Xp = jnp.pad(X, ((0, pad), (0, 0)))
+    sqp, vp = jnp.pad(sq, (0, pad)), jnp.pad(valid, (0, pad))
+    idx = jnp.arange(nb * block).reshape(nb, block)
+
+    def one(rows):
+        d2 = jnp.maximum(sqp[rows][:, None] + sq[None, :] - 2 * Xp[rows] @ X.T, 0)
+        keep = vp[rows][:, None] & valid[None, :] & (rows[:, None] != jnp.arange(m)[None, :])
+        return jax.nn.logsumexp(jnp.where(keep, -d2 / scale, -jnp.inf))
+
+    return jax.nn.logsumexp(jax.lax.map(one, idx))
+
+
+def kde_pairs(X: jax.Array, n, eps2) -> jax.Array:
+    """``a = log [(1/n) sum_{i != j} exp(-|x_i - x_j|^2 / (4 eps^2))]`` over the ``n`` real rows of X [m, d].
+
+    The off-diagonal part of ``int kde_D^2`` as a multiple of ``(4 pi)^(-d/2)``, in units of
+    std = 1 with bandwidth ``eps^2 = n^(-2/d)`` (see ``relative_distance``).
+    """
+    m = X.shape[0]
+    n = jnp.asarray(n)
+    return _offdiag_logsumexp(X, 4 * eps2, jnp.arange(m, dtype=n.dtype) < n) - jnp.log(n.astype(X.dtype))
+
+
+def kde_cross(X: jax.Array, n, mu: jax.Array, evecs: jax.Array, var: jax.Array, eps2) -> jax.Array:
+    """``b = log [(1/n) sum_i N(x_i; mu, S + eps^2 I)]`` as a multiple of ``(4 pi)^(-d/2)``.
+
+    ``int p_G kde_D`` for ``p_G = N(mu, S)``, ``S = U diag(var) U^T``:
+    ``b = logsumexp(-q_i/2) - log n - 1/2 sum log(var + eps^2) + (d/2) log 2``,
+    ``q_i = (x_i - mu)^T (S + eps^2 I)^-1 (x_i - mu)``.
+
+    Args:
+        X: points [m, d] (rows >= n are padding); n: real rows (traced int).
+        mu [d], evecs U [d, d] (a full basis), var [d] (>= 0): the generated law.
+        eps2: the KDE bandwidth squared [].
+    """
+    m, d = X.shape
+    proj = (X - mu[None, :]) @ evecs  # [m, d]
+    q = jnp.sum(proj**2 / (var + eps2)[None, :], axis=-1)
+    n = jnp.asarray(n)
+    lse = jax.nn.logsumexp(jnp.where(jnp.arange(m, dtype=n.dtype) < n, -q / 2, -jnp.inf))
+    return (lse - jnp.log(jnp.asarray(n, X.dtype)) - 0.5 * jnp.sum(jnp.log(var + eps2))
+            + 0.5 * d * jnp.log(jnp.asarray(2.0, X.dtype)))
+
+
+def relative_distance(train: tuple, fresh: tuple) -> jax.Array:
+    """Halder's Delta = e(training set) - e(fresh set), relative to its larger part, in [-1, 1].
+
+    ``e(D) = int (p_G - kde_D)^2 - int p_G^2 = int kde_D^2 - 2 int p_G kde_D`` with the Gaussian
+    KDE of bandwidth ``eps = std n^(-1/d)`` (n = |D|; Halder, arXiv 2411.17807). In units of
+    std = 1 the diagonal of ``int kde_D^2`` is ``(4 pi)^(-d/2)`` for every n, so it cancels in
+    Delta and is left out (``kde_pairs``): Delta keeps its digits in float32.
+
+    Args:
+        train, fresh: ``(a, b)`` = (``kde_pairs``, ``kde_cross``) of each set (the fresh
+            ``a`` does not depend on the model: callers compute it once per seed).
+
+    Returns:
+        ``(P - Q) / max(P, Q)`` with ``Delta / (4 pi)^(-d/2) = P - Q``,
+        ``P = e^{a_T} + 2 e^{b_F}``, ``Q = e^{a_F} + 2 e^{b_T}``: the sign of Delta (Halder's
+        criterion: the model generalises when P(Delta > 0) -> 1) and its relative size,
+        representable in float32 where Delta itself (~1e-22 at d = 100) is not.
+    """
+    (a_t, b_t), (a_f, b_f) = train, fresh
+    log2 = jnp.log(2.0).astype(a_t.dtype)
+    log_p = jnp.logaddexp(a_t, log2 + b_f)
+    log_q = jnp.logaddexp(a_f, log2 + b_t)
+    return jnp.where(log_p >= log_q, -jnp.expm1(log_q - log_p), jnp.expm1(log_p - log_q))

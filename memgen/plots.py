@@ -432,6 +432,50 @@ def powerlaw_curves(ds: xr.Dataset, theory: xr.Dataset | None = None, var: str =
 
 
 @_styled
+def model_curves(runs, var: str = "q", lam=None, ax=None, logy: bool = False) -> Figure:
+    """``var`` against gamma for several models on the same data, one colour per model.
+
+    Args:
+        runs: list of ``(label, ds, theory)``: a scan Dataset over ``gamma[, lam], seed`` and
+            its theory over ``gamma[, lam]`` (or None; ``<var>_theory`` in ds is used then).
+        var: variable to draw; +inf values (a KL of a singular law) are left out.
+        lam: lam to show (default the first of each ``ds``).
+        ax: Axes to draw on (default: a new Figure).
+        logy: logarithmic y axis (KL).
+
+    Returns:
+        The Figure.
+    """
+    fig, ax = _new_axes(ax)
+    colours = palette(len(runs), "plasma")
+    drawn = []
+    for (label, ds, th), c in zip(runs, colours):
+        if var not in ds.data_vars:
+            raise ValueError(f"plots.model_curves: variable {var!r} not in the run {label!r}")
+        th = _theory(ds, th)
+        finite = ds.where(np.isfinite(ds[var]))
+        mean, sem = mean_sem(finite)
+        mu, se = mean[var], sem[var]
+        t = th[var] if th is not None and var in th.data_vars else None
+        if "lam" in mu.dims:
+            lv = float(mu["lam"].values[0]) if lam is None else float(lam)
+            mu, se = _sel(mu, lam=lv), _sel(se, lam=lv)
+            t = None if t is None else _sel(t, lam=lv)
+        _points(ax, _check_dims(mu, {"gamma"}, "model_curves"), _check_dims(se, {"gamma"}, "model_curves"), c,
+                label=label)
+        drawn.append(_line(ax, None if t is None else t.where(np.isfinite(t)), c))
+    _theory_key(ax, any(ln is not None for ln in drawn))
+    ax.set_xscale("log")
+    log_ticks(ax.xaxis)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(GAMMA_LABEL)
+    ax.set_ylabel(_label(var))
+    ax.legend(loc="best")
+    return fig
+
+
+@_styled
 def spectrum(evals, gamma: float, beta=None, ax=None, bins: int = 50) -> Figure:
     """Histogram of the eigenvalues of C against the Marchenko–Pastur law at ratio 1/gamma.
 
@@ -545,6 +589,51 @@ def bench_scaling(records: dict, ax=None) -> Figure:
 
 
 @_styled
+def halder(ds: xr.Dataset, theory: xr.Dataset | None = None) -> Figure:
+    """Halder's one-step model against the training-set size n: P(Delta > 0) with its binomial
+    error, and the squared Hellinger distance H^2 to the truth (theory: its n -> inf limit).
+
+    Args:
+        ds: a OneStep scan (``p_delta``, ``h2`` over gamma, seed).
+        theory: its theory (default ``<v>_theory`` in ds).
+
+    Returns:
+        The Figure (1 x 2 panels).
+    """
+    theory = _theory(ds, theory)
+    fig = Figure(figsize=(6.8, 2.6), layout="constrained")
+    ax_p, ax_h = fig.subplots(1, 2)
+    ds = ds.sortby("gamma")
+    n = ds["n"].values
+    trials = 2 * ds.sizes["seed"]
+    p = ds["p_delta"].mean("seed").values
+    err = np.sqrt(np.maximum(p * (1 - p), 0.25 / trials) / trials)
+    ax_p.errorbar(n, p, yerr=err, fmt="o", color="C0", elinewidth=0.8, label=f"{trials} models")
+    ax_p.axhline(0.5, color="0.6", ls=":", lw=0.8)
+    ax_p.set_ylim(-0.05, 1.05)
+    ax_p.set_ylabel(_label("p_delta"))
+    mean, sem = mean_sem(ds)
+    ax_h.errorbar(n, mean["h2"].values, yerr=sem["h2"].values, fmt="o", color="C1", elinewidth=0.8,
+                  label="simulation")
+    d = json.loads(ds.attrs.get("memgen_spec", "{}")).get("data", {}).get("d")
+    if theory is not None and "h2" in theory and d:
+        th = theory.sortby("gamma")
+        n_th, h_th = th["n"].values, th["h2"].values
+        sing = n_th - 1 < d
+        if sing.any():
+            ax_h.plot(n_th[sing], h_th[sing], "-", color="0.3", label=r"theory: singular law ($n \leq d$)")
+        if (~sing).any():
+            ax_h.axhline(float(h_th[~sing][0]), color="0.3", ls="-.", lw=0.9, label=r"theory: $n \to \infty$ limit")
+    ax_h.set_ylabel(_label("h2"))
+    for ax in (ax_p, ax_h):
+        ax.set_xscale("log")
+        ax.set_xlabel("training-set size $n$")
+        if d:
+            ax.axvline(d, color="0.4", ls="--", lw=0.8, label=f"$n = d = {d}$")
+        ax.legend(loc="best")
+    return fig
+
+
 def study(ds: xr.Dataset) -> Figure:
     """The study at a glance: m, q, Q against gamma (one colour per lam, theory as lines where
     the scan holds it) and the q phase diagram, under a title that says what was scanned.
@@ -555,6 +644,11 @@ def study(ds: xr.Dataset) -> Figure:
     Returns:
         The Figure (2 x 2 panels).
     """
+    if "p_delta" in ds:  # Halder's one-step model: its own study
+        fig = halder(ds)
+        fig.suptitle(f"{_model_words(json.loads(ds.attrs.get('memgen_spec', '{}')).get('model', {}))}Isotropic data, "
+                     f"{ds.sizes['seed']} seeds: P(Delta > 0) with binomial error; H^2 mean ± s.e.m.", fontsize=7)
+        return fig
     extra = next((d for d in ("beta", "alpha") if d in ds.dims), None)
     one = ds.isel({extra: 0}) if extra else ds
     fig = Figure(figsize=(6.8, 5.0), layout="constrained")
@@ -569,9 +663,26 @@ def study(ds: xr.Dataset) -> Figure:
         what[extra] = float(one[extra])
     text = ", ".join(f"{k} = {v[0] if isinstance(v, list) and len(v) == 1 else v}" for k, v in what.items())
     theory = " lines: asymptotic theory;" if any(v.endswith("_theory") for v in one.data_vars) else ""
-    fig.suptitle(f"{data.get('kind', 'scan')} ({text}), {one.sizes.get('seed', 1)} seeds: points = mean over "
+    fig.suptitle(f"{_model_words(spec.get('model', {}))}{data.get('kind', 'scan')} ({text}), "
+                 f"{one.sizes.get('seed', 1)} seeds: points = mean over "
                  f"seeds ± s.e.m.;{theory} bottom right: mean q over (gamma, lam)", fontsize=7)
     return fig
+
+
+def _model_words(model: dict) -> str:
+    """A model spec dict in a few words for a title, e.g. ``"LinearDiffusion (ddim, 10 VE steps) on "``."""
+    kind = model.get("kind")
+    if kind == "LinearDiffusion":
+        if model["sampler"] == "ode":
+            what = f"exact ODE, sigma {model['sigma_max']:g} -> {model['sigma_min']:g}"
+        else:
+            what = f"{model['sampler']}, {model['steps']} {model['schedule'].upper()} steps"
+        if model.get("flow_time") is not None:
+            what += f", flow time {model['flow_time']:g} ({model['parameterisation']})"
+        return f"LinearDiffusion ({what}) on "
+    if kind == "OneStep":
+        return f"OneStep (T = {model['horizon']:g}) on "
+    return f"{kind} on " if kind else ""
 
 
 def save(fig: Figure, path, dpi: int = 300) -> list[Path]:

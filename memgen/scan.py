@@ -117,7 +117,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
     dt = check_dtype(dtype)
     engine = engines.build(data, model, grid, dt)
     budget = None if memory is None else parse_memory(memory)
-    th = theory_mod.theory(data, grid) if theory else None  # fails before any compute
+    th = theory_mod.theory(data, grid, model) if theory else None  # fails before any compute
     engine.validate()
     return execute(engine, out=out, memory=budget, chunk=chunk, batch=batch, progress=progress, mode=mode,
                    theory=th)

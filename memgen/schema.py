@@ -23,11 +23,16 @@ KIND_ATTR = "memgen_kind"
 
 
 class Var(NamedTuple):
-    """A result variable: what it is (description), how plots label it, its units."""
+    """A result variable: what it is (description), how plots label it, its units.
+
+    ``infinite``: +inf is a legitimate value (a divergence to a singular law), not a
+    numerical failure; NaN never is.
+    """
 
     description: str
     label: str
     units: str = "1"
+    infinite: bool = False
 
 
 VARS: dict[str, Var] = {
@@ -35,8 +40,16 @@ VARS: dict[str, Var] = {
              r"memorisation $m$"),
     "q": Var("convergence: E_z cos(x_A, x_B) of two models trained on disjoint data, sampled from the same z",
              r"convergence $q$"),
-    "w2": Var("bulk Wasserstein distance W2^2(N(0, Sigma_bulk), N(0, C + lam I)) / d", r"bulk distance $W_2^2/d$",
-              "variance"),
+    "w2": Var("bulk Wasserstein distance W2^2(N(0, Sigma_bulk), N(0, S)) / d, S the model's covariance "
+              "(C + lam I for the linear generator; mean of the pair)", r"bulk distance $W_2^2/d$", "variance"),
+    "kl": Var("KL(N(0, S) || N(0, Sigma)) / d from the model's law to the truth (spikes included; +inf where S is "
+              "singular; mean of the pair)", r"$\mathrm{KL}(\mathrm{model}\,\|\,\mathrm{truth})/d$", "nat",
+              infinite=True),
+    "kl_rev": Var("KL(N(0, Sigma) || N(0, S)) / d from the truth to the model's law (+inf where S is singular; "
+                  "mean of the pair)", r"$\mathrm{KL}(\mathrm{truth}\,\|\,\mathrm{model})/d$", "nat",
+                  infinite=True),
+    "h2": Var("squared Hellinger distance 1 - BC between N(0, S) and the truth N(0, Sigma) (1 where S is "
+              "singular; mean of the pair)", r"squared Hellinger $H^2$"),
     "m_kad": Var("Kadkhodaie et al.'s memorisation: max over the training set of the mean-removed correlation",
                  r"nearest-image $m_{\mathrm{K}}$"),
     "mem_frac": Var("fraction of samples whose nearest / second-nearest training distance is < 1/3",
@@ -45,6 +58,11 @@ VARS: dict[str, Var] = {
              r"latent recovery $Q$"),
     "top_eig": Var("top eigenvalue of the sample covariance C (mean of the pair)", r"top eigenvalue $s_1$",
                    "variance"),
+    "delta": Var("Halder's relative distance Delta = e(training set) - e(fresh set), e(D) = int (p_G - kde_D)^2 - "
+                 "int p_G^2, as (P - Q)/max(P, Q) for Delta = P - Q: its sign and relative size (mean of the pair)",
+                 r"relative distance $\Delta$"),
+    "p_delta": Var("fraction of the pair with Delta > 0; its mean over seeds estimates P(Delta > 0), Halder's "
+                   "generalisation criterion", r"$P(\Delta > 0)$"),
     "m_heldout": Var("m of held-out data images instead of samples: what a model that samples the true "
                      "distribution scores (the nearest-neighbour baseline of m; it grows with n)",
                      r"held-out baseline of $m$"),

@@ -303,7 +303,7 @@ def assembler(engine, spec: dict, theory: xr.Dataset | None = None):
     """flat arrays -> the store's Dataset (``schema.assemble``), with the theory when the spec
     asks for it (``theory``, or computed from the spec)."""
     if spec.get("theory") and theory is None:
-        theory = theory_mod.theory(engine.data, engine.grid)
+        theory = theory_mod.theory(engine.data, engine.grid, engine.model)
 
     def assemble(flat):
         ds = schema.assemble(engine, flat, spec)

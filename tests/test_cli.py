@@ -118,7 +118,10 @@ def test_theory_formats():
 
 @pytest.mark.parametrize("args,message", [
     (["--data", "field"], "argument --data: invalid choice: 'field'"),
-    (["--model", "conv"], "unrecognized arguments: --model conv"),
+    (["--model", "conv"], "argument --model: invalid choice: 'conv'"),
+    (["--steps", "3"], "--steps applies only to --model diffusion"),
+    (["--model", "diffusion", "--data", "powerlaw"], "no asymptotic theory yet for LinearDiffusion on PowerLaw"),
+    (["--model", "diffusion", "--sampler", "ode", "--schedule", "vp"], "LinearDiffusion.schedule must be 've'"),
     (["--preset", "quick"], "unrecognized arguments: --preset quick"),
     (["--size", "8x8"], "unrecognized arguments: --size 8x8"),
     (["--source", "disks"], "unrecognized arguments: --source disks"),
@@ -135,7 +138,9 @@ def _subparser(name):
 def test_theory_parser_has_only_theory_options():
     theory = _subparser("theory")
     assert {o for a in theory._actions for o in a.option_strings} == {
-        "-h", "--help", "--data", "--d", "--beta", "--rank", "--spikes", "--alpha", "--k", "--gamma", "--lam", "--format"}
+        "-h", "--help", "--data", "--d", "--beta", "--rank", "--spikes", "--alpha", "--k", "--gamma", "--lam", "--format",
+        "--model", "--sampler", "--schedule", "--steps", "--sigma-max", "--sigma-min", "--flow-time", "--parameterisation"}
+    assert theory._option_string_actions["--model"].choices == ["linear", "diffusion"]
     assert theory._option_string_actions["--data"].choices == ["spiked", "powerlaw"]
     assert "float64" in theory.description and "no --x64" in theory.description
 

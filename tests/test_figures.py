@@ -30,7 +30,7 @@ def test_every_figure_writes_png_and_pdf(made):
             assert p.exists() and p.stat().st_size > 1000, p
     names = {p.name for p in stems}
     for name in ("order_parameters", "phase_diagrams", "latent_recovery", "powerlaw", "spectra",
-                 "denoisers", "benchmark"):
+                 "denoisers", "benchmark", "linear_diffusion"):
         assert name in names
     assert any(n.startswith("denoisers_samples_field_") for n in names)
     assert any(n.startswith("denoisers_samples_hopper_") for n in names)

@@ -48,6 +48,6 @@ def test_reproduces_the_stores_of_602b89a(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("spiked", "powerlaw", "conv"):
         ref, new = np.load(DATA / f"{name}.npz"), np.load(tmp_path / f"{name}.npz")
-        assert sorted(ref.files) == sorted(new.files), name
+        assert set(ref.files) <= set(new.files), name  # variables added since (kl, kl_rev, h2) are new, not changed
         for k in ref.files:
             np.testing.assert_allclose(new[k], ref[k], rtol=1e-6, atol=1e-6, err_msg=f"{name}.{k}")

@@ -15,7 +15,7 @@ import pytest
 import memgen
 import reference as ref
 from memgen import data as data_mod
-from memgen.engines import linear as lin_engine
+from memgen.engines.spectral import engine as lin_engine
 from memgen.run import loop
 from memgen.run.plan import plan
 
@@ -33,14 +33,16 @@ def test_point_matches_naive_sqrtm_loop(seed, spec, n, n_pad):
     beta = jnp.asarray(spec.beta, jnp.float64)
     alpha = jnp.asarray(getattr(spec, "alpha", 0.0), jnp.float64)
     out = lin_engine.point(jnp.uint32(s_idx), n, beta, alpha, jnp.asarray(lam), root,
-                         spec=spec, n_pad=n_pad, samples=7, dtype=jnp.float64)
+                           spec=spec, model=memgen.Linear(samples=7), n_pad=n_pad, dtype=jnp.float64)
     # the same draws, re-derived from the documented key layout
     k_pop, k_a, k_b, k_z = lin_engine.point_keys(root, s_idx)
     pop = data_mod.population(k_pop, spec, beta, alpha, jnp.float64)
     Xa = np.asarray(data_mod.sample(k_a, pop, n))
     Xb = np.asarray(data_mod.sample(k_b, pop, n))
     z = np.asarray(data_mod.normal(k_z, (7, spec.d), jnp.float64))
-    want = ref.naive_point(Xa, Xb, z, lam, np.asarray(pop.latent), np.diag(np.asarray(pop.sigma)))
+    V, b = np.asarray(pop.spikes), np.asarray(pop.beta)
+    full = np.diag(np.asarray(pop.sigma)) + (V * b) @ V.T
+    want = ref.naive_point(Xa, Xb, z, lam, np.asarray(pop.latent), np.diag(np.asarray(pop.sigma)), full)
     for key, val in want.items():
         np.testing.assert_allclose(out[key], val, rtol=1e-9, atol=1e-9, err_msg=key)
 
@@ -91,7 +93,7 @@ def test_scan_bit_identical_across_chunk_sizes(dtype_x64):
 def test_new_lam_and_second_chunk_do_not_recompile():
     data, model = memgen.Spiked(d=16), memgen.Linear(samples=4)
     grid = memgen.Grid(gamma=[2.0], lam=[0.0, 0.1], seeds=8)
-    engine = lin_engine.LinearEngine(data, model, grid, jnp.float32)
+    engine = lin_engine.SpectralEngine(data, model, grid, jnp.float32)
     runner = loop.Runner(engine)
     chunks = plan(engine, itemsize=4, chunk=4, devices=jax.device_count(), batch=1)
     assert len(chunks) == 2

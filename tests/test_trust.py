@@ -18,7 +18,8 @@ import pytest
 import memgen
 from memgen import linalg
 from memgen.denoisers.engine import DenoiserEngine
-from memgen.engines.linear import LinearEngine
+from memgen.engines.onestep.engine import OneStepEngine
+from memgen.engines.spectral.engine import SpectralEngine
 from memgen.run import loop
 from memgen.run.plan import plan
 
@@ -68,12 +69,20 @@ def test_no_linalg_outside_the_safe_module():
     assert not bad, f"LAPACK calls outside memgen/linalg.py: {bad}"
 
 
+@pytest.mark.parametrize("model", [memgen.Linear(samples=3), memgen.LinearDiffusion(samples=3, steps=3)],
+                         ids=["linear", "diffusion"])
 @pytest.mark.parametrize("data", [memgen.Spiked(d=16, beta=2.0), memgen.PowerLaw(d=16, alpha=1.0, k=2)],
                          ids=["spiked", "powerlaw"])
-def test_linear_kernel_has_no_batched_lapack(data):
+def test_spectral_kernel_has_no_batched_lapack(data, model):
     """The compiled chunk kernel, as the scan builds it, with 2 lam, sharded over every device."""
     g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0, 0.1], seeds=2)
-    _assert_unbatched(_lowered(LinearEngine(data, memgen.Linear(samples=3), g, jnp.float32)))
+    _assert_unbatched(_lowered(SpectralEngine(data, model, g, jnp.float32)))
+
+
+def test_onestep_kernel_has_no_batched_lapack():
+    g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0], seeds=2)
+    _assert_unbatched(_lowered(OneStepEngine(memgen.Isotropic(d=16), memgen.OneStep(samples=3, fresh=32), g,
+                                             jnp.float32)))
 
 
 def _lowered(engine) -> str:
@@ -97,11 +106,13 @@ _ALL_KINDS = textwrap.dedent("""
     from memgen.denoisers import ConvDenoiser
     conv = ConvDenoiser(depth=2, width=4, steps=4, batch=4, sample_steps=3, samples=5, test=4, mse_sigmas=(0.5,))
     datas = {"spiked": memgen.Spiked(d=24, beta=2.0), "powerlaw": memgen.PowerLaw(d=24, alpha=1.0, k=2),
+             "isotropic": memgen.Isotropic(d=24),
              "field": memgen.ImageField(size=(4, 4), alpha=2.0), "images": memgen.Images(source="disks", size=(4, 4))}
-    models = {"linear": memgen.Linear(samples=4), "conv": conv}
-    grid = memgen.Grid(gamma=[0.25, 1.0, 2.0], lam=[0.0, 0.1], seeds=2)
+    models = {"linear": memgen.Linear(samples=4), "diffusion": memgen.LinearDiffusion(samples=4, steps=3),
+              "onestep": memgen.OneStep(samples=4, fresh=64), "conv": conv}
     for dn, data in datas.items():
         for mn, model in models.items():
+            grid = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0] if mn == "onestep" else [0.0, 0.1], seeds=2)
             try:
                 ds = memgen.scan(data, model, grid, progress=False, batch=1)
             except ValueError as e:  # an invalid combination: refused before compute
@@ -122,8 +133,9 @@ def test_every_data_and_model_kind_finishes_on_two_devices():
         pytest.fail(f"a scan hung (no result in 240 s); got so far:\n{e.stdout}")
     assert r.returncode == 0, r.stderr[-3000:]
     ok = [line.split()[:2] for line in r.stdout.splitlines() if line.endswith("ok 2")]
-    assert sorted(ok) == [["field", "conv"], ["images", "conv"], ["powerlaw", "linear"], ["spiked", "linear"]], r.stdout
-    assert r.stdout.count("refused:") == 4, r.stdout
+    assert sorted(ok) == [["field", "conv"], ["images", "conv"], ["isotropic", "onestep"], ["powerlaw", "diffusion"],
+                          ["powerlaw", "linear"], ["spiked", "diffusion"], ["spiked", "linear"]], r.stdout
+    assert r.stdout.count("refused:") == 13, r.stdout
 
 
 def test_powerlaw_scan_from_the_issue_finishes(tmp_path):

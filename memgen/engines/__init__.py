@@ -14,7 +14,9 @@ from .protocol import Engine as Engine, point_count as point_count
 
 # model spec kind -> "module:EngineClass"
 _ENGINES = {
-    "Linear": "memgen.engines.linear:LinearEngine",
+    "Linear": "memgen.engines.spectral.engine:SpectralEngine",
+    "LinearDiffusion": "memgen.engines.spectral.engine:SpectralEngine",
+    "OneStep": "memgen.engines.onestep.engine:OneStepEngine",
     "ConvDenoiser": "memgen.denoisers.engine:DenoiserEngine",
 }
 

@@ -13,6 +13,7 @@ from typing import Callable, Hashable, Iterator
 import jax
 import numpy as np
 
+from ..schema import VARS
 from .batching import pad, sharded_map
 from .device import blas_threads
 from .plan import Chunk
@@ -69,9 +70,15 @@ class Runner:
 
 
 def check_finite(engine, index: np.ndarray, out: dict[str, np.ndarray]) -> None:
-    """Raises FloatingPointError naming the variable and the coordinates of its first non-finite value."""
+    """Raises FloatingPointError naming the variable and the coordinates of its first non-finite value.
+
+    +inf passes for variables that declare it (``schema.Var.infinite``: a divergence to a
+    singular law); NaN and -inf never do.
+    """
     for name, v in out.items():
         bad = ~np.isfinite(v)
+        if name in VARS and VARS[name].infinite:
+            bad &= ~np.isposinf(v)
         if not bad.any():
             continue
         row = np.argwhere(bad)[0]

@@ -14,15 +14,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Union
 
-from .data import BUILTIN_IMAGES, ImageField, Images, PowerLaw, Spiked, shell_sizes
+from .data import BUILTIN_IMAGES, ImageField, Images, Isotropic, PowerLaw, Spiked, shell_sizes
 from .grid import Grid, n_samples
-from .models import ConvDenoiser, Linear
+from .models import ConvDenoiser, Linear, LinearDiffusion, OneStep
 
-DataSpec = Union[Spiked, PowerLaw, ImageField, Images]
-ModelSpec = Union[Linear, ConvDenoiser]
+DataSpec = Union[Spiked, PowerLaw, Isotropic, ImageField, Images]
+ModelSpec = Union[Linear, LinearDiffusion, OneStep, ConvDenoiser]
 
 # The ONE registry of spec kinds (the "kind" tag of to_dict).
-SPECS = {cls.__name__: cls for cls in (Spiked, PowerLaw, ImageField, Images, Linear, ConvDenoiser, Grid)}
+SPECS = {cls.__name__: cls for cls in (Spiked, PowerLaw, Isotropic, ImageField, Images, Linear, LinearDiffusion,
+                                       OneStep, ConvDenoiser, Grid)}
 
 def to_dict(spec) -> dict:
     """Spec -> JSON-able dict with a ``kind`` tag."""
@@ -52,5 +53,6 @@ def replace(spec, **changes):
     return dataclasses.replace(spec, **changes)
 
 
-__all__ = ["Spiked", "PowerLaw", "ImageField", "Images", "Linear", "ConvDenoiser", "Grid", "n_samples", "shell_sizes",
+__all__ = ["Spiked", "PowerLaw", "Isotropic", "ImageField", "Images", "Linear", "LinearDiffusion", "OneStep",
+           "ConvDenoiser", "Grid", "n_samples", "shell_sizes",
            "BUILTIN_IMAGES", "to_dict", "from_dict", "replace", "DataSpec", "ModelSpec", "SPECS"]

@@ -1,5 +1,5 @@
-"""Data specs: Gaussian populations (Spiked, PowerLaw) for the linear models, image data
-(ImageField, Images) for the denoisers."""
+"""Data specs: Gaussian populations (Spiked, PowerLaw, Isotropic) for the linear models, image
+data (ImageField, Images) for the denoisers."""
 
 from __future__ import annotations
 
@@ -79,6 +79,26 @@ class PowerLaw:
 
 
 #: Names of the data sets that :class:`Images` knows without a path.
+@dataclass(frozen=True)
+class Isotropic:
+    """N(mean 1, std^2 I_d): an isotropic Gaussian with a constant mean vector (Halder's data).
+
+    Attributes:
+        d: dimension, >= 2 (Halder: 100, a 10 x 10 image).
+        mean: every coordinate's mean (finite; Halder: 10).
+        std: every coordinate's standard deviation > 0 (Halder: 1).
+    """
+
+    d: int = 100
+    mean: float = 10.0
+    std: float = 1.0
+
+    def __post_init__(self):
+        check_int("Isotropic.d", self.d, 2)
+        object.__setattr__(self, "mean", check_float("Isotropic.mean", self.mean, "a finite number", lambda v: True))
+        object.__setattr__(self, "std", check_float("Isotropic.std", self.std, "> 0", lambda v: v > 0))
+
+
 BUILTIN_IMAGES = ("grace_hopper", "disks", "calpha")
 
 

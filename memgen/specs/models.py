@@ -1,4 +1,4 @@
-"""Model specs: the linear generator and the convolutional denoiser."""
+"""Model specs: the linear generator, linear diffusion, Halder's one-step model and the convolutional denoiser."""
 
 from __future__ import annotations
 
@@ -19,6 +19,116 @@ class Linear:
 
     def __post_init__(self):
         check_int("Linear.samples", self.samples, 1)
+
+
+@dataclass(frozen=True)
+class LinearDiffusion:
+    """A linear denoiser trained on one split, sampled as a diffusion model (lineardiff.md §1).
+
+    The denoiser is ``D_sigma = U diag(f_sigma(l)) U^T`` with ``C = X^T X / n = U diag(l) U^T``
+    (uncentred, like ``Linear``); the grid's ``lam`` is its ridge ``c``,
+    ``f = l / (l + c + sigma^2)`` (0: the exact Wiener minimiser of the training loss). Every
+    sampler is a spectral gain, so the sample is ``U diag(G(l)) U^T z`` from one ``eigh``.
+
+    Attributes:
+        sampler: ``"ode"`` (the exact probability-flow ODE from sigma_max to sigma_min),
+            ``"ddim"`` (Euler on the probability flow = DDIM with eta = 0) or ``"heun"`` (EDM's
+            second-order sampler; the last step, to 0, is Euler).
+        schedule: ``"ve"`` (Karras levels from sigma_max to sigma_min, ``rho``) or ``"vp"``
+            (DDPM linear beta 1e-4 -> 1e-2 over T = 1000, timesteps
+            ``round(linspace(999, 0, steps))``; sigma_max and sigma_min follow from it).
+        steps: noise levels N >= 1 before the final step to 0 (ddim, heun).
+        sigma_max: starting noise level (VE; the sample starts from ``sigma_max z``); ``inf``
+            is allowed for the ODE with a trained-to-convergence filter (then, with
+            ``sigma_min^2 = lam``, the sample is exactly ``Linear``'s ``(C + lam I)^(1/2) z``).
+        sigma_min: smallest Karras level (VE) > 0, where the ODE stops.
+        rho: Karras exponent > 0.
+        flow_time: ``None`` (denoiser trained to convergence) or the gradient-flow time t > 0
+            (learning rate x steps) from zero weights (Merger & Goldt); needs ``lam = 0``.
+        parameterisation: ``"x0"`` or ``"eps"``: what the gradient flow trains (it changes the
+            result qualitatively; only used with ``flow_time``).
+        denoise_final: ODE only: apply ``D_{sigma_min}`` to the ODE's output.
+        samples: generated samples z per model and grid point (the E_z average).
+    """
+
+    sampler: str = "ddim"
+    schedule: str = "ve"
+    steps: int = 10
+    sigma_max: float | None = None
+    sigma_min: float | None = None
+    rho: float = 7.0
+    flow_time: float | None = None
+    parameterisation: str = "x0"
+    denoise_final: bool = False
+    samples: int = 32
+
+    def __post_init__(self):
+        if self.sampler not in ("ode", "ddim", "heun"):
+            fail("LinearDiffusion.sampler", "'ode', 'ddim' or 'heun'", self.sampler)
+        if self.schedule not in ("ve", "vp"):
+            fail("LinearDiffusion.schedule", "'ve' or 'vp'", self.schedule)
+        check_int("LinearDiffusion.steps", self.steps, 1)
+        if self.schedule == "vp":
+            if self.sampler == "ode":
+                fail("LinearDiffusion.schedule", "'ve' for the ode sampler (it has no steps to place)", self.schedule)
+            if self.steps > 1000:
+                fail("LinearDiffusion.steps", "<= 1000 with the VP schedule (T = 1000)", self.steps)
+            for name in ("sigma_max", "sigma_min"):
+                if getattr(self, name) is not None:
+                    fail(f"LinearDiffusion.{name}", "unset with the VP schedule (its betas set the levels)",
+                         getattr(self, name))
+        else:
+            smin = 0.002 if self.sigma_min is None else self.sigma_min
+            smin = check_float("LinearDiffusion.sigma_min", smin, "> 0", lambda v: v > 0)
+            smax = 80.0 if self.sigma_max is None else self.sigma_max
+            if isinstance(smax, (int, float)) and not isinstance(smax, bool) and smax == math.inf:
+                if self.sampler != "ode" or self.flow_time is not None:
+                    fail("LinearDiffusion.sigma_max", "finite unless sampler='ode' with flow_time unset", smax)
+                smax = math.inf
+            else:
+                smax = check_float("LinearDiffusion.sigma_max", smax, f"> sigma_min={smin}", lambda v: v > smin)
+            object.__setattr__(self, "sigma_min", smin)
+            object.__setattr__(self, "sigma_max", smax)
+        object.__setattr__(self, "rho", check_float("LinearDiffusion.rho", self.rho, "> 0", lambda v: v > 0))
+        if self.flow_time is not None:
+            object.__setattr__(self, "flow_time", check_float("LinearDiffusion.flow_time", self.flow_time, "> 0",
+                                                              lambda v: v > 0))
+        if self.parameterisation not in ("x0", "eps"):
+            fail("LinearDiffusion.parameterisation", "'x0' or 'eps'", self.parameterisation)
+        if not isinstance(self.denoise_final, bool):
+            fail("LinearDiffusion.denoise_final", "a bool", self.denoise_final)
+        if self.denoise_final and self.sampler != "ode":
+            fail("LinearDiffusion.denoise_final", "False unless sampler='ode' (ddim and heun end with a step to 0)",
+                 self.denoise_final)
+        check_int("LinearDiffusion.samples", self.samples, 1)
+
+
+@dataclass(frozen=True)
+class OneStep:
+    """Halder's solvable generative model: a linear one-step denoiser with intercept (arXiv 2411.17807).
+
+    Each training point x0 is noised once, ``x_T = e^-T x0 - sqrt(l (1 - e^-2T)) xi`` with
+    ``l = e^-2T``; ordinary least squares with intercept (minimum norm when n - 1 < d) maps
+    x_T back to x0: ``x0_hat = b0 + B x_T``. Sampling ``x_T ~ N(e^-T xbar, c I)``,
+    ``c = e^-2T sbar^2 + l (1 - e^-2T)`` (sbar^2: the training set's mean per-coordinate
+    variance) gives the Gaussian law ``N(b0 + B e^-T xbar, c B B^T)`` (Halder's code writes
+    ``c B^T B``; ``B B^T`` is the covariance of ``b0 + B x_T``).
+
+    Attributes:
+        horizon: the forward time T > 0 (Halder: 2).
+        samples: generated samples per model and grid point, for m and q.
+        fresh: size of the fresh set of the relative distance Delta (Halder: 10^4), >= 2.
+    """
+
+    horizon: float = 2.0
+    samples: int = 32
+    fresh: int = 10_000
+
+    def __post_init__(self):
+        object.__setattr__(self, "horizon", check_float("OneStep.horizon", self.horizon, "in (0, 20]",
+                                                        lambda v: 0 < v <= 20))
+        check_int("OneStep.samples", self.samples, 1)
+        check_int("OneStep.fresh", self.fresh, 2)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ not enough for them (gamma = 1, lam = 0 of a power law did not converge).
 
 * Spiked: ``mp`` (Marchenko–Pastur quadrature), ``spiked`` (q, W2, BBP), ``memorisation``.
 * PowerLaw: ``powerlaw`` (Silverstein deterministic equivalents at the actual finite d).
+* LinearDiffusion (and KL for the linear generator): ``diffusion`` (renormalised noise;
+  MP integrals of any spectral gain; spiked data only so far).
 
 See docs/theory.md for the formulas, their assumptions and the tests that check them.
 """
@@ -25,13 +27,14 @@ import xarray as xr
 
 from .. import specs
 
-from . import memorisation, mp, powerlaw, spiked
+from ..engines.spectral import gains
+from . import diffusion, memorisation, mp, onestep, powerlaw, spiked
 from .memorisation import memorisation as memorisation_fixed_n
 from .memorisation import memorisation_proportional
 from .mp import mp_density, mp_edges, mp_expect
 from .spiked import bbp_overlap, bulk_w2, convergence, latent_overlap, outlier_eigenvalue, top_eigenvalue
 
-VARIABLES = ("q", "w2", "m", "Q", "top_eig")
+VARIABLES = ("q", "w2", "m", "kl", "kl_rev", "Q", "top_eig")  # in table order; each where a theory exists
 TABLE_FORMATS = ("csv", "json", "table")
 
 
@@ -56,14 +59,34 @@ def _x64():
 def _no_theory(data) -> str:
     return (
         f"theory: no asymptotic theory for {type(data).__name__} data "
-        "(theory exists for Spiked and PowerLaw)"
+        "(theory exists for Spiked and PowerLaw, and for Isotropic with the OneStep model)"
     )
 
 
-def _validate(data, grid) -> None:
+def available(data, model=None) -> bool:
+    """Whether ``theory`` has an asymptotic theory for this data and model."""
+    model = specs.Linear() if model is None else model
+    if isinstance(model, specs.Linear):
+        return isinstance(data, (specs.Spiked, specs.PowerLaw))
+    if isinstance(model, specs.OneStep):
+        return isinstance(data, specs.Isotropic)
+    return isinstance(model, specs.LinearDiffusion) and isinstance(data, specs.Spiked)
+
+
+def _validate(data, grid, model) -> None:
     """All input checks, before any compute: ``ValueError`` naming the parameter and range."""
+    if isinstance(model, specs.OneStep) and isinstance(data, specs.Isotropic):
+        if not isinstance(grid, specs.Grid):
+            raise ValueError(f"theory: grid must be a memgen.Grid, got {type(grid).__name__}")
+        return
     if not isinstance(data, (specs.Spiked, specs.PowerLaw)):
         raise ValueError(_no_theory(data))
+    if not isinstance(model, (specs.Linear, specs.LinearDiffusion)):
+        raise ValueError(f"theory: no asymptotic theory for the {type(model).__name__} model (theory exists for "
+                         "Linear and LinearDiffusion)")
+    if not available(data, model):
+        raise ValueError(f"theory: no asymptotic theory yet for LinearDiffusion on {type(data).__name__} data "
+                         "(it exists for Spiked data: a Marchenko-Pastur bulk)")
     if not isinstance(grid, specs.Grid):
         raise ValueError(f"theory: grid must be a memgen.Grid, got {type(grid).__name__}")
     grid.check(data)
@@ -148,18 +171,21 @@ def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n):
     return {"q": vals["q"], "w2": vals["w2"], "m": m, "Q": big_q, "top_eig": top}
 
 
-def theory(data, grid: specs.Grid) -> xr.Dataset:
-    """Asymptotic q, w2, m, Q, top_eig on the grid (no seed dim).
+def theory(data, grid: specs.Grid, model=None) -> xr.Dataset:
+    """Asymptotic q, w2, m, Q, top_eig (and kl, kl_rev on spiked data) on the grid (no seed dim).
 
     Args:
         data: a ``specs.Spiked`` or ``specs.PowerLaw`` spec.
         grid: a ``specs.Grid``; its ``beta``/``alpha`` sweeps become leading dims.
+        model: ``specs.Linear()`` (default) or a ``specs.LinearDiffusion`` (Spiked data; its
+            ``lam`` is the denoiser's ridge): q, w2, kl, kl_rev from the MP integrals of the
+            sampler's gain (``diffusion``), Q and top_eig from BBP; no theory of m.
 
     Returns:
         Dataset with dims ``([beta], [alpha], gamma, lam)``, coords ``gamma``, ``lam``,
         ``n`` (on gamma, ``round(gamma d)``) and the swept ``beta``/``alpha``; float64
         variables ``q, w2, m [..., gamma, lam]`` and ``Q, top_eig [..., gamma]``; attrs
-        ``memgen_kind = "theory"`` and ``memgen_spec`` (JSON of the data and grid specs).
+        ``memgen_kind = "theory"`` and ``memgen_spec`` (JSON of the data, model and grid specs).
         Everything is computed in float64, whatever ``jax_enable_x64`` says. A variable
         without a reliable theory in a regime is NaN there and carries ``attrs["note"]``
         (power-law ``m`` at alpha > 0).
@@ -171,12 +197,34 @@ def theory(data, grid: specs.Grid) -> xr.Dataset:
         RuntimeError: when a power-law solver does not converge (not expected for
             validated input).
     """
-    _validate(data, grid)
+    model = specs.Linear() if model is None else model
+    _validate(data, grid, model)
+    if isinstance(model, specs.OneStep):
+        return _onestep(data, grid, model)
     with _x64():
-        return _theory(data, grid)
+        return _theory(data, grid, model)
 
 
-def _theory(data, grid: specs.Grid) -> xr.Dataset:
+def _onestep(data: specs.Isotropic, grid: specs.Grid, model: specs.OneStep) -> xr.Dataset:
+    """Halder's population limits (``onestep``) on the grid's gammas."""
+    n = np.array([specs.n_samples(g, data.d) for g in grid.gamma], dtype=np.int64)
+    vals = onestep.values(n, data.d, model.horizon)
+    spec = json.dumps({"data": specs.to_dict(data), "model": specs.to_dict(model), "grid": specs.to_dict(grid)})
+    ds = xr.Dataset({k: ("gamma", v) for k, v in vals.items()},
+                    coords={"gamma": ("gamma", np.asarray(grid.gamma, float)), "n": ("gamma", n)},
+                    attrs={"memgen_kind": "theory", "memgen_spec": spec})
+    for v in ds.data_vars:
+        ds[v].attrs["note"] = "exact (+inf / 1) for n - 1 < d; the n -> infinity limit otherwise"
+    return ds
+
+
+def _spectral(model, gamma, lam) -> dict:
+    """q, w2, kl, kl_rev [G, L] of a spectral model from the MP integrals of its gain."""
+    G = lambda s: gains.gain(s, lam[None, :, None], model)  # noqa: E731  s [G, 1, K]
+    return jax.jit(lambda g: diffusion.spectral_values(G, g))(gamma[:, None])
+
+
+def _theory(data, grid: specs.Grid, model) -> xr.Dataset:
     dt = _F64
     gamma = jnp.asarray(grid.gamma, dt)
     lam = jnp.asarray(grid.lam, dt)
@@ -187,6 +235,11 @@ def _theory(data, grid: specs.Grid) -> xr.Dataset:
     coords: dict = {}
     if isinstance(data, specs.Spiked):
         out = _spiked(data, grid, gamma, lam, n)
+        nb = out["Q"].shape[0]
+        extra = {k: jnp.broadcast_to(v[None], (nb,) + v.shape) for k, v in _spectral(model, gamma, lam).items()}
+        out.update(extra if isinstance(model, specs.LinearDiffusion) else {k: extra[k] for k in ("kl", "kl_rev")})
+        if isinstance(model, specs.LinearDiffusion):
+            del out["m"]  # no theory of memorisation for diffusion samplers
         if grid.beta is not None:
             lead_dims.append("beta")
             coords["beta"] = ("beta", np.asarray(grid.beta, dtype=float))
@@ -196,7 +249,7 @@ def _theory(data, grid: specs.Grid) -> xr.Dataset:
         alphas = grid.alpha if grid.alpha is not None else (data.alpha,)
         betas = [tuple(b for _ in data.beta) for b in grid.beta] if grid.beta is not None else [data.beta]
         rows = [[_powerlaw_one(data, a, b, gamma, lam, n) for a in alphas] for b in betas]
-        out = {v: jnp.stack([jnp.stack([r[v] for r in row]) for row in rows]) for v in VARIABLES}
+        out = {v: jnp.stack([jnp.stack([r[v] for r in row]) for row in rows]) for v in rows[0][0]}
         if grid.beta is not None:
             lead_dims.append("beta")
             coords["beta"] = ("beta", np.asarray(grid.beta, dtype=float))
@@ -214,9 +267,10 @@ def _theory(data, grid: specs.Grid) -> xr.Dataset:
     full = tuple(lead_dims) + ("gamma", "lam")
     per_gamma = tuple(lead_dims) + ("gamma",)
     data_vars = {
-        v: (full if v in ("q", "w2", "m") else per_gamma, np.asarray(out[v], dtype=np.float64)) for v in VARIABLES
+        v: (per_gamma if v in ("Q", "top_eig") else full, np.asarray(out[v], dtype=np.float64))
+        for v in VARIABLES if v in out
     }
-    spec = json.dumps({"data": specs.to_dict(data), "grid": specs.to_dict(grid)})
+    spec = json.dumps({"data": specs.to_dict(data), "model": specs.to_dict(model), "grid": specs.to_dict(grid)})
     ds = xr.Dataset(data_vars, coords=coords, attrs={"memgen_kind": "theory", "memgen_spec": spec})
     if isinstance(data, specs.PowerLaw) and any(a > 0 for a in (grid.alpha or (data.alpha,))):
         ds["m"].attrs["note"] = POWERLAW_M_NOTE
@@ -224,7 +278,7 @@ def _theory(data, grid: specs.Grid) -> xr.Dataset:
 
 
 def theory_table(ds: xr.Dataset, fmt: str = "table") -> str:
-    """One row per grid point: gamma, lam, [beta], [alpha], n, q, Q, w2, top_eig, m.
+    """One row per grid point: gamma, lam, [beta], [alpha], n, then q, Q, w2, top_eig, m, kl, kl_rev where present.
 
     Args:
         ds: a dataset from ``theory``.
@@ -239,8 +293,9 @@ def theory_table(ds: xr.Dataset, fmt: str = "table") -> str:
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"theory_table fmt must be one of {TABLE_FORMATS}, got {fmt!r}")
     lead = [d for d in ("beta", "alpha") if d in ds.dims]
-    cols = ["gamma", "lam"] + lead + ["n", "q", "Q", "w2", "top_eig", "m"]
-    b = xr.broadcast(*[ds[v] for v in ("q", "Q", "w2", "top_eig", "m")])
+    present = [v for v in ("q", "Q", "w2", "top_eig", "m", "kl", "kl_rev") if v in ds]
+    cols = ["gamma", "lam"] + lead + ["n"] + present
+    b = xr.broadcast(*[ds[v] for v in present])
     order = lead + ["gamma", "lam"]
     arrays = {v.name: v.transpose(*order).values.ravel() for v in b}
     mesh = np.meshgrid(*[ds[c].values for c in order], indexing="ij")

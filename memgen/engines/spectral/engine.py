@@ -1,8 +1,10 @@
-"""The linear engine: the covariance-square-root generator x = (C + lam I)^(1/2) z on a grid.
+"""The spectral engine: every model whose sample is x = G(C) z, on a grid.
 
-A grid point is (extra, gamma, seed), where ``extra`` indexes a swept beta or alpha; the lam
-axis is not a point axis but a trailing vector served from one eigendecomposition per
-dataset (theory.md §2). Each point fits a *pair* of models on disjoint training sets (two
+Two model kinds share it: ``Linear``, the covariance-square-root generator
+``x = (C + lam I)^(1/2) z``, and ``LinearDiffusion``, a linear denoiser with ridge lam sampled
+by a real diffusion sampler (``gains``). A grid point is (extra, gamma, seed), where
+``extra`` indexes a swept beta or alpha; the lam axis is not a point axis but a trailing
+vector served from one eigendecomposition per dataset (theory.md §2). Each point fits a *pair* of models on disjoint training sets (two
 independent draws), stacked on an axis of size 2 so that one ``eigh`` call serves both.
 
 Keys: the root is ``key(grid.seed)``; seed index ``s`` gets ``fold_in(root, s)`` and from it,
@@ -24,9 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import data as data_mod
-from .. import linear, observables
-from ..specs import Grid, Linear, PowerLaw, Spiked, n_samples
+from ... import data as data_mod
+from ... import observables
+from ...specs import Grid, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
+from . import fit as fit_mod
+from .gains import gain, law
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -35,6 +39,9 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "w2": ("lam",),
     "m_kad": ("lam",),
     "mem_frac": ("lam",),
+    "kl": ("lam",),
+    "kl_rev": ("lam",),
+    "h2": ("lam",),
     "Q": (),
     "top_eig": (),
 }
@@ -45,14 +52,18 @@ _TAG_POP, _TAG_A, _TAG_B, _TAG_Z = 0, 1, 2, 3
 # ------------------------------------------------------------------ the point kernel
 
 
-def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool):
+def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool, model):
     """One model of a pair: fit on its own training set, generate, measure."""
     X = data_mod.sample(key_rows, pop, n_pad)
-    fit = linear.fit(X, n)
-    x = linear.generate(fit, lam, z)
+    fit = fit_mod.fit(X, n)
+    G = gain(fit.evals[None, :], lam[:, None], model)  # [L, r]
+    G0 = gain(jnp.zeros_like(lam), lam, model)  # [L]
+    x = fit_mod.sample(fit, G, G0, z)
     out = observables.memorisation(x, X, n)
-    out["w2"] = observables.bulk_w2(fit.evals, fit.evecs, lam, pop.sigma, isotropic)
-    out["Q"] = observables.subspace_overlap(linear.top_evecs(fit, pop.latent.shape[1]), pop.latent)
+    excess, var0 = law(fit.evals, lam, model)
+    out["w2"] = observables.bulk_w2(excess, var0, fit.evecs, pop.sigma, isotropic)
+    out.update(observables.gaussian_divergences(excess, var0, fit.evecs, pop.sigma, pop.spikes, pop.beta, isotropic))
+    out["Q"] = observables.subspace_overlap(fit_mod.top_evecs(fit, pop.latent.shape[1]), pop.latent)
     out["top_eig"] = fit.evals[-1]
     return out, x
 
@@ -63,7 +74,7 @@ def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Arr
     return tuple(jax.random.fold_in(k_seed, t) for t in (_TAG_POP, _TAG_A, _TAG_B, _TAG_Z))
 
 
-def point(seed_idx, n, beta, alpha, lam, root, *, spec, n_pad: int, samples: int, dtype):
+def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype):
     """All order parameters of one grid point (a pair of models), every lam at once.
 
     Args:
@@ -72,18 +83,18 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, n_pad: int, samples: int
         beta: spike strengths [r]; alpha: power-law exponent [].
         lam: regularisations [L].
         root: the root PRNG key.
-        spec, n_pad, samples, dtype: static.
+        spec, model, n_pad, dtype: static (the data and model specs).
 
     Returns:
         dict of arrays: lam-dependent variables [L], the others [] (see ``VARIABLES``).
     """
-    with jax.named_scope("linear_point"):
+    with jax.named_scope("spectral_point"):
         k_pop, k_a, k_b, k_z = point_keys(root, seed_idx)
         pop = data_mod.population(k_pop, spec, beta, alpha, dtype)
-        z = data_mod.normal(k_z, (samples, spec.d), dtype)
+        z = data_mod.normal(k_z, (model.samples, spec.d), dtype)
         halves = jnp.stack([k_a, k_b])
-        model = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw))
-        per, x = jax.vmap(model, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
+        one = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw), model=model)
+        per, x = jax.vmap(one, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
         out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
         out["q"] = observables.convergence(x[0], x[1])
         return out
@@ -117,7 +128,7 @@ def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int) -> in
         + 3 * r * r + 2 * d * r  # covariance/Gram, eigh workspace, eigenvectors
         + 3 * n_lam * samples * d  # generated samples, centred copies
         + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
-        + (3 * n_lam * d * d if isinstance(spec, PowerLaw) else 0)  # eigvalsh per lam
+        + (6 * n_lam * d * d if isinstance(spec, PowerLaw) else 0)  # W2 and Hellinger: eigvalsh per lam
     )
     return 2 * per_model * itemsize
 
@@ -125,17 +136,21 @@ def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int) -> in
 # ------------------------------------------------------------------------ the engine
 
 
-class LinearEngine:
-    """``Linear`` over ``Spiked`` or ``PowerLaw`` data (see ``engines.protocol.Engine``)."""
+class SpectralEngine:
+    """``Linear`` or ``LinearDiffusion`` over ``Spiked`` or ``PowerLaw`` data (``engines.protocol.Engine``)."""
 
-    name = "linear"
-    point_name = "point (a pair of linear models)"
     per_device = 4
     variables = VARIABLES
 
-    def __init__(self, data, model: Linear, grid: Grid, dtype):
+    def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
+        kind = type(model).__name__
         if not isinstance(data, (Spiked, PowerLaw)):
-            raise ValueError(f"data must be Spiked or PowerLaw for the Linear model, got {type(data).__name__}")
+            raise ValueError(f"data must be Spiked or PowerLaw for the {kind} model, got {type(data).__name__}")
+        if isinstance(model, LinearDiffusion) and model.flow_time is not None and any(grid.lam):
+            raise ValueError(f"Grid.lam must be 0 with LinearDiffusion.flow_time (gradient flow has no ridge "
+                             f"here), got {list(grid.lam)}")
+        self.name = "linear" if isinstance(model, Linear) else "linear_diffusion"
+        self.point_name = f"point (a pair of {'linear models' if isinstance(model, Linear) else 'linear diffusions'})"
         if not isinstance(grid, Grid):
             raise ValueError(f"grid must be a memgen.Grid, got {type(grid).__name__}")
         grid.check(data)
@@ -196,10 +211,10 @@ class LinearEngine:
         return np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
 
     def static(self):
-        return self.data, self.model.samples, self.dtype.name
+        return self.data, self.model, self.dtype.name
 
     @staticmethod
     def kernel(static, n_pad: int):
-        data, samples, dtype = static
-        fn = partial(point, spec=data, n_pad=n_pad, samples=samples, dtype=jnp.dtype(dtype))
+        data, model, dtype = static
+        fn = partial(point, spec=data, model=model, n_pad=n_pad, dtype=jnp.dtype(dtype))
         return lambda per, shared: fn(*per, *shared)

@@ -1,15 +1,15 @@
-"""The linear generator x = (C + lam I)^(1/2) z, every lam served by one eigendecomposition.
+"""One eigendecomposition per training set, and the sample x = G(C) z of any spectral gain G.
 
-Contract: pure functions for ONE dataset; no jit, no vmap (``grid.py`` batches).
+Contract: pure functions for ONE dataset; no jit, no vmap (``memgen.run`` batches).
 
 A fit is a (possibly thin) eigendecomposition ``C = U diag(s) U^T`` with U [d, r]. Then for
-any lam (theory.md §2)
+any spectral gain G (``gains``; e.g. ``G(s) = sqrt(s + lam)``, theory.md §2)
 
-    (C + lam I)^(1/2) z = sqrt(lam) z + U diag(sqrt(s + lam) - sqrt(lam)) U^T z,
+    G(C) z = G(0) z + U diag(G(s) - G(0)) U^T z,
 
 which is exact both for the full route (r = d, ``eigh`` of the d x d covariance) and for the
 thin Gram route (r = n < d, ``eigh`` of the n x n Gram matrix, U = X^T V normalised): on the
-complement of span(U), C vanishes and the operator is sqrt(lam) I.
+complement of span(U), C vanishes and the operator is G(0) I.
 
 Training sets arrive padded to a static number of rows ``n_pad`` with only the first ``n``
 real (``n`` is traced, so every load of one padding bucket shares a compilation). Padding
@@ -25,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import linalg
+from ... import linalg
 
 
 class LinearFit(NamedTuple):
@@ -80,21 +80,21 @@ def fit(X: jax.Array, n) -> LinearFit:
     return LinearFit(jnp.where(keep, jnp.maximum(s, 0), 0), U)
 
 
-def generate(f: LinearFit, lam: jax.Array, z: jax.Array) -> jax.Array:
-    """Samples x = (C + lam I)^(1/2) z for every lam from one fit.
+def sample(f: LinearFit, G: jax.Array, G0: jax.Array, z: jax.Array) -> jax.Array:
+    """Samples x = G(C) z for every gain of a batch (e.g. every lam) from one fit.
 
     Args:
         f: the fit (r columns).
-        lam: regularisations >= 0 [L].
+        G: gains on the fit's eigenvalues [L, r] (``G(0)`` on padding columns).
+        G0: gains on the complement of span(U), ``G(0)`` [L].
         z: latent noise [S, d].
 
     Returns:
         Generated samples [L, S, d]. Cost O(S d r) once plus O(L S d r).
     """
-    p = z @ f.evecs  # [S, r], shared by every lam
-    root_lam = jnp.sqrt(lam)
-    c = jnp.sqrt(f.evals[None, :] + lam[:, None]) - root_lam[:, None]  # [L, r]
-    return root_lam[:, None, None] * z[None] + (c[:, None, :] * p[None]) @ f.evecs.T
+    p = z @ f.evecs  # [S, r], shared by every gain
+    c = G - G0[:, None]  # [L, r]
+    return G0[:, None, None] * z[None] + (c[:, None, :] * p[None]) @ f.evecs.T
 
 
 def top_evecs(f: LinearFit, k: int) -> jax.Array:
