@@ -21,7 +21,7 @@ SCAN_DEFAULTS = {
     "data": "spiked", "d": 200, "beta": "2", "rank": 1, "spikes": None, "alpha": "1", "k": 1,
     "directions": "random", "gamma": "0.1:8:24", "lam": "0,0.01,0.1,1", "seeds": 4, "seed": 0,
     "samples": 32, "out": None, "overwrite": False, "resume": None, "x64": False, "memory": None,
-    "chunk": None, "batch": 8, "theory": None, "progress": True,
+    "chunk": None, "batch": 8, "theory": None, "progress": True, "cache": True,
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
     "sampler": "ddim", "schedule": "ve", "steps": 10, "sigma_max": None, "sigma_min": None, "flow_time": None,
     "parameterisation": "x0", "mean": 10.0, "std": 1.0, "horizon": 2.0, "fresh": 10_000,
@@ -80,7 +80,7 @@ def _load_config(path: str) -> dict:
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise ValueError(f"--config: unknown keys {unknown}; allowed: {sorted(allowed)}")
-    for k in ("overwrite", "x64", "theory", "progress", "no_progress"):
+    for k in ("overwrite", "x64", "theory", "progress", "no_progress", "cache"):
         if k in cfg and not isinstance(cfg[k], bool):
             raise ValueError(f"--config: {k} must be true or false, got {cfg[k]!r}")
     if "resume" in cfg and not isinstance(cfg["resume"], str):
@@ -349,6 +349,9 @@ def _parser() -> argparse.ArgumentParser:
     th.add_argument("--theory", action="store_true", default=None, help="store the asymptotic theory as "
                     "<var>_theory (default: on where a theory exists, i.e. for spiked and powerlaw data)")
     th.add_argument("--no-theory", dest="theory", action="store_false", default=None, help="do not store the theory (default: stored where it exists)")
+    s.add_argument("--no-cache", dest="cache", action="store_false", default=None,
+                   help="do not use the persistent compilation cache (default: compiled kernels are kept under "
+                   "$MEMGEN_CACHE_DIR, else ~/.cache/memgen/jax, and reused by later runs)")
     s.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar (default: a progress bar on stderr)")
 
@@ -418,6 +421,10 @@ def _cmd_scan(args) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+    if opts["cache"]:
+        from .run.device import compilation_cache
+
+        compilation_cache()
     mode = "resume" if opts["resume"] else "overwrite" if opts["overwrite"] else "new"
     ds = scan(data, model, grid, out=opts["out"], dtype="float64" if opts["x64"] else "float32",
               memory=opts["memory"], chunk=opts["chunk"], batch=opts["batch"], progress=opts["progress"], mode=mode,
@@ -430,6 +437,9 @@ def _cmd_scan(args) -> int:
 
     written = [out / "results.nc", *plots.save(plots.study(ds), out / "study"), *_phase_plots(ds, out)]
     shape = " x ".join(f"{ds.sizes[d]} {d}" for d in ("beta", "alpha", "gamma", "lam") if d in ds.dims)
+    cache = "on: later runs of these shapes load them" if opts["cache"] else "off (--no-cache)"
+    print(f"compiling took {ds.attrs['compile_seconds']:.1f} s (persistent cache {cache}), computing "
+          f"{ds.attrs['compute_seconds']:.1f} s")
     print(f"wrote {', '.join(map(str, written))} ({shape} x {ds.sizes['seed']} seeds)")
     return 0
 

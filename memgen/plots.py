@@ -193,7 +193,9 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
 
     One colour per lam; simulation as points ± s.e.m. over seeds, theory as lines (a theory
     curve that is all NaN, i.e. no theory for it, is left out). The Q panel gets a dashed
-    line at gamma_c = 1/beta^2 when beta is known.
+    line at gamma_c = 1/beta^2 when beta is known. Where ``m_heldout`` is stored (denoisers,
+    which have no theory), the m panel gets it as dotted lines: the m a model that samples the
+    true distribution scores, the perfect-model baseline.
 
     Args:
         ds: scan Dataset with dims ``gamma, lam, seed`` (a size-1 leading ``beta``/``alpha``
@@ -252,6 +254,12 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
             drawn.append(_line(ax, th, "k"))
         if var == "Q" and betas:
             _bbp_lines(ax, betas)
+        if var == "m" and "m_heldout" in mean:  # where m has no theory: what a perfect model scores
+            base = mean["m_heldout"]
+            for lv, c in zip(lams, colours) if "lam" in base.dims else [(None, "k")]:
+                b = (_sel(base, lam=lv) if lv is not None else base).sortby("gamma")
+                ax.plot(b["gamma"].values, b.values, ":", color=c, lw=1.0, zorder=2)
+            ax.plot([], [], ":", color="0.3", label="perfect-model baseline")
         ax.set_xscale("log")
         log_ticks(ax.xaxis)
         ax.set_xlabel(GAMMA_LABEL)
@@ -284,9 +292,11 @@ def phase_diagram(ds: xr.Dataset, var: str = "q", theory: xr.Dataset | None = No
                   beta_c=None, cmap: str = "viridis") -> Figure:
     """Heat map of the seed-mean of ``var`` over (gamma, lam), theory as contour lines.
 
-    gamma is on a log axis; lam on a log axis, or symlog (linear below the smallest
-    positive lam) when lam = 0 is on the grid. The colour bar spans the data range
-    exactly; theory contours are drawn at levels inside it and marked on the colour bar.
+    gamma is on a log axis. Up to 8 lam values are rows of equal height labelled with their
+    values (theory contours placed between rows by interpolation in ``log(1 + lam/lam_min)``);
+    a denser lam grid is a log axis, or symlog when lam = 0 is on the grid. The colour bar
+    spans the data range exactly; theory contours are drawn at levels inside it and marked
+    on the colour bar.
 
     Args:
         ds: scan Dataset with ``var`` over ``gamma, lam[, seed]`` (a theory Dataset works too).
@@ -311,28 +321,36 @@ def phase_diagram(ds: xr.Dataset, var: str = "q", theory: xr.Dataset | None = No
     g, lam, z = mean["gamma"].values, mean["lam"].values, mean.values
     ax.set_xscale("log")
     pos = lam[lam > 0]
-    if lam.min() > 0:
-        ax.set_yscale("log")
-    else:
-        ax.set_yscale("symlog", linthresh=float(pos.min()) if pos.size else 1.0, linscale=0.5)
-    xe, ye = _edges(ax.xaxis, g), _edges(ax.yaxis, lam)
+    lin = float(pos.min()) if pos.size else 1.0
+    rows = len(lam) <= 8
+    if rows:  # one row per lam, all of equal height, labelled with its value
+        ye = np.arange(len(lam) + 1) - 0.5
+        squash = lambda v: np.log10(1 + np.asarray(v, float) / lin)  # noqa: E731  monotone, 0 -> 0
+        to_y = lambda v: np.interp(squash(v), squash(lam), np.arange(len(lam)))  # noqa: E731
+    else:  # a dense lam grid: a continuous log (symlog with lam = 0) axis
+        ax.set_yscale("log" if lam.min() > 0 else "symlog", **({} if lam.min() > 0 else
+                                                               {"linthresh": lin, "linscale": 0.5}))
+        ye = _edges(ax.yaxis, lam)
+        to_y = lambda v: np.asarray(v, float)  # noqa: E731
+    xe = _edges(ax.xaxis, g)
     finite = z[np.isfinite(z)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     mesh = ax.pcolormesh(xe, ye, z, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat")
     cbar = fig.colorbar(mesh, ax=ax)
     cbar.set_label(_label(var))
-    if len(lam) <= 8:
-        ax.set_yticks(lam, [_fmt(v) for v in lam])
+    if rows:
+        ax.set_yticks(np.arange(len(lam)), [_fmt(v) for v in lam])
         ax.yaxis.set_minor_locator(ticker.NullLocator())
     if theory is not None and var in theory.data_vars:
         th = _check_dims(theory[var], {"gamma", "lam"}, "phase_diagram")
         if "lam" in th.dims and th.sizes["gamma"] > 1 and th.sizes["lam"] > 1:
             th = th.sortby("gamma").sortby("lam").transpose("lam", "gamma")
+            th = th.sel(lam=(th["lam"] >= lam.min()) & (th["lam"] <= lam.max()))  # inside the rows drawn
             tv = th.values[np.isfinite(th.values)]
             levels = [x for x in ticker.MaxNLocator(6).tick_values(vmin, vmax)
                       if vmin < x < vmax and tv.size and tv.min() < x < tv.max()]
-            if levels:
-                cs = ax.contour(th["gamma"].values, th["lam"].values, th.values, levels=levels,
+            if levels and th.sizes["lam"] > 1:
+                cs = ax.contour(th["gamma"].values, to_y(th["lam"].values), th.values, levels=levels,
                                 colors="w", linewidths=0.8)
                 ax.clabel(cs, fontsize=5.5, fmt="%g")
                 cbar.add_lines(cs)

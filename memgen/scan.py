@@ -141,7 +141,7 @@ def execute(engine, *, out, memory, chunk, batch, progress, mode, theory: xr.Dat
         for c, res in loop.run_chunks(runner, todo, progress=progress):
             for k, v in res.items():
                 flat[k][c.index] = v
-        return assemble(flat)
+        return _timed(assemble(flat), runner)
     with store_mod.Store(out, spec, mode=mode) as store:
         flat, done = store.read(engine, size)  # resumed points come from disk, once
         try:
@@ -154,6 +154,12 @@ def execute(engine, *, out, memory, chunk, batch, progress, mode, theory: xr.Dat
             raise
         ds = assemble(flat)
         store.finish(ds)
+    return _timed(ds, runner)
+
+
+def _timed(ds: xr.Dataset, runner) -> xr.Dataset:
+    """Records this run's compile and compute seconds (``memgen scan`` prints them)."""
+    ds.attrs.update(compile_seconds=round(runner.compile_seconds, 2), compute_seconds=round(runner.compute_seconds, 2))
     return ds
 
 

@@ -5,8 +5,15 @@ library is covered by the CLI tests, which run ``memgen`` in a subprocess withou
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# One persistent compilation cache per test run, shared by both xdist workers and every `memgen`
+# subprocess (the CLI switches the cache on): the same small kernels compile once per run. Never
+# the user's own cache, and never one left by an earlier run.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+os.environ["MEMGEN_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"memgen-test-jax-cache-{_RUN}")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -255,9 +255,13 @@ def test_phase_diagram_mesh_colourbar_contours_bbp(rng):
     cbar_ax = fig.axes[1]
     assert cbar_ax.get_ylabel() == plots.LABELS["q"]
     assert cbar_ax.get_ylim() == pytest.approx((mean.min(), mean.max()))
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "symlog"
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+    # one row per lam, all of equal height, labelled with the lam values
+    rows = np.asarray(mesh.get_coordinates())[:, 0, 1]
+    np.testing.assert_allclose(np.diff(rows), 1.0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == [plots._fmt(v) for v in sorted(ds["lam"].values)]
     lo, hi = ax.get_ylim()
-    assert lo < 0 < 1.0 < hi  # the lam = 0 row is inside the axes
+    assert lo == -0.5 and hi == ds.sizes["lam"] - 0.5
     assert ax.get_xlabel() == plots.GAMMA_LABEL and "lambda" in ax.get_ylabel()
     contours = [c for c in ax.collections if isinstance(c, matplotlib.contour.ContourSet)]
     assert len(contours) == 1 and len(contours[0].levels) >= 1
@@ -275,11 +279,15 @@ def test_phase_diagram_positive_lam_single_seed_no_theory(rng):
     ds = make_scan(rng, seeds=1, lam=np.array([0.01, 0.1, 1.0]))
     fig = plots.phase_diagram(ds, "m")
     ax = fig.axes[0]
-    assert ax.get_yscale() == "log"
     assert not [c for c in ax.collections if isinstance(c, matplotlib.contour.ContourSet)]
     assert vlines_x(ax) == []
     (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
     assert mesh.norm.vmax == pytest.approx(ds["m"].max())
+    np.testing.assert_allclose(np.diff(np.asarray(mesh.get_coordinates())[:, 0, 1]), 1.0)  # equal rows
+    # a dense lam grid is a continuous log axis instead
+    dense = make_scan(rng, seeds=1, lam=np.geomspace(0.01, 1.0, 12))
+    ax = plots.phase_diagram(dense, "m").axes[0]
+    assert ax.get_yscale() == "log"
     lo, hi = ax.get_ylim()
     assert 0 < lo < 0.01 and hi > 1.0
     with pytest.raises(ValueError, match="Q"):
@@ -421,3 +429,16 @@ def test_study_is_the_scan_at_a_glance():
     title = fig._suptitle.get_text()
     assert "d = 16" in title and "2 seeds" in title and "theory" in title
     assert json.loads(ds.attrs["memgen_spec"])["data"]["kind"] in title
+
+
+def test_order_parameters_draw_the_perfect_model_baseline(rng):
+    """Denoisers have no theory of m: their held-out baseline is drawn instead, one dotted line per lam."""
+    ds = make_scan(rng)
+    ds["m_heldout"] = ds["m"] * 0.5
+    axm = plots.order_parameters(ds).axes[0]
+    dotted = [ln for ln in axm.get_lines() if ln.get_linestyle() == ":" and len(ln.get_xdata()) > 2]
+    assert len(dotted) == len(LAM) and "perfect-model baseline" in legend_texts(axm)
+    np.testing.assert_allclose(sorted(dotted[0].get_ydata()),
+                               sorted(ds["m_heldout"].mean("seed").sel(lam=LAM[0]).values))
+    plain = plots.order_parameters(make_scan(rng)).axes[0]  # negative control: nothing to draw
+    assert not [ln for ln in plain.get_lines() if ln.get_linestyle() == ":"]

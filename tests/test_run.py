@@ -75,6 +75,19 @@ def test_pad_rows_ladder():
         assert p < d or n >= d or p == d
         assert p <= max(8, 2 * n) + 8
     assert len({lin_engine.pad_rows(n, d) for n in range(1, 801)}) <= 12
+    for n in range(1, 900):  # the coarse ladder: steps of 2, half the buckets below d
+        p = lin_engine.pad_rows(n, d, coarse=True)
+        assert p >= n and p <= max(8, 4 * n) + 8 and p >= lin_engine.pad_rows(n, d)
+    assert len({lin_engine.pad_rows(n, d, True) for n in range(1, 100)}) < len({lin_engine.pad_rows(n, d)
+                                                                                for n in range(1, 100)})
+
+
+def test_planner_weighs_compiles_against_padding():
+    """Small d: compiling dominates, the coarse ladder wins; large d and many seeds: padding does."""
+    ns = np.unique(np.round(np.geomspace(0.1, 8, 24) * 200).astype(int))
+    assert lin_engine.coarse_ladder(ns, 200, 16)
+    ns = np.unique(np.round(np.geomspace(0.1, 8, 24) * 4000).astype(int))
+    assert not lin_engine.coarse_ladder(ns, 4000, 64)
 
 
 SMALL = dict(data=memgen.Spiked(d=16, beta=2.5), grid=memgen.Grid(gamma=[0.5, 3.0], lam=[0.0, 0.2], seeds=3))
@@ -98,13 +111,13 @@ def test_new_lam_and_second_chunk_do_not_recompile():
     chunks = plan(engine, itemsize=4, chunk=4, devices=jax.device_count(), batch=1)
     assert len(chunks) == 2
     runner.run(chunks[0])
-    kernel = loop.compiled(type(engine), engine.static(), chunks[0].bucket, 1, runner.devices).jitted
-    before = kernel._cache_size()
+    kernel = loop.compiled(type(engine), engine.static(), chunks[0].bucket, 1, runner.devices)
+    before = len(kernel.executables)
     runner.run(chunks[1])
     runner._shared = None  # a new set of lam values, same length
     engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), jax.random.key(0))
     runner.run(chunks[0])
-    assert kernel._cache_size() == before == 1
+    assert len(kernel.executables) == before == 1 and runner.compile_seconds > 0
 
 
 def test_sharded_scan_bit_identical_to_one_device(tmp_path):
@@ -168,3 +181,28 @@ def test_non_finite_is_reported_with_coordinates(monkeypatch):
 def test_memory_too_small_is_refused_before_compute():
     with pytest.raises(ValueError, match=r"memory=.*too small.*d=400"):
         memgen.scan(memgen.Spiked(d=400), memgen.Linear(), memgen.Grid(gamma=[1.0]), memory="1MB")
+
+
+def test_eta_keeps_compiling_apart():
+    """ETA = measured compute rate x remaining cost + one mean compile per bucket not met yet."""
+    from types import SimpleNamespace
+
+    from memgen.run.plan import Chunk
+
+    engine = SimpleNamespace(point_bytes=lambda bucket, itemsize: {"a": 100, "b": 300}[bucket])
+    runner = SimpleNamespace(engine=engine, compute_seconds=2.0, compile_seconds=10.0)
+    idx = np.arange(4)
+    done = [Chunk("a", idx, 4, 2)]  # cost 400 in 2 s
+    todo = [Chunk("a", idx, 4, 2), Chunk("b", idx, 4, 2)]  # cost 400 + 1200, one new bucket
+    assert loop.eta(runner, done, todo) == pytest.approx(2.0 / 400 * 1600 + 10.0)
+    assert loop.eta(runner, [], todo) is None
+    # negative control: counting the compile as compute would claim over twice the time
+    assert loop.eta(SimpleNamespace(engine=engine, compute_seconds=12.0, compile_seconds=0.0), done, todo) \
+        > 2 * loop.eta(runner, done, todo)
+
+
+def test_progress_shows_eta_and_compile_time(capsys):
+    memgen.scan(memgen.Spiked(d=12), memgen.Linear(samples=2), memgen.Grid(gamma=[0.5, 2.0], lam=[0.0], seeds=2),
+                batch=1, chunk=1)
+    err = capsys.readouterr().err
+    assert "ETA" in err and "compiling" in err and "values" in err

@@ -9,6 +9,7 @@ resume history at a given micro-batch.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import jax
@@ -35,9 +36,30 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
                                    check_vma=False))
     split, everywhere = (jax.sharding.NamedSharding(mesh, p) for p in (P("points"), P()))
 
-    def call(per_point, shared):  # inputs committed elsewhere (e.g. to device 0) are moved, not refused
-        return kernel(jax.device_put(per_point, split), jax.device_put(shared, everywhere))
+    executables: dict = {}  # input shapes -> compiled executable (ahead of time, so compiling is timed apart)
 
+    def place(per_point, shared):  # inputs committed elsewhere (e.g. to device 0) are moved, not refused
+        return jax.device_put(per_point, split), jax.device_put(shared, everywhere)
+
+    def executable(per_point, shared):
+        key = jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), (per_point, shared))
+        key = (jax.tree.structure((per_point, shared)), tuple(jax.tree.leaves(key)))
+        if key not in executables:
+            executables[key] = kernel.lower(per_point, shared).compile()
+        return executables[key]
+
+    def compile(per_point, shared) -> float:
+        """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
+        t0 = time.perf_counter()
+        executable(*place(per_point, shared))
+        return time.perf_counter() - t0
+
+    def call(per_point, shared):
+        per_point, shared = place(per_point, shared)
+        return executable(per_point, shared)(per_point, shared)
+
+    call.compile = compile
+    call.executables = executables  # one per input shape: what has been compiled
     call.jitted = kernel  # for inspection (lowering, the LAPACK check of tests/test_trust.py)
     return call
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 import jax
 
@@ -24,6 +25,28 @@ def use_every_core() -> None:
         jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
     except (RuntimeError, AttributeError):  # backend already initialised (in-process use), or no affinity API
         pass
+
+
+def compilation_cache(path: str | os.PathLike | None = None) -> Path:
+    """Switches on JAX's persistent compilation cache for this process; returns its folder.
+
+    Compiling dominates small scans (the README's main job: ~19 s of compiling, under 1 s of
+    compute on 2 cores); with the cache a second run of the same shapes loads the kernels
+    (~3 s). Every kernel is cached, however quick its compile. A process-wide setting: the CLI
+    calls it (``--no-cache`` skips it); the library never does on its own.
+
+    Args:
+        path: the folder; default ``$MEMGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/memgen/jax``,
+            else ``~/.cache/memgen/jax``.
+    """
+    if path is None:
+        path = os.environ.get("MEMGEN_CACHE_DIR") or Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "memgen" / "jax"
+    path = Path(path).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return path
 
 
 def default_memory(devices=None) -> int:

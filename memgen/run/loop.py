@@ -49,6 +49,8 @@ class Runner:
         self.engine = engine
         self.devices = tuple(jax.devices()) if devices is None else tuple(devices)
         self._shared = None
+        self.compile_seconds = 0.0
+        self.compute_seconds = 0.0
 
     def shared(self):
         """The engine's replicated inputs, built and copied to every device once."""
@@ -59,12 +61,20 @@ class Runner:
         return self._shared
 
     def run(self, chunk: Chunk) -> dict[str, np.ndarray]:
-        """One chunk: host arrays with the padding removed, checked finite."""
+        """One chunk: host arrays with the padding removed, checked finite.
+
+        Compiling (the first chunk of a bucket) is timed apart from computing:
+        ``compile_seconds`` and ``compute_seconds`` accumulate them, for an honest ETA.
+        """
         e = self.engine
         fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
+        per = e.inputs(pad(chunk.index, chunk.size))
         with jax.default_matmul_precision("highest"), blas_threads(self.devices):
-            out = wait(fn(e.inputs(pad(chunk.index, chunk.size)), self.shared()))
+            self.compile_seconds += fn.compile(per, self.shared())
+            t0 = time.perf_counter()
+            out = wait(fn(per, self.shared()))
         out = {k: np.asarray(v)[: len(chunk.index)] for k, v in jax.device_get(out).items()}
+        self.compute_seconds += time.perf_counter() - t0
         check_finite(e, chunk.index, out)
         return out
 
@@ -89,11 +99,35 @@ def check_finite(engine, index: np.ndarray, out: dict[str, np.ndarray]) -> None:
                                  "its source")
 
 
+def _cost(engine, chunk: Chunk) -> float:
+    """Relative compute cost of a chunk: points x the memory model's bytes per point."""
+    return chunk.size * engine.point_bytes(chunk.bucket, 4)
+
+
+def eta(runner: Runner, done: list[Chunk], todo: list[Chunk]) -> float | None:
+    """Seconds left: compute at the cost rate measured so far (compiling excluded), plus one
+    compile per bucket not met yet at the mean compile time so far. None before any data."""
+    if not done or runner.compute_seconds <= 0:
+        return None
+    e = runner.engine
+    rate = runner.compute_seconds / sum(_cost(e, c) for c in done)
+    seen = {c.bucket for c in done}
+    new = {c.bucket for c in todo} - seen
+    return rate * sum(_cost(e, c) for c in todo) + len(new) * runner.compile_seconds / len(seen)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
+
+
 def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> Iterator[tuple[Chunk, dict]]:
     """Runs chunks in order, yielding results as they complete, with a progress bar.
 
     The bar counts grid values (combinations of the grid's axes, e.g. gamma x lam x seed), the
-    unit the user asked for, whatever a point of the engine covers.
+    unit the user asked for, whatever a point of the engine covers. Its ETA (``eta``) keeps
+    compiling apart from computing, so it is honest from the first chunk on; the time spent
+    compiling so far is shown beside it.
     """
     per = runner.engine.values_per_point
     total = sum(len(c.index) for c in chunks) * per
@@ -101,11 +135,15 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> It
     if progress and total:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit=" values", desc="memgen scan", dynamic_ncols=True)
+        bar = tqdm(total=total, unit=" values", desc="memgen scan", dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} values [{elapsed}{postfix}]")
     try:
-        for c in chunks:
+        for i, c in enumerate(chunks):
             out = runner.run(c)
             if bar is not None:
+                left = eta(runner, chunks[: i + 1], chunks[i + 1:])
+                bar.set_postfix_str(("" if left is None else f"ETA {_clock(left)}, ")
+                                    + f"compiling {runner.compile_seconds:.0f} s so far", refresh=False)
                 bar.update(len(c.index) * per)
             yield c, out
     finally:

@@ -26,7 +26,7 @@ import numpy as np
 from ... import data as data_mod
 from ... import observables
 from ...specs import Grid, Isotropic, OneStep, n_samples
-from ..spectral.engine import pad_rows
+from ..spectral.engine import coarse_ladder, pad_rows
 from . import model as onestep
 
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -127,6 +127,7 @@ class OneStepEngine:
         self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
         self.axes = (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
         self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)
+        self.coarse = coarse_ladder(self.ns, data.d, grid.seeds)
         self.coords = {"gamma": list(grid.gamma), "seed": np.arange(grid.seeds), "n": ("gamma", self.ns.tolist())}
 
     def validate(self) -> None:
@@ -136,7 +137,7 @@ class OneStepEngine:
         out: dict[int, list] = {}
         flat = np.arange(len(self.grid.gamma) * self.grid.seeds).reshape(len(self.grid.gamma), self.grid.seeds)
         for g, n in enumerate(self.ns):
-            out.setdefault(pad_rows(int(n), self.data.d), []).extend(flat[g])
+            out.setdefault(pad_rows(int(n), self.data.d, self.coarse), []).extend(flat[g])
         return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
 
     def describe(self, n_pad: int) -> str:
