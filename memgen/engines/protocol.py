@@ -9,6 +9,7 @@ new kind in ``memgen.engines._ENGINES``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Hashable, Mapping, Protocol
 
 import numpy as np
@@ -66,6 +67,17 @@ class Engine(Protocol):
     @staticmethod
     def kernel(static: Hashable, bucket: Hashable) -> Callable[[Any, Any], dict]:
         """``f(per_point, shared) -> {variable: array [*trailing]}`` for ONE point: pure, no jit/vmap."""
+
+
+def spec_kernel(point: Callable, static: Hashable, **fixed) -> Callable[[Any, Any], dict]:
+    """The usual ``Engine.kernel``: ``point(*per_point, *shared, spec=, model=, dtype=, **fixed)``.
+
+    For engines whose ``static()`` is ``(data spec, model spec, dtype name)``; ``fixed`` holds
+    the bucket's static shapes (e.g. ``n_pad``).
+    """
+    data, model, dtype = static
+    fn = partial(point, spec=data, model=model, dtype=np.dtype(dtype), **fixed)
+    return lambda per, shared: fn(*per, *shared)
 
 
 def point_count(engine: Engine) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 from ... import data as data_mod
 from ... import observables
 from ...specs import Grid, Isotropic, OneStep, n_samples
+from ..protocol import spec_kernel
 from ..spectral.engine import coarse_ladder, pad_rows
 from . import model as onestep
 
@@ -169,9 +170,7 @@ class OneStepEngine:
 
     @staticmethod
     def kernel(static, n_pad: int):
-        data, model, dtype = static
-        fn = partial(point, spec=data, model=model, n_pad=n_pad, dtype=jnp.dtype(dtype))
-        return lambda per, shared: fn(*per, *shared)
+        return spec_kernel(point, static, n_pad=n_pad)
 
 
 __all__ = ["OneStepEngine", "point", "point_keys", "fresh_pairs", "VARIABLES"]

@@ -29,6 +29,7 @@ import numpy as np
 from ... import data as data_mod
 from ... import observables
 from ...specs import Grid, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
+from ..protocol import spec_kernel
 from . import fit as fit_mod
 from .gains import gain, law
 
@@ -241,6 +242,4 @@ class SpectralEngine:
 
     @staticmethod
     def kernel(static, n_pad: int):
-        data, model, dtype = static
-        fn = partial(point, spec=data, model=model, n_pad=n_pad, dtype=jnp.dtype(dtype))
-        return lambda per, shared: fn(*per, *shared)
+        return spec_kernel(point, static, n_pad=n_pad)
