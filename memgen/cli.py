@@ -489,6 +489,10 @@ def _cmd_figures(args) -> int:
     from .figures import make_all
 
     only = None if args.only is None else [v.strip() for v in args.only.split(",") if v.strip()]
+    if only is not None and "benchmark" not in only:  # the benchmark figure times compiling: no cache there
+        from .run.device import compilation_cache
+
+        compilation_cache()
     make_all(args.out, mode=args.mode or "quick", only=only)
     return 0
 

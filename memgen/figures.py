@@ -615,8 +615,9 @@ def fig_linear_diffusion(out_dir, mode: str = "quick", log: list | None = None) 
     plots.model_curves(runs, "kl", ax=ax_kl, logy=True)
     ax_kl.get_legend().remove()
     fig.suptitle(rf"Linear diffusion on spiked data ($d = {data.d}$, $\beta = {_f(z['beta'])}$, {grid.seeds} "
-                 r"seeds; Wiener denoiser, Karras $\sigma$ 80 $\to$ 0.002 then 0): points simulation ± s.e.m., "
-                 r"lines Marchenko–Pastur theory; KL is infinite below $\gamma = 1$", fontsize=7)
+                 r"seeds; Wiener denoiser, Karras $\sigma$ 80 $\to$ 0.002 then 0)" "\n"
+                 r"points: simulation ± s.e.m.; lines: Marchenko–Pastur theory; $\gamma < 1$: DDIM and Heun "
+                 r"end with $G(0) = 0$ (KL $= \infty$)", fontsize=7)
     files = _finish(fig, out_dir, "linear_diffusion")
     _record(log, "linear_diffusion", files, used, mode, t0)
     return files
