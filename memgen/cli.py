@@ -292,6 +292,19 @@ def _add_model_options(p: argparse.ArgumentParser, scan: bool) -> None:
                        f"(default: {D['fresh']})")
 
 
+def _mark_applicability(p: argparse.ArgumentParser) -> None:
+    """Appends to each data- or model-specific option's help the kinds it applies to, from the
+    tables the validation uses (``_APPLIES``, ``MODEL_OPTIONS``), so the two cannot drift."""
+    for action in p._actions:
+        dest = action.dest
+        data = [k for k, opts in _APPLIES.items() if dest in opts]
+        models = [k for k, opts in MODEL_OPTIONS.items() if dest in opts]
+        if data and len(data) < len(_APPLIES) and action.help:
+            action.help += f" [data: {', '.join(data)}]"
+        if models and action.help:
+            action.help += f" [model: {', '.join(models)}]"
+
+
 def _variables() -> str:
     """The output part of ``memgen scan --help``, from the one declaration (``memgen.schema``)."""
     from .schema import VARS
@@ -355,12 +368,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar (default: a progress bar on stderr)")
 
+    _mark_applicability(s)
     t = sub.add_parser("theory", help="print the asymptotic theory on a grid",
                        description="Print the asymptotic theory on a grid. It is always computed in float64, "
                        "so there is no --x64.")
     _add_data_options(t, scan=False)
     _add_model_options(t, scan=False)
     t.add_argument("--format", choices=["table", "csv", "json"], default="table", help="(default: table)")
+    _mark_applicability(t)
 
     f = sub.add_parser("figures", help="regenerate the figure set")
     f.add_argument("--out", metavar="DIR", default="memgen-figures", help="output folder (default: "
@@ -450,12 +465,17 @@ def _phase_plots(ds, out: Path) -> list[Path]:
 
     if "lam" not in ds.dims:  # nothing to draw over (gamma, lam)
         return []
+    def titled(sub):
+        fig = plots.phase_diagram(sub, "q")
+        fig.suptitle(f"{plots.describe(sub)}: mean q over seeds", fontsize=7)
+        return fig
+
     extra = next((d for d in ("beta", "alpha") if d in ds.dims), None)
     first = ds.isel({extra: 0}) if extra else ds
-    written = list(plots.save(plots.phase_diagram(first, "q"), out / "phase_q"))
+    written = list(plots.save(titled(first), out / "phase_q"))
     if extra:
         for v in ds[extra].values:
-            written += plots.save(plots.phase_diagram(ds.sel({extra: v}), "q"), out / f"phase_q_{extra}{v:g}")
+            written += plots.save(titled(ds.sel({extra: v})), out / f"phase_q_{extra}{v:g}")
     return written
 
 

@@ -674,17 +674,24 @@ def study(ds: xr.Dataset) -> Figure:
     variables = [v for v in ("m", "q", "Q") if v in one.data_vars]
     order_parameters(one, variables=variables, axes=axes[: len(variables)])
     phase_diagram(one, "q", ax=axes[3])
+    theory = " lines: asymptotic theory;" if any(v.endswith("_theory") for v in one.data_vars) else ""
+    fig.suptitle(f"{describe(ds)}: points = mean over seeds ± s.e.m.;{theory} bottom right: mean q over "
+                 "(gamma, lam)", fontsize=7)
+    return fig
+
+
+def describe(ds: xr.Dataset) -> str:
+    """What a scan is, for a title: model, data and its parameters, seeds (a swept beta or
+    alpha: its first value, as ``study`` draws it)."""
     spec = json.loads(ds.attrs.get("memgen_spec", "{}"))
     data = spec.get("data", {})
     what = {k: data[k] for k in ("d", "size", "beta", "alpha") if k in data and data[k] not in ((), [], None)}
+    extra = next((d for d in ("beta", "alpha") if d in ds.coords), None)  # swept (a dim) or selected (scalar)
     if extra:
-        what[extra] = float(one[extra])
+        what[extra] = float(np.ravel(ds[extra].values)[0])
     text = ", ".join(f"{k} = {v[0] if isinstance(v, list) and len(v) == 1 else v}" for k, v in what.items())
-    theory = " lines: asymptotic theory;" if any(v.endswith("_theory") for v in one.data_vars) else ""
-    fig.suptitle(f"{_model_words(spec.get('model', {}))}{data.get('kind', 'scan')} ({text}), "
-                 f"{one.sizes.get('seed', 1)} seeds: points = mean over "
-                 f"seeds ± s.e.m.;{theory} bottom right: mean q over (gamma, lam)", fontsize=7)
-    return fig
+    return (f"{_model_words(spec.get('model', {}))}{data.get('kind', 'scan')} ({text}), "
+            f"{ds.sizes.get('seed', 1)} seeds")
 
 
 def _model_words(model: dict) -> str:

@@ -138,17 +138,19 @@ def execute(engine, *, out, memory, chunk, batch, progress, mode, theory: xr.Dat
     assemble = store_mod.assembler(engine, spec, theory)
     if out is None:
         flat = store_mod.empty(engine, size)
-        for c, res in loop.run_chunks(runner, todo, progress=progress):
-            for k, v in res.items():
-                flat[k][c.index] = v
+        with loop.interruptible():
+            for c, res in loop.run_chunks(runner, todo, progress=progress):
+                for k, v in res.items():
+                    flat[k][c.index] = v
         return _timed(assemble(flat), runner)
     with store_mod.Store(out, spec, mode=mode) as store:
         flat, done = store.read(engine, size)  # resumed points come from disk, once
         try:
-            for c, res in loop.run_chunks(runner, chunks(done), progress=progress):
-                store.write_chunk(c.index, res)
-                for k, v in res.items():
-                    flat[k][c.index] = v
+            with loop.interruptible():  # Ctrl-C acts between whole chunk writes, never lost
+                for c, res in loop.run_chunks(runner, chunks(done), progress=progress):
+                    store.write_chunk(c.index, res)
+                    for k, v in res.items():
+                        flat[k][c.index] = v
         except KeyboardInterrupt:
             print(f"\ninterrupted: finished chunks are saved; continue with --resume {out}", file=sys.stderr)
             raise

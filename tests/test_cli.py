@@ -272,3 +272,16 @@ def test_resume_names_what_is_wrong_with_spec_json(tmp_path, text, message):
 ])
 def test_options_that_do_not_apply_are_refused(args, message, tmp_path):
     assert_one_line_error(memgen("scan", *args, "--out", str(tmp_path / "x")), message)
+
+
+def test_help_says_which_data_and_model_each_option_applies_to(monkeypatch):
+    """--help and the validation read one table: changing it changes both."""
+    from memgen import cli
+
+    helps = {a.dest: a.help for a in _subparser("scan")._actions}
+    assert helps["beta"].endswith("[data: spiked]") and helps["steps"].endswith("[model: diffusion]")
+    assert helps["horizon"].endswith("[model: onestep]") and "[data:" not in helps["gamma"]
+    monkeypatch.setitem(cli._APPLIES, "powerlaw", cli._APPLIES["powerlaw"] | {"beta"})
+    helps = {a.dest: a.help for a in _subparser("scan")._actions}
+    assert helps["beta"].endswith("[data: spiked, powerlaw]")
+    cli._check_applicable({"data": "powerlaw", "_given": {"beta"}})  # the validation follows the same table

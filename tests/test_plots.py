@@ -442,3 +442,12 @@ def test_order_parameters_draw_the_perfect_model_baseline(rng):
                                sorted(ds["m_heldout"].mean("seed").sel(lam=LAM[0]).values))
     plain = plots.order_parameters(make_scan(rng)).axes[0]  # negative control: nothing to draw
     assert not [ln for ln in plain.get_lines() if ln.get_linestyle() == ":"]
+
+
+def test_describe_names_the_scan(rng):
+    spec = {"data": {"kind": "Spiked", "d": 300, "beta": [2.0]}, "model": {"kind": "LinearDiffusion",
+            "sampler": "ddim", "steps": 10, "schedule": "ve", "flow_time": None}}
+    ds = make_scan(rng, spec=spec, lead=("beta", [1.0, 4.0]))
+    text = plots.describe(ds.sel(beta=4.0))
+    assert text.startswith("LinearDiffusion (ddim, 10 VE steps) on Spiked (") and "beta = 4.0" in text
+    assert "d = 300" in text and "4 seeds" in text

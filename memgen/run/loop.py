@@ -6,7 +6,10 @@ caller has stored every chunk yielded before it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 import time
 from typing import Callable, Hashable, Iterator
 
@@ -25,6 +28,38 @@ def compiled(kind: type, static: Hashable, bucket: Hashable, batch: int, devices
     return sharded_map(kind.kernel(static, bucket), batch=batch, devices=devices)
 
 
+_INTERRUPTED = threading.Event()  # set by the SIGINT handler of ``interruptible``
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Ctrl-C as a flag, acted on at safe points (``wait``, between chunks), never lost.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be; inside a garbage
+    collector callback (jax has one) it is printed as "Exception ignored" and dropped, and the
+    scan ran on. Here the handler only sets a flag; ``wait`` and ``check_interrupt`` raise
+    KeyboardInterrupt from ordinary code. Outside the main thread nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _INTERRUPTED.clear()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _INTERRUPTED.set())
+    try:
+        yield
+        check_interrupt()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _INTERRUPTED.clear()
+
+
+def check_interrupt() -> None:
+    """Raises KeyboardInterrupt if Ctrl-C came since ``interruptible`` began."""
+    if _INTERRUPTED.is_set():
+        _INTERRUPTED.clear()
+        raise KeyboardInterrupt
+
+
 def wait(tree, poll: float = 0.05):
     """``block_until_ready`` that Ctrl-C can interrupt.
 
@@ -34,7 +69,9 @@ def wait(tree, poll: float = 0.05):
     """
     leaves = jax.tree_util.tree_leaves(tree)
     while not all(x.is_ready() for x in leaves):
+        check_interrupt()
         time.sleep(poll)
+    check_interrupt()
     return tree
 
 
@@ -139,6 +176,7 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> It
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} values [{elapsed}{postfix}]")
     try:
         for i, c in enumerate(chunks):
+            check_interrupt()
             out = runner.run(c)
             if bar is not None:
                 left = eta(runner, chunks[: i + 1], chunks[i + 1:])
