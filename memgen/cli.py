@@ -546,5 +546,17 @@ def main(argv=None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``memgen`` command: ``main``, then exit. After Ctrl-C it exits at once (``os._exit``),
+    not waiting for a kernel compile abandoned in its thread; finished chunks are on disk and
+    the store's lock dies with the process."""
+    rc = main()
+    if rc == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

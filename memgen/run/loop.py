@@ -60,6 +60,32 @@ def check_interrupt() -> None:
         raise KeyboardInterrupt
 
 
+def interruptibly(fn: Callable, *args, poll: float = 0.05):
+    """``fn(*args)`` in a daemon thread while this one polls for Ctrl-C.
+
+    For calls that block inside C++ for seconds (compiling a kernel): Ctrl-C then stops the
+    scan within ``poll`` seconds instead of after the call; the abandoned thread dies with the
+    process (the CLI exits with ``os._exit``).
+    """
+    box: dict = {}
+
+    def target():
+        try:
+            box["out"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001  re-raised in the caller's thread
+            box["err"] = e
+
+    thread = threading.Thread(target=target, daemon=True, name="memgen-compile")
+    thread.start()
+    while thread.is_alive():
+        check_interrupt()
+        thread.join(poll)
+    check_interrupt()
+    if "err" in box:
+        raise box["err"]
+    return box["out"]
+
+
 def wait(tree, poll: float = 0.05):
     """``block_until_ready`` that Ctrl-C can interrupt.
 
@@ -107,7 +133,7 @@ class Runner:
         fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
         per = e.inputs(pad(chunk.index, chunk.size))
         with jax.default_matmul_precision("highest"), blas_threads(self.devices):
-            self.compile_seconds += fn.compile(per, self.shared())
+            self.compile_seconds += interruptibly(fn.compile, per, self.shared())
             t0 = time.perf_counter()
             out = wait(fn(per, self.shared()))
         out = {k: np.asarray(v)[: len(chunk.index)] for k, v in jax.device_get(out).items()}
