@@ -133,6 +133,7 @@ def build_specs(opts: dict):
     from . import specs
 
     _check_applicable(opts)
+    _refuse_model_options(opts)
     betas = parse_range("beta", opts["beta"], log=False)
     alphas = parse_range("alpha", opts["alpha"], log=False)
     common = dict(d=opts["d"], directions=opts["directions"])
@@ -181,7 +182,6 @@ def _isotropic_specs(opts: dict):
 
     if opts["model"] != "onestep":
         raise ValueError(f"--data isotropic needs --model onestep, got --model {opts['model']}")
-    _refuse_model_options(opts)
     data = specs.Isotropic(d=opts["d"], mean=opts["mean"], std=opts["std"])
     model = specs.OneStep(horizon=opts["horizon"], samples=opts["samples"], fresh=opts["fresh"])
     lam = opts["lam"] if "lam" in opts.get("_given", set()) else "0"  # the model has no regularisation
@@ -194,7 +194,6 @@ def _spectral_model(opts: dict):
     """--model linear|diffusion -> Linear or LinearDiffusion (diffusion options refused elsewhere)."""
     from . import specs
 
-    _refuse_model_options(opts)
     if opts["model"] != "diffusion":
         return specs.Linear(samples=opts["samples"])
     fields = {k: opts[k] for k in DIFFUSION_OPTIONS if opts[k] is not None}
@@ -208,7 +207,6 @@ def _image_specs(opts: dict, alphas):
 
     if opts["model"] != "conv":
         raise ValueError(f"--data {opts['data']} needs --model conv")
-    _refuse_model_options(opts)
     try:
         size = tuple(int(v) for v in str(opts["size"]).lower().split("x"))
     except ValueError:

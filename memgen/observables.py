@@ -101,7 +101,7 @@ def bulk_w2(excess: jax.Array, var0: jax.Array, evecs: jax.Array, sigma: jax.Arr
     """W2^2(N(0, diag(sigma)), N(0, S)) / d for a spectral model covariance S, every lam [L].
 
     ``S = U diag(excess) U^T + var0 I``: the law of ``x = G(C) z`` (``excess = G(l)^2 - G(0)^2``,
-    ``var0 = G(0)^2``; ``gains.law``); for the linear generator ``excess = l``, ``var0 = lam``,
+    ``var0 = G(0)^2``; ``gains.spectral``); for the linear generator ``excess = l``, ``var0 = lam``,
     exactly (no ``(l + lam) - lam`` rounding).
 
     Args:

@@ -25,7 +25,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from . import schema
-from .stats import mean_sem
+from .stats import binomial_sem, mean_sem
 from .theory import mp, spiked
 
 GAMMA_LABEL = r"load $\gamma = n/d$"
@@ -625,7 +625,7 @@ def halder(ds: xr.Dataset, theory: xr.Dataset | None = None) -> Figure:
     n = ds["n"].values
     trials = 2 * ds.sizes["seed"]
     p = ds["p_delta"].mean("seed").values
-    err = np.sqrt(np.maximum(p * (1 - p), 0.25 / trials) / trials)
+    err = binomial_sem(p, trials)
     ax_p.errorbar(n, p, yerr=err, fmt="o", color="C0", elinewidth=0.8, label=f"{trials} models")
     ax_p.axhline(0.5, color="0.6", ls=":", lw=0.8)
     ax_p.set_ylim(-0.05, 1.05)
@@ -664,8 +664,7 @@ def study(ds: xr.Dataset) -> Figure:
     """
     if "p_delta" in ds:  # Halder's one-step model: its own study
         fig = halder(ds)
-        fig.suptitle(f"{_model_words(json.loads(ds.attrs.get('memgen_spec', '{}')).get('model', {}))}Isotropic data, "
-                     f"{ds.sizes['seed']} seeds: P(Delta > 0) with binomial error; H^2 mean ± s.e.m.", fontsize=7)
+        fig.suptitle(f"{describe(ds)}: P(Delta > 0) with binomial error; H^2 mean ± s.e.m.", fontsize=7)
         return fig
     extra = next((d for d in ("beta", "alpha") if d in ds.dims), None)
     one = ds.isel({extra: 0}) if extra else ds

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from .stats import mean_sem
+from .stats import binomial_sem, mean_sem
 
 
 def crossing(gamma: np.ndarray, values: np.ndarray, level: float) -> str:
@@ -64,7 +64,7 @@ def halder_summary(ds: xr.Dataset) -> str:
     for g in mean["gamma"].values:
         one = mean.sel(gamma=g)
         p = float(one["p_delta"])
-        err = np.sqrt(max(p * (1 - p), 0.25 / trials) / trials)
+        err = float(binomial_sem(p, trials))
         lines.append(f"{g:>8.3g}  {int(one['n']):>6}  {p:>9.3f} ± {err:.3f}  {float(one['h2']):>8.4f}  "
                      f"{float(one['kl']):>9.4g}")
     lines.append("P(Delta > 0) -> 1: the model generalises (Halder); H^2 = 1 and KL = inf: a singular law (n <= d)")

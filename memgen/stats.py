@@ -39,4 +39,11 @@ def mean_sem(ds: xr.Dataset, dim: str = "seed") -> tuple[xr.Dataset, xr.Dataset]
     return mean_ds, sem_ds
 
 
-__all__ = ["mean_sem"]
+def binomial_sem(p, trials: int):
+    """Standard error of a fraction ``p`` of ``trials`` Bernoulli outcomes, ``sqrt(p (1 - p) / trials)``,
+    floored at ``p (1 - p) = 1/4 trials`` so that 0 and 1 do not claim zero error."""
+    p = np.asarray(p, dtype=float)
+    return np.sqrt(np.maximum(p * (1 - p), 0.25 / trials) / trials)
+
+
+__all__ = ["mean_sem", "binomial_sem"]

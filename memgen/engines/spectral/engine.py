@@ -31,7 +31,7 @@ from ... import observables
 from ...specs import Grid, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
 from ..protocol import spec_kernel
 from . import fit as fit_mod
-from .gains import gain, law
+from .gains import spectral
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -57,13 +57,12 @@ def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool, model):
     """One model of a pair: fit on its own training set, generate, measure."""
     X = data_mod.sample(key_rows, pop, n_pad)
     fit = fit_mod.fit(X, n)
-    G = gain(fit.evals[None, :], lam[:, None], model)  # [L, r]
-    G0 = gain(jnp.zeros_like(lam), lam, model)  # [L]
-    x = fit_mod.sample(fit, G, G0, z)
+    sp = spectral(fit.evals, lam, model)
+    x = fit_mod.sample(fit, sp.G, sp.G0, z)
     out = observables.memorisation(x, X, n)
-    excess, var0 = law(fit.evals, lam, model)
-    out["w2"] = observables.bulk_w2(excess, var0, fit.evecs, pop.sigma, isotropic)
-    out.update(observables.gaussian_divergences(excess, var0, fit.evecs, pop.sigma, pop.spikes, pop.beta, isotropic))
+    out["w2"] = observables.bulk_w2(sp.excess, sp.var0, fit.evecs, pop.sigma, isotropic)
+    out.update(observables.gaussian_divergences(sp.excess, sp.var0, fit.evecs, pop.sigma, pop.spikes, pop.beta,
+                                                isotropic))
     out["Q"] = observables.subspace_overlap(fit_mod.top_evecs(fit, pop.latent.shape[1]), pop.latent)
     out["top_eig"] = fit.evals[-1]
     return out, x

@@ -21,10 +21,13 @@ eigenvalues' dtype where they meet them.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ...specs import Linear
 
 # VP schedule of Ho et al. (DDPM): linear beta over T steps.
 VP_BETA = (1e-4, 1e-2)
@@ -194,26 +197,35 @@ def diffusion_gain(l, c, model):
 
 def gain(l, lam, model):
     """The gain of any spectral model spec: ``Linear`` (``sqrt_gain``) or ``LinearDiffusion``."""
-    if type(model).__name__ == "Linear":
+    if isinstance(model, Linear):
         return sqrt_gain(l, lam)
     return diffusion_gain(l, lam, model)
 
 
-def law(l, lam, model):
-    """The generated law N(0, S), ``S = U diag(excess) U^T + var0 I``, of a fit's eigenvalues.
+class Spectral(NamedTuple):
+    """A spectral model on one fit, for every lam: how it samples and the law it generates.
 
-    Args:
-        l: eigenvalues [r] (0 on padding); lam: ridge / regularisation [L]; model: the spec.
-
-    Returns:
-        (excess [L, r], var0 [L]): ``G(l)^2 - G(0)^2`` and ``G(0)^2``; for ``Linear`` exactly
-        ``l`` and ``lam`` (no ``(l + lam) - lam`` rounding).
+    Attributes:
+        G: gains on the fit's eigenvalues [L, r]; G0: the gain ``G(0)`` off span(U) [L]
+            (``x = G0 z + U diag(G - G0) U^T z``, ``fit.sample``).
+        excess, var0: the law ``N(0, U diag(excess) U^T + var0 I)``: ``G^2 - G0^2`` and
+            ``G0^2``; for ``Linear`` exactly ``l`` and ``lam`` (no ``(l + lam) - lam`` rounding).
     """
-    if type(model).__name__ == "Linear":
-        return jnp.broadcast_to(l[None, :], (lam.shape[0], l.shape[0])), lam
-    G = diffusion_gain(l[None, :], lam[:, None], model)
-    G0 = diffusion_gain(jnp.zeros_like(lam), lam, model)
-    return G**2 - G0[:, None] ** 2, G0**2
+
+    G: jax.Array
+    G0: jax.Array
+    excess: jax.Array
+    var0: jax.Array
+
+
+def spectral(l, lam, model) -> Spectral:
+    """``Spectral`` of eigenvalues ``l`` [r] (0 on padding) for every ``lam`` [L]: one gain
+    evaluation (a diffusion sampler's ``lax.scan`` over its steps) serves both columns."""
+    both = gain(jnp.concatenate([l, jnp.zeros((1,), l.dtype)])[None, :], lam[:, None], model)  # [L, r + 1]
+    G, G0 = both[:, :-1], both[:, -1]
+    if isinstance(model, Linear):
+        return Spectral(G, G0, jnp.broadcast_to(l[None, :], G.shape), lam)
+    return Spectral(G, G0, G**2 - G0[:, None] ** 2, G0**2)
 
 
 # ------------------------------------------------------------------ the explicit loop
@@ -256,5 +268,5 @@ def sample_loop(evals, evecs, c, z, model):
     return x
 
 
-__all__ = ["karras", "vp", "vp_alpha_bar", "levels", "denoiser_filter", "sqrt_gain", "diffusion_gain", "gain", "law",
+__all__ = ["karras", "vp", "vp_alpha_bar", "levels", "denoiser_filter", "sqrt_gain", "diffusion_gain", "gain", "Spectral", "spectral",
            "sample_loop", "VP_BETA", "VP_T"]
