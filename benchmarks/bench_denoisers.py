@@ -50,9 +50,9 @@ def main(argv=None):
     import jax.numpy as jnp
     import numpy as np
 
-    from memgen.denoisers import ConvDenoiser, ImageField, sample_field
-    from memgen.denoisers import model as model_mod
-    from memgen.denoisers.train import optimizer, train_ensemble, train_one, train_step
+    from memgen.engines.denoisers import ConvDenoiser, ImageField, sample_field
+    from memgen.engines.denoisers import model as model_mod
+    from memgen.engines.denoisers.train import optimizer, train_ensemble, train_one, train_step
 
     dtype = jnp.dtype(args.dtype)
     spec = ConvDenoiser(depth=args.depth, width=args.width, batch=args.batch, steps=args.steps)

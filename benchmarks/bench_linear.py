@@ -5,7 +5,7 @@
 (b) the loop a researcher writes: for every (gamma, seed, model, lam) ``scipy.linalg.sqrtm``
     of C + lam I, then the order parameters with NumPy (``tests/reference.py``);
 (c) the floor: LAPACK ``eigh`` of every matrix the grid needs (2 per (gamma, seed): d x d, or
-    the n x n Gram matrix when n < d), nothing else; the faster of JAX's (``memgen.bench``'s
+    the n x n Gram matrix when n < d), nothing else; the faster of JAX's (``memgen.app.bench``'s
     floor, the one ``memgen bench`` reports: on the scan's devices) and NumPy's.
 (a) and (b) are run on the very same training sets and noise and must agree. Prints a table,
 writes a JSON record (``--json``), and ends with ``speedup_vs_naive=<x> floor_ratio=<y>``,
@@ -37,7 +37,7 @@ if "--naive-worker" not in sys.argv:  # the baseline runs in a process without J
     import jax.numpy as jnp
 
     import memgen
-    from memgen import bench as bench_mod
+    from memgen.app import bench as bench_mod
     from memgen import data as data_mod
 
 
@@ -94,7 +94,7 @@ def naive_loop(d, gammas, lams, seeds, sets):
 
 
 def floor_mats(d, gammas, sets):
-    """Every matrix the grid decomposes, float64, by size: ``memgen.bench.floor_matrices`` of
+    """Every matrix the grid decomposes, float64, by size: ``memgen.app.bench.floor_matrices`` of
     our sets (the same matrices as ``memgen bench``); the child gets them through the .npz."""
     return bench_mod.floor_matrices(d, gammas, [(Xa, Xb) for Xa, Xb, _, _ in sets.values()], "float64")
 

@@ -20,9 +20,9 @@ from .stats import mean_sem as mean_sem
 
 
 def __getattr__(name):
-    """``memgen.plots`` and ``memgen.denoisers`` are imported on first use: ``import memgen``
-    loads neither matplotlib nor flax/optax."""
-    if name in ("plots", "denoisers"):
+    """``memgen.plots`` and ``memgen.app`` are imported on first use: ``import memgen`` loads
+    neither matplotlib nor the application (and no flax/optax: the denoiser engine loads them)."""
+    if name in ("plots", "app"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -8,13 +8,14 @@ import sys
 import pytest
 import xarray as xr
 
-from memgen.cli import _APPLIES, _options, _parser, build_specs, parse_range
+from memgen.app.options import APPLIES, build_specs, from_args, parse_range
+from memgen.app.parser import build_parser
 
 ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_ENABLE_X64="0")
 
 
 def memgen(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "memgen.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "memgen", *args], capture_output=True, text=True,
                           env=ENV, cwd=cwd, timeout=280)
 
 
@@ -132,7 +133,7 @@ def test_theory_takes_only_theory_options(args, message):
 
 
 def _subparser(name):
-    return _parser()._subparsers._group_actions[0].choices[name]
+    return build_parser()._subparsers._group_actions[0].choices[name]
 
 
 def test_theory_parser_has_only_theory_options():
@@ -150,7 +151,7 @@ def test_broken_pipe_is_quiet():
     rd, wr = os.pipe()
     os.close(rd)  # every write gets EPIPE, deterministically
     try:
-        r = subprocess.run([sys.executable, "-m", "memgen.cli", "theory", "--gamma", "0.5:2:20", "--lam", "0,0.1",
+        r = subprocess.run([sys.executable, "-m", "memgen", "theory", "--gamma", "0.5:2:20", "--lam", "0,0.1",
                             "--format", "csv"], stdout=wr, stderr=subprocess.PIPE, text=True, env=ENV, timeout=280)
     finally:
         os.close(wr)
@@ -161,7 +162,7 @@ def test_figures_help_says_where_the_output_goes():
     r = memgen("figures", "--help")
     text = " ".join(r.stdout.split())
     assert r.returncode == 0 and "default: ./memgen-figures" in text and "only rewritten when you pass --out figures" in text
-    assert _parser().parse_args(["figures"]).out == "memgen-figures"
+    assert build_parser().parse_args(["figures"]).out == "memgen-figures"
 
 
 def test_scan_help_documents_every_option():
@@ -174,7 +175,7 @@ def test_scan_help_documents_every_option():
     text = " ".join(r.stdout.split())
     assert "(required)" not in text and "not needed with --resume DIR" in text
     assert "(default: 1)" in text and "(default: random)" in text and "(default: a few micro-batches per device)" in text
-    for data, opts in _APPLIES.items():  # the epilog, generated from the table, verbatim
+    for data, opts in APPLIES.items():  # the epilog, generated from the table, verbatim
         assert f"  {data:<9} " + " ".join(f"--{o}" for o in sorted(opts)) in r.stdout
     for var in ("m", "q", "Q", "w2", "m_kad", "mem_frac", "top_eig"):
         assert f"\n  {var} " in r.stdout
@@ -183,11 +184,11 @@ def test_scan_help_documents_every_option():
 
 def test_explicit_options_are_kept_for_conv_models():
     """Only options the user left out get the denoisers' defaults, even when equal to the linear default."""
-    opts = _options(_parser().parse_args(["scan", "--data", "field", "--model", "conv", "--gamma", "0.1:8:24",
+    opts = from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "conv", "--gamma", "0.1:8:24",
                                           "--lam", "0,0.01,0.1,1", "--seeds", "4"]))
     _, _, grid = build_specs(opts)
     assert grid.gamma == tuple(parse_range("gamma", "0.1:8:24")) and grid.lam == (0, 0.01, 0.1, 1) and grid.seeds == 4
-    _, _, grid = build_specs(_options(_parser().parse_args(["scan", "--data", "field", "--model", "conv"])))
+    _, _, grid = build_specs(from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "conv"])))
     assert grid.gamma == (0.02, 0.25, 1, 4) and grid.lam == (0, 0.001) and grid.seeds == 2
 
 
@@ -207,7 +208,7 @@ def test_info():
 
 def test_one_cpu_device_per_core_unless_the_user_chose():
     env = {k: v for k, v in ENV.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    r = subprocess.run([sys.executable, "-m", "memgen.cli", "info"], capture_output=True, text=True, env=env,
+    r = subprocess.run([sys.executable, "-m", "memgen", "info"], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["devices"]) == len(os.sched_getaffinity(0))
@@ -238,7 +239,7 @@ def test_resume_takes_the_spec_from_the_store(tmp_path):
 
 def test_os_errors_are_one_line(monkeypatch, capsys):
     """Whatever the store does not turn into a ValueError: PermissionError, NotADirectoryError, ..."""
-    from memgen import cli
+    from memgen.app import cli
 
     def fail(args):
         raise PermissionError(13, "Permission denied", "/ro/run")
@@ -276,12 +277,12 @@ def test_options_that_do_not_apply_are_refused(args, message, tmp_path):
 
 def test_help_says_which_data_and_model_each_option_applies_to(monkeypatch):
     """--help and the validation read one table: changing it changes both."""
-    from memgen import cli
+    from memgen.app import options
 
     helps = {a.dest: a.help for a in _subparser("scan")._actions}
     assert helps["beta"].endswith("[data: spiked]") and helps["steps"].endswith("[model: diffusion]")
     assert helps["horizon"].endswith("[model: onestep]") and "[data:" not in helps["gamma"]
-    monkeypatch.setitem(cli._APPLIES, "powerlaw", cli._APPLIES["powerlaw"] | {"beta"})
+    monkeypatch.setitem(options.APPLIES, "powerlaw", options.APPLIES["powerlaw"] | {"beta"})
     helps = {a.dest: a.help for a in _subparser("scan")._actions}
     assert helps["beta"].endswith("[data: spiked, powerlaw]")
-    cli._check_applicable({"data": "powerlaw", "_given": {"beta"}})  # the validation follows the same table
+    options.check_applicable({"data": "powerlaw", "_given": {"beta"}})  # the validation follows the same table

@@ -15,13 +15,13 @@ import pytest
 import memgen
 import reference as ref
 from memgen.specs import Grid
-from memgen.denoisers import ConvDenoiser, ImageField, Images
-from memgen.denoisers import images as I
+from memgen.engines.denoisers import ConvDenoiser, ImageField, Images
+from memgen.engines.denoisers import images as I
 from memgen import observables as obs
-from memgen.denoisers import references as MM
-from memgen.denoisers import model as M
-from memgen.denoisers import sample as S
-from memgen.denoisers import train as T
+from memgen.engines.denoisers import references as MM
+from memgen.engines.denoisers import model as M
+from memgen.engines.denoisers import sample as S
+from memgen.engines.denoisers import train as T
 
 SIZE = (8, 8)
 TINY = ConvDenoiser(depth=3, width=8, steps=60, batch=8, samples=6, sample_steps=6, test=8, mse_sigmas=(0.1, 1.0))
@@ -283,7 +283,7 @@ def test_scan_bit_identical_on_one_and_two_devices(tmp_path):
     """The pair kernel is sharded over devices; 1 vs 2 forced host devices, bit for bit."""
     script = textwrap.dedent("""
         import sys, numpy as np, jax, memgen
-        from memgen.denoisers import ConvDenoiser, ImageField
+        from memgen.engines.denoisers import ConvDenoiser, ImageField
         model = ConvDenoiser(depth=2, width=4, steps=10, batch=4, samples=4, sample_steps=3, test=4)
         ds = memgen.scan(ImageField(size=(6, 6), alpha=1.0, k=1), model,
                          memgen.Grid(gamma=[0.1, 0.5], lam=[0.0, 0.1], seeds=1), batch=1, progress=False)
@@ -296,7 +296,7 @@ def test_scan_bit_identical_on_one_and_two_devices(tmp_path):
 
 
 def test_pair_draws_are_disjoint_halves():
-    from memgen.denoisers.engine import _Source
+    from memgen.engines.denoisers.engine import _Source
 
     src = _Source(ImageField(size=SIZE, k=5), 2 * 20, 4, jnp.float64)
     root = jax.random.key(0)

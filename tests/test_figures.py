@@ -1,4 +1,4 @@
-"""memgen.figures: every figure function runs end to end on tiny grids and is indexed.
+"""memgen.app.figures: every figure function runs end to end on tiny grids and is indexed.
 
 The drawing itself is tested in test_plots.py; here only the wiring: each figure writes a PNG
 and a PDF, ``figures.json`` lists every file with the exact specs it was made from, and the
@@ -6,11 +6,13 @@ mode/figure names are validated. ``mode="tiny"`` keeps the whole module to well 
 """
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from memgen import figures, specs
+from memgen import specs
+from memgen.app import figures
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +111,10 @@ def _fake_figures(monkeypatch, calls):
     def fake(name):
         def fig(out_dir, mode="quick", log=None):
             calls.append((name, mode))
-            t0 = figures.time.perf_counter()
+            t0 = time.perf_counter()
             p = Path(out_dir) / f"{name}.png"
             p.write_bytes(b"png")
-            figures._record(log, name, [p], figures._specs(), mode, t0)
+            figures.record(log, name, [p], figures.spec_record(), mode, t0)
             return [p]
         return fig
 

@@ -259,7 +259,7 @@ def test_phase_diagram_mesh_colourbar_contours_bbp(rng):
     # one row per lam, all of equal height, labelled with the lam values
     rows = np.asarray(mesh.get_coordinates())[:, 0, 1]
     np.testing.assert_allclose(np.diff(rows), 1.0)
-    assert [t.get_text() for t in ax.get_yticklabels()] == [plots._fmt(v) for v in sorted(ds["lam"].values)]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{v:g}" for v in sorted(ds["lam"].values)]
     lo, hi = ax.get_ylim()
     assert lo == -0.5 and hi == ds.sizes["lam"] - 0.5
     assert ax.get_xlabel() == plots.GAMMA_LABEL and "lambda" in ax.get_ylabel()

@@ -22,7 +22,7 @@ import numpy as np
 DATA = pathlib.Path(__file__).parent / "data" / "store-602b89a"
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np, memgen
-    from memgen.denoisers import ConvDenoiser
+    from memgen.engines.denoisers import ConvDenoiser
     cases = {
       "spiked": (memgen.Spiked(d=40, beta=(3.0, 1.5)), memgen.Linear(samples=6),
                  memgen.Grid(gamma=[0.3, 1.0, 2.5], lam=[0.0, 0.1, 1.0], seeds=3, beta=[1.0, 2.0])),

@@ -197,7 +197,7 @@ def test_two_scans_started_together_never_mix(tmp_path):
     one line (no crash on a shared temp file, no mixed chunks)."""
     out = tmp_path / "s"
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    cmds = [[sys.executable, "-m", "memgen.cli", "scan", "--d", "12", "--gamma", "0.5,1,2", "--lam", "0,0.1",
+    cmds = [[sys.executable, "-m", "memgen", "scan", "--d", "12", "--gamma", "0.5,1,2", "--lam", "0,0.1",
              "--seeds", str(s), "--samples", "3", "--batch", "2", "--no-progress", "--out", str(out)] for s in (8, 6)]
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
     res = [(p.returncode, p.communicate(timeout=240)[1]) for p in procs]

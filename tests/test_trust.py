@@ -17,7 +17,7 @@ import pytest
 
 import memgen
 from memgen import linalg
-from memgen.denoisers.engine import DenoiserEngine
+from memgen.engines.denoisers.engine import DenoiserEngine
 from memgen.engines.onestep.engine import OneStepEngine
 from memgen.engines.spectral.engine import SpectralEngine
 from memgen.run import loop
@@ -103,7 +103,7 @@ _ALL_KINDS = textwrap.dedent("""
     import sys, jax
     jax.config.update("jax_num_cpu_devices", 2)
     import memgen
-    from memgen.denoisers import ConvDenoiser
+    from memgen.engines.denoisers import ConvDenoiser
     conv = ConvDenoiser(depth=2, width=4, steps=4, batch=4, sample_steps=3, samples=5, test=4, mse_sigmas=(0.5,))
     datas = {"spiked": memgen.Spiked(d=24, beta=2.0), "powerlaw": memgen.PowerLaw(d=24, alpha=1.0, k=2),
              "isotropic": memgen.Isotropic(d=24),
@@ -141,7 +141,7 @@ def test_every_data_and_model_kind_finishes_on_two_devices():
 def test_powerlaw_scan_from_the_issue_finishes(tmp_path):
     """The P0 command of the trust issue, as a user types it (one XLA device per core)."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")}
-    cmd = [sys.executable, "-m", "memgen.cli", "scan", "--data", "powerlaw", "--alpha", "1", "--d", "100",
+    cmd = [sys.executable, "-m", "memgen", "scan", "--data", "powerlaw", "--alpha", "1", "--d", "100",
            "--gamma", "0.5,1,2", "--lam", "0,0.1", "--seeds", "2", "--no-progress", "--out", str(tmp_path / "p")]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -154,7 +154,7 @@ def test_ctrl_c_stops_inside_a_long_chunk_and_keeps_finished_ones(tmp_path):
     out = tmp_path / "s"
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")}
     # two padding buckets: a cheap one (gamma = 0.05) first, then one long chunk (gamma = 8)
-    cmd = [sys.executable, "-m", "memgen.cli", "scan", "--d", "300", "--gamma", "0.05,8", "--lam", "0",
+    cmd = [sys.executable, "-m", "memgen", "scan", "--d", "300", "--gamma", "0.05,8", "--lam", "0",
            "--seeds", "24", "--samples", "8", "--batch", "2", "--chunk", "24", "--no-progress", "--out", str(out)]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -172,7 +172,7 @@ def test_ctrl_c_stops_inside_a_long_chunk_and_keeps_finished_ones(tmp_path):
     assert took < 8, f"Ctrl-C took {took:.1f} s"
     assert "Traceback" not in err and "--resume" in err
     assert len(list(out.glob("chunks/*.npz"))) == 1 and not (out / "results.nc").exists()
-    r = subprocess.run([sys.executable, "-m", "memgen.cli", "scan", "--resume", str(out), "--no-progress"],
+    r = subprocess.run([sys.executable, "-m", "memgen", "scan", "--resume", str(out), "--no-progress"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert memgen.load(out).q.notnull().all()

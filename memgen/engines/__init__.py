@@ -17,7 +17,7 @@ _ENGINES = {
     "Linear": "memgen.engines.spectral.engine:SpectralEngine",
     "LinearDiffusion": "memgen.engines.spectral.engine:SpectralEngine",
     "OneStep": "memgen.engines.onestep.engine:OneStepEngine",
-    "ConvDenoiser": "memgen.denoisers.engine:DenoiserEngine",
+    "ConvDenoiser": "memgen.engines.denoisers.engine:DenoiserEngine",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .. import linalg
+from ... import linalg
 
 _HI = "highest"
 

@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import observables
-from ..engines.protocol import point_count
-from ..specs import ConvDenoiser, Grid, ImageField, Images, n_samples
-from ..specs.checks import fail
+from ... import observables
+from ..protocol import point_count
+from ...specs import ConvDenoiser, Grid, ImageField, Images, n_samples
+from ...specs.checks import fail
 from . import images as _images
 from . import model as _model
 from . import references
@@ -137,6 +137,26 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
     }
 
 
+def pair_keys(root, g, l, s):
+    """(k_models [2], k_sample, k_noise) of grid point (gamma g, lam l, seed s): the key layout of
+    the module doc, the one place it is written."""
+    k_pair = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, MODEL), g), l), s)
+    k_models = jax.vmap(lambda a: jax.random.fold_in(k_pair, a))(jnp.arange(2, dtype=jnp.uint32))
+    k_sample = jax.random.fold_in(jax.random.fold_in(root, SAMPLE), s)
+    k_noise = jax.random.fold_in(jax.random.fold_in(root, TEST_NOISE), s)
+    return k_models, k_sample, k_noise
+
+
+def _both(k_models, k_sample, k_noise, halves, n, lam, test, pop_u, pop_s, *, spec, k):
+    """``point`` for both members of a pair (``halves`` [2, n_max, H, W])."""
+    fn = functools.partial(point, spec=spec, k=k)
+    return jax.vmap(fn, in_axes=(0, None, None, 0, None, None, None, None, None))(
+        k_models, k_sample, k_noise, halves, n, lam, test, pop_u, pop_s)
+
+
+_both_jit = jax.jit(_both, static_argnames=("spec", "k"))
+
+
 def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoiser, k: int):
     """ONE grid point (gamma index g, lam index l, seed s): a pair of models A, B.
 
@@ -153,13 +173,7 @@ def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoise
         dict: m, m_heldout, q, Q, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
         of A and B; q between them, computed on the device in the scan's dtype).
     """
-    k_pair = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, MODEL), g), l), s)
-    k_models = jax.vmap(lambda a: jax.random.fold_in(k_pair, a))(jnp.arange(2, dtype=jnp.uint32))
-    k_sample = jax.random.fold_in(jax.random.fold_in(root, SAMPLE), s)
-    k_noise = jax.random.fold_in(jax.random.fold_in(root, TEST_NOISE), s)
-    fn = functools.partial(point, spec=spec, k=k)
-    per = jax.vmap(fn, in_axes=(0, None, None, 0, None, None, None, None, None))(
-        k_models, k_sample, k_noise, pools[s], n, lam, tests[s], pop_u, pop_s)
+    per = _both(*pair_keys(root, g, l, s), pools[s], n, lam, tests[s], pop_u, pop_s, spec=spec, k=k)
     gen = per.pop("samples")
     out = {key: jnp.mean(v, axis=0) for key, v in per.items()}
     out["q"] = observables.convergence(gen[0], gen[1])
@@ -254,6 +268,22 @@ class DenoiserEngine:
     def static(self):
         return self.model, self.data.k
 
+    def pair_samples(self, g: int, l: int, s: int) -> dict:
+        """The scan's pair of models at grid indices (gamma ``g``, lam ``l``, seed ``s``), trained
+        again from the same draw, keys and spec (one pair at a time, so equal to the scan's
+        models up to the float rounding of its micro-batch), for pictures of what a scan made.
+
+        Returns:
+            dict of NumPy arrays: ``train`` [2, n, H, W] (each model's training images) and
+            ``samples`` [2, S, H, W] (both models from the same noise).
+        """
+        root, pools, tests, pop_u, pop_s = self.shared()
+        n = int(self.ns[g])
+        out = _both_jit(*pair_keys(root, g, l, s), pools[s], jnp.asarray(self.ns[g]),  # the dtype the scan gives n
+                        jnp.asarray(self.grid.lam[l], self.dtype), tests[s], pop_u, pop_s,
+                        spec=self.model, k=self.data.k)
+        return {"train": pools[s][:, :n], "samples": np.asarray(out["samples"]).reshape(2, -1, *self.data.size)}
+
     @staticmethod
     def kernel(static, bucket):
         model, k = static
@@ -261,4 +291,4 @@ class DenoiserEngine:
         return lambda per, shared: fn(*per, *shared)
 
 
-__all__ = ["DenoiserEngine", "point", "pair", "model_bytes", "check"]
+__all__ = ["DenoiserEngine", "point", "pair", "pair_keys", "model_bytes", "check"]

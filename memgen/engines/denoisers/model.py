@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..specs import ConvDenoiser
+from ...specs import ConvDenoiser
 
 
 def conv3x3(x: jax.Array, w: jax.Array, padding: str) -> jax.Array:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from . import model as _model
-from ..specs import ConvDenoiser
+from ...specs import ConvDenoiser
 
 
 def sigma_ladder(spec: ConvDenoiser, dtype) -> jax.Array:

@@ -17,7 +17,7 @@ from .images import (
     sample_field as sample_field,
 )
 from .model import BFCNN as BFCNN
-from ..specs import ConvDenoiser as ConvDenoiser, ImageField as ImageField, Images as Images
+from ...specs import ConvDenoiser as ConvDenoiser, ImageField as ImageField, Images as Images
 from .train import train_ensemble as train_ensemble, train_one as train_one, train_step as train_step
 
 __all__ = [

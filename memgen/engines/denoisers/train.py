@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..run.batching import pad, sharded_map
+from ...run.batching import pad, sharded_map
 from . import model as _model
-from ..specs import ConvDenoiser
+from ...specs import ConvDenoiser
 
 
 def optimizer(spec: ConvDenoiser, lam: jax.Array) -> optax.GradientTransformation:

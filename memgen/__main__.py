@@ -1,0 +1,5 @@
+"""``python -m memgen ...`` is the ``memgen`` command."""
+
+from .app.cli import entry
+
+entry()

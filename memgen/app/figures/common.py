@@ -1,0 +1,151 @@
+"""What every figure shares: the sizes per mode, the scans and theory they run, the index records."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import matplotlib
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from ... import plots, specs
+from ...engines.denoisers import ConvDenoiser
+from ...scan import scan
+from ...specs import Grid, Linear, Spiked
+from ...theory import theory
+
+MODES = ("tiny", "quick", "full")
+
+#: Sizes per mode. ``gamma`` entries are (lo, hi, count) log-spaced.
+SIZES: dict[str, dict] = {
+    "tiny": dict(
+        diff_models=(("ode", 1), ("ddim", 3)), diff_d=16,
+        d=16, gamma=(0.7, 0.9, 2), lam=(0.0, 0.1), lam_show=(0.0, 0.1), seeds=2, samples=4, beta=2.0,
+        betas=(1.0, 2.0), alphas=(0.5, 1.5), pl_k=1, theory_points=12,
+        spec_d=40, spec_gammas=(0.5, 2.0),
+        img_size=(8, 8), img_gamma=(0.125, 1.0), img_lam=(0.0,), img_seeds=1,
+        denoiser=dict(depth=2, width=2, steps=4, batch=4, sample_steps=2, samples=5, test=2),
+        pair_n=(8, 64), pair_show=4,
+        bench_d=(8, 16), bench_seeds=2, naive_seeds=1,
+    ),
+    "quick": dict(
+        diff_models=(("ode", 1), ("ddim", 5), ("ddim", 18), ("heun", 5), ("heun", 18)), diff_d=200,
+        d=200, gamma=(0.05, 8.0, 12), lam=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0), lam_show=(0.0, 0.01, 0.1, 1.0),
+        seeds=8, samples=32, beta=2.0, betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1,
+        theory_points=80, spec_d=1000, spec_gammas=(0.2, 1.0, 4.0),
+        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=2,
+        denoiser=dict(depth=5, width=16, steps=2500, batch=16, lr=3e-3, sample_steps=25, samples=32, test=16),
+        pair_n=(2, 512), pair_show=8,
+        bench_d=(32, 64, 128), bench_seeds=8, naive_seeds=2,
+    ),
+    "full": dict(
+        diff_models=(("ode", 1), ("ddim", 5), ("ddim", 10), ("ddim", 18), ("heun", 5), ("heun", 18)), diff_d=1000,
+        d=1000, gamma=(0.03, 10.0, 20), lam=(0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+        lam_show=(0.0, 0.01, 0.1, 1.0), seeds=16, samples=64, beta=2.0,
+        betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1, theory_points=200,
+        spec_d=2000, spec_gammas=(0.2, 1.0, 4.0),
+        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=4,
+        denoiser=dict(depth=6, width=32, steps=3000, batch=16, lr=2e-3, sample_steps=25, samples=32, test=16),
+        pair_n=(2, 512), pair_show=8,
+        bench_d=(32, 64, 128, 256, 512), bench_seeds=8, naive_seeds=2,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def sizes(mode: str) -> dict:
+    if mode not in SIZES:
+        raise ValueError(f"mode must be one of {list(SIZES)}, got {mode!r}")
+    return SIZES[mode]
+
+
+def geom(lo: float, hi: float, count: int) -> list[float]:
+    return [float(f"{v:.4g}") for v in np.geomspace(lo, hi, count)]
+
+
+def gammas_of(z: dict) -> list[float]:
+    return geom(*z["gamma"])
+
+
+def dense_gammas(gammas, points: int) -> list[float]:
+    return geom(min(gammas), max(gammas), points)
+
+
+def denoiser_spec(z: dict) -> ConvDenoiser:
+    spec = z["denoiser"]
+    if spec == "quick":
+        return ConvDenoiser.quick()
+    if spec == "default":
+        return ConvDenoiser()
+    return ConvDenoiser(**spec)
+
+
+def spec_record(data=None, model=None, grid=None, label=None, **extra) -> dict:
+    out = {"data": None if data is None else specs.to_dict(data),
+           "model": None if model is None else specs.to_dict(model),
+           "grid": None if grid is None else specs.to_dict(grid)}
+    if label is not None:
+        out["label"] = label
+    out.update(extra)
+    return out
+
+
+def fixed_batch(seeds: int) -> dict:
+    """Fixed micro-batch and chunk: every chunk of a data spec has one shape (one compile)."""
+    b = min(8, seeds)
+    return dict(batch=b, chunk=b * jax.device_count())
+
+
+def run(data, model, grid) -> xr.Dataset:
+    return scan(data, model, grid, progress=False, **fixed_batch(grid.seeds))
+
+
+def theory_on(data, grid: Grid, points: int) -> xr.Dataset:
+    """Theory on the scan's gammas and ``points`` log-spaced ones between them (one call)."""
+    gammas = sorted(set(grid.gamma) | set(dense_gammas(grid.gamma, points)))
+    return theory(data, Grid(gamma=gammas, lam=grid.lam, beta=grid.beta, alpha=grid.alpha))
+
+
+def save_data(ds: xr.Dataset, out_dir: Path, name: str) -> Path:
+    path = Path(out_dir) / "data" / f"{name}.nc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def record(log, name: str, files, specs, mode: str, t0: float, **extra) -> None:
+    if log is None:
+        return
+    entry = {"name": name, "mode": mode, "files": [str(p) for p in files],
+             "specs": specs if isinstance(specs, list) else [specs],
+             "seconds": round(time.perf_counter() - t0, 2)}
+    entry.update(extra)
+    log.append(entry)
+
+
+def spiked_scan(z: dict) -> tuple[Spiked, Linear, Grid, xr.Dataset]:
+    """The (gamma, lam, seed) scan shared by figures 1 and 2 (cached per mode and sizes)."""
+    data = Spiked(d=z["d"], beta=z["beta"])
+    model = Linear(samples=z["samples"])
+    grid = Grid(gamma=gammas_of(z), lam=z["lam"], seeds=z["seeds"])
+    key = (data, model, grid)
+    if CACHE.get("spiked_key") != key:
+        CACHE["spiked_key"], CACHE["spiked_ds"] = key, run(data, model, grid)
+    return data, model, grid, CACHE["spiked_ds"]
+
+
+CACHE: dict = {}
+styled = matplotlib.rc_context(plots.STYLE)  # the style of memgen.plots, per call
+
+
+def finish(fig: Figure, out_dir, name: str) -> list[Path]:
+    return plots.save(fig, Path(out_dir) / name)
+
+
+def fmt(x) -> str:
+    return f"{float(x):g}"

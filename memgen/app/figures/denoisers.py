@@ -1,0 +1,101 @@
+"""The denoiser figure: m, q, Q against n with their baselines, and sample grids of the scan's own models."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from ... import plots
+from ...engines.denoisers.engine import DenoiserEngine
+from ...scan import scan
+from ...specs import Grid, ImageField, Images, n_samples
+from .common import denoiser_spec, finish, record, save_data, sizes, spec_record, styled
+
+
+def nearest_pairs(train, samples, show: int) -> dict:
+    """Model A's samples beside its nearest training image (|cos|), and model B's from the same noise.
+
+    Args:
+        train: each model's training images [2, n, H, W]; samples: [2, S, H, W] (same noise).
+        show: samples per row (<= S).
+
+    Returns:
+        dict: ``a``, ``b``, ``nearest`` [show, H, W]; ``cos_nearest``, ``cos_ab`` [show] (what m
+        and q average).
+    """
+    gen = np.asarray(samples[:, :show], np.float64)
+    tr = np.asarray(train[0], np.float64)
+
+    def unit(x):
+        x = x.reshape(x.shape[0], -1)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    cos = np.abs(unit(gen[0]) @ unit(tr).T)
+    near = np.argmax(cos, axis=1)
+    return {"a": gen[0], "b": gen[1], "nearest": tr[near], "cos_nearest": cos[np.arange(len(near)), near],
+            "cos_ab": np.sum(unit(gen[0]) * unit(gen[1]), axis=1)}
+
+
+def _unit_images(pr: dict):
+    """Rows of a sample grid on one scale: unit-norm images, the training image sign-matched
+    (m and q are cosines, blind to scale; m to sign)."""
+    def unit(x):
+        return x / np.maximum(np.sqrt(np.sum(x**2, axis=(-2, -1), keepdims=True)), 1e-12)
+
+    a, b, near = unit(pr["a"]), unit(pr["b"]), unit(pr["nearest"])
+    sign = np.sign(np.sum(a * near, axis=(-2, -1), keepdims=True))
+    return near * np.where(sign == 0, 1.0, sign), a, b
+
+
+@styled
+def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list[Path]:
+    """Figure 6: m, q, Q against n for conv denoisers on a Gaussian field and on photo patches,
+    and sample grids (nearest training image, model A, model B from the same noise) of the
+    scan's own models (seed 0, first lam) at a small and a large n of its grid."""
+    t0 = time.perf_counter()
+    z = sizes(mode)
+    model = denoiser_spec(z)
+    size = z["img_size"]
+    sets = [("field", ImageField(size=size, alpha=2.0, k=5), r"Gaussian field $P(f) \propto (|f|+1)^{-2}$"),
+            ("hopper", Images(source="grace_hopper", size=size, k=5), "Grace Hopper photo patches")]
+    grid = Grid(gamma=z["img_gamma"], lam=z["img_lam"], seeds=z["img_seeds"])
+    ns = [n_samples(g, sets[0][1].d) for g in grid.gamma]
+    missing = [n for n in z["pair_n"] if n not in ns]
+    if missing:
+        raise ValueError(f"SIZES[{mode!r}]['pair_n']: {missing} are not training-set sizes of the scan ({ns})")
+    files, used = [], []
+    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
+    rows = fig.subfigures(2, 1)
+    for (tag, data, title), sub in zip(sets, rows):
+        ds = scan(data, model, grid, progress=False)
+        save_data(ds, out_dir, f"denoisers_{tag}")
+        axes = sub.subplots(1, 3)
+        plots.order_parameters(ds, variables=("m", "q", "Q"), axes=axes)
+        for ax in axes:
+            sec = ax.secondary_xaxis("top", functions=(lambda g, d=data.d: g * d, lambda n, d=data.d: n / d))
+            sec.set_xlabel(r"training images $n$", fontsize=7)
+            sec.tick_params(labelsize=6)
+            sec.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        sub.suptitle(rf"{title}, {size[0]}$\times${size[1]} (d = {data.d}), {grid.seeds} seed(s); "
+                     rf"$Q$: top-{data.k} eigenvectors", fontsize=8)
+        used.append(spec_record(data, model, grid, label=f"curves_{tag}"))
+    files += finish(fig, out_dir, "denoisers")
+    for tag, data, title in sets:
+        engine = DenoiserEngine(data, model, grid, "float32")
+        for n in z["pair_n"]:
+            pr = nearest_pairs(**engine.pair_samples(ns.index(n), 0, 0), show=z["pair_show"])
+            g = plots.sample_grid(*_unit_images(pr), titles=("nearest\ntraining (A)", "model A", "model B"))
+            g.suptitle(rf"{title}: $n = {n}$ training images per model (the scan's seed-0 pair)" "\n"
+                       rf"|cos| of A's samples to their nearest training image "
+                       rf"{pr['cos_nearest'].mean():.2f} ($m$), cos(A, B) {pr['cos_ab'].mean():.2f} ($q$); "
+                       "images scaled to unit norm",
+                       fontsize=7)
+            name = f"denoisers_samples_{tag}_n{n}"
+            files += finish(g, out_dir, name)
+            used.append(spec_record(data, model, grid, label=name, n=n, seed=0, lam=float(grid.lam[0])))
+    record(log, "denoisers", files, used, mode, t0)
+    return files
