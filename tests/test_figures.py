@@ -14,6 +14,25 @@ import pytest
 from memgen import specs
 from memgen.app import figures
 
+# The test-only sizes (seconds; the numbers mean nothing): a row the tests add to SIZES.
+TINY = dict(
+    diff_models=(("ode", 1), ("ddim", 3)), diff_d=16,
+    d=16, gamma=(0.7, 0.9, 2), lam=(0.0, 0.1), lam_show=(0.0, 0.1), seeds=2, samples=4, beta=2.0,
+    betas=(1.0, 2.0), alphas=(0.5, 1.5), pl_k=1, theory_points=12,
+    spec_d=40, spec_gammas=(0.5, 2.0),
+    img_size=(8, 8), img_gamma=(0.125, 1.0), img_lam=(0.0,), img_seeds=1,
+    denoiser=dict(depth=2, width=2, steps=4, batch=4, sample_steps=2, samples=5, test=2),
+    pair_n=(8, 64), pair_show=4,
+    bench_d=(8, 16), bench_seeds=2, naive_seeds=1,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_mode():
+    figures.SIZES["tiny"] = TINY
+    yield
+    del figures.SIZES["tiny"]
+
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
@@ -57,12 +76,12 @@ def test_index_lists_files_and_specs(made):
             if s["model"] is not None:
                 specs.from_dict(s["model"])
     by = {e["name"]: e for e in index["figures"]}
-    assert by["latent_recovery"]["specs"][0]["grid"]["beta"] == list(figures.SIZES["tiny"]["betas"])
-    assert by["powerlaw"]["specs"][0]["grid"]["alpha"] == list(figures.SIZES["tiny"]["alphas"])
+    assert by["latent_recovery"]["specs"][0]["grid"]["beta"] == list(TINY["betas"])
+    assert by["powerlaw"]["specs"][0]["grid"]["alpha"] == list(TINY["alphas"])
     assert by["powerlaw"]["specs"][0]["data"]["kind"] == "PowerLaw"
     assert by["denoisers"]["specs"][0]["model"]["kind"] == "ConvDenoiser"
     bench = by["benchmark"]["seconds_per_point"]
-    assert len(bench) == 3 and all(len(v) == len(figures.SIZES["tiny"]["bench_d"]) for v in bench.values())
+    assert len(bench) == 3 and all(len(v) == len(TINY["bench_d"]) for v in bench.values())
     assert all(t > 0 for v in bench.values() for t in v.values())
 
 
@@ -85,7 +104,7 @@ def test_bad_mode_and_name(tmp_path):
 
 def test_sizes_table_is_complete():
     keys = set(figures.SIZES["quick"])
-    for mode in figures.MODES:
+    for mode in figures.SIZES:
         assert set(figures.SIZES[mode]) == keys, mode
     full = figures.SIZES["full"]
     assert full["d"] >= 1000 and full["seeds"] >= 16 and max(full["bench_d"]) >= 512

@@ -12,7 +12,6 @@ present. Scan results are kept next to the figures as ``<out_dir>/data/<name>.nc
 
 Sizes come from the table ``SIZES`` keyed by mode:
 
-* ``"tiny"``: seconds; for the test suite only (the numbers are not meaningful).
 * ``"quick"``: all figures in about 4 minutes on 2 CPU cores (d = 200, 8 seeds, 8x8 images).
 * ``"full"``: paper-sized linear grids (d = 1000, 16 seeds; about 30 minutes on 2 CPU cores)
   and wider, longer-trained denoisers (width 32, depth 6, 3000 steps, 4 seeds; still 8x8
@@ -70,8 +69,8 @@ def make_all(out_dir="memgen-figures", mode: str = "quick", only=None) -> list[P
 
     Args:
         out_dir: output folder (created).
-        mode: ``"quick"`` (minutes on 2 CPU cores), ``"full"`` (paper-sized) or ``"tiny"``
-            (tests only); see ``SIZES``.
+        mode: ``"quick"`` (minutes on 2 CPU cores) or ``"full"`` (paper-sized): a key of
+            ``SIZES`` (a caller may add its own row, as the tests do).
         only: names of the figures to make (default all; see ``FIGURES``).
 
     Returns:
@@ -107,7 +106,7 @@ def _write_index(path: Path, kept: list, log: list, out: Path) -> None:
 
     new = [{**e, "files": [_rel(p, out) for p in e["files"]]} for e in log]
     figures = sorted(kept + new, key=lambda e: list(FIGURES).index(e["name"]))
-    modes = [m for m in MODES if any(e["mode"] == m for e in figures)]
+    modes = [m for m in SIZES if any(e["mode"] == m for e in figures)]
     index = {"mode": modes[0] if len(modes) == 1 else "mixed", "memgen": __version__,
              "jax": jax.__version__,
              "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()}",

@@ -17,20 +17,10 @@ from ...scan import scan
 from ...specs import Grid, Linear, Spiked
 from ...theory import theory
 
-MODES = ("tiny", "quick", "full")
+MODES = ("quick", "full")  # SIZES may hold more (the tests add a tiny one)
 
 #: Sizes per mode. ``gamma`` entries are (lo, hi, count) log-spaced.
 SIZES: dict[str, dict] = {
-    "tiny": dict(
-        diff_models=(("ode", 1), ("ddim", 3)), diff_d=16,
-        d=16, gamma=(0.7, 0.9, 2), lam=(0.0, 0.1), lam_show=(0.0, 0.1), seeds=2, samples=4, beta=2.0,
-        betas=(1.0, 2.0), alphas=(0.5, 1.5), pl_k=1, theory_points=12,
-        spec_d=40, spec_gammas=(0.5, 2.0),
-        img_size=(8, 8), img_gamma=(0.125, 1.0), img_lam=(0.0,), img_seeds=1,
-        denoiser=dict(depth=2, width=2, steps=4, batch=4, sample_steps=2, samples=5, test=2),
-        pair_n=(8, 64), pair_show=4,
-        bench_d=(8, 16), bench_seeds=2, naive_seeds=1,
-    ),
     "quick": dict(
         diff_models=(("ode", 1), ("ddim", 5), ("ddim", 18), ("heun", 5), ("heun", 18)), diff_d=200,
         d=200, gamma=(0.05, 8.0, 12), lam=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0), lam_show=(0.0, 0.01, 0.1, 1.0),
