@@ -7,7 +7,8 @@ sweep does not recompile; shapes (d, rank, n_rows) are static.
 Sampling uses the sum-of-independent-Gaussians form of
 ``Sigma = diag(sigma) + V diag(beta) V^T``:
 ``x = sqrt(sigma) * g + V (sqrt(beta) * h)``, ``g ~ N(0, I_d)``, ``h ~ N(0, I_r)``,
-which costs O(d r) per sample and never forms Sigma. Spiked data is the case sigma = 1.
+which costs O(d r) per sample and never forms Sigma. Spiked data is the case sigma = 1;
+Isotropic data (``N(mean 1, std^2 I)``) is sigma = std^2 without spikes, plus its mean.
 
 Rows are drawn in blocks from ``fold_in(key, block)``: training sets of every size are
 prefixes of one long draw (nested in gamma) and a row's value does not depend on how many
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 
 from . import linalg
 
-from .specs import DataSpec, PowerLaw, Spiked
+from .specs import DataSpec, Isotropic, PowerLaw, Spiked
 from .spectra import powerlaw_spectrum
 
 
@@ -35,12 +36,14 @@ class Population(NamedTuple):
         spikes: spike directions V [d, r], orthonormal columns (r may be 0).
         beta: spike strengths [r].
         latent: the directions scored by latent recovery Q [d, k], orthonormal.
+        mean: the population mean [d] (Isotropic data), ``None`` for a zero mean.
     """
 
     sigma: jax.Array
     spikes: jax.Array
     beta: jax.Array
     latent: jax.Array
+    mean: jax.Array | None = None
 
 
 def normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -64,8 +67,8 @@ def population(key: jax.Array, spec: DataSpec, beta, alpha, dtype) -> Population
     """The population of one seed.
 
     Args:
-        key: PRNG key for the spike directions (unused for ``directions="axis"``).
-        spec: the data spec (static: d, rank, directions).
+        key: PRNG key for the spike directions (unused for ``directions="axis"`` and Isotropic).
+        spec: the data spec (static: d, rank, directions; Isotropic: mean and std).
         beta: spike strengths [r] (traced; the spec's or a swept value).
         alpha: power-law exponent [] (traced; ignored for Spiked).
         dtype: floating dtype of every output.
@@ -74,6 +77,11 @@ def population(key: jax.Array, spec: DataSpec, beta, alpha, dtype) -> Population
         A ``Population``.
     """
     d = spec.d
+    if isinstance(spec, Isotropic):  # no latent directions but the mean's: Q scores that one
+        ones = jnp.ones((d, 1), dtype)
+        return Population(sigma=jnp.full((d,), spec.std**2, dtype), spikes=jnp.zeros((d, 0), dtype),
+                          beta=jnp.zeros((0,), dtype), latent=ones / jnp.sqrt(jnp.asarray(d, dtype)),
+                          mean=jnp.full((d,), spec.mean, dtype))
     r = len(spec.beta)
     beta = jnp.broadcast_to(jnp.asarray(beta, dtype), (r,))
     spikes = _directions(key, d, r, spec.directions, dtype)
@@ -107,6 +115,8 @@ def sample(key: jax.Array, pop: Population, n_rows: int) -> jax.Array:
     d, r = pop.spikes.shape
     dtype = pop.sigma.dtype
     x = jnp.sqrt(pop.sigma)[None, :] * standard_rows(key, n_rows, d, dtype)
+    if pop.mean is not None:
+        x = x + pop.mean[None, :]
     if r == 0:
         return x
     blocks = -(-n_rows // _BLOCK)

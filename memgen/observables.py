@@ -150,16 +150,13 @@ def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bo
         excess [L, r], var0 [L], evecs U [d, r]: the model (zero columns of U: excess 0).
         sigma [d], spikes V [d, k], beta [k]: the population.
         isotropic: (static) sigma == 1.
-        dmu: the model's mean minus the truth's [d] (default 0); only with an isotropic truth
-            without spikes (Halder's data), where every term stays spectral.
+        dmu: the model's mean minus the truth's, [d] or per lam [L, d] (default 0).
 
     Returns:
         ``{"kl": KL(model || truth)/d, "kl_rev": KL(truth || model)/d, "h2": 1 - BC}``, each [L].
     """
     d, r = evecs.shape
     k = spikes.shape[1]
-    if dmu is not None and (k or not isotropic):
-        raise ValueError("gaussian_divergences: dmu needs an isotropic truth without spikes")
     var = excess + var0[:, None]
     comp = d - r  # directions outside the fit's columns (static)
     dinv = 1 / sigma
@@ -207,15 +204,72 @@ def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bo
         S = S + var0[:, None, None] * jnp.eye(d, dtype=var.dtype)[None]
         logdet_mid = _logdet_psd((S + full[None]) / 2)
     log_bc = 0.25 * logdet_S + 0.25 * logdet_sigma - 0.5 * logdet_mid
-    if dmu is not None:  # Sigma = I: dmu^T A^-1 dmu for A = I, S, (S + I)/2, all spectral in U
-        p2 = (evecs.T @ dmu) ** 2  # [r]
-        perp = jnp.sum(dmu**2) - jnp.sum(p2)  # off span(U)
-        quad = lambda w, w0: w @ p2 + (w0 * perp if comp else 0.0)  # noqa: E731
-        kl = kl + 0.5 * jnp.sum(dmu**2) / d
-        kl_rev = kl_rev + 0.5 * quad(safe(var), safe(var0)) / d
-        log_bc = log_bc - 0.125 * quad(1 / a, 1 / a0)
     h2 = jnp.where(singular, 1.0, -jnp.expm1(log_bc))
-    return {"kl": kl, "kl_rev": kl_rev, "h2": h2}
+    div = {"kl": kl, "kl_rev": kl_rev, "h2": h2}
+    if dmu is None:
+        return div
+    dmu = jnp.broadcast_to(dmu, var0.shape + (d,))
+    return _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic)
+
+
+def _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic: bool) -> dict:
+    """Adds a mean difference to the divergences ``div`` of N(0, S) to N(0, Sigma).
+
+    ``KL(model || truth) += dmu^T Sigma^-1 dmu / 2d``, ``KL(truth || model) += dmu^T S^-1 dmu / 2d``,
+    ``log BC -= dmu^T ((S + Sigma)/2)^-1 dmu / 8``; Sigma's spikes by Woodbury (k x k), S spectral
+    in U; only a non-isotropic bulk's Hellinger term forms ``(S + Sigma)/2`` (one ``eigh`` per
+    lam). A singular S stays at +inf and H^2 = 1.
+
+    Args:
+        div: ``{"kl", "kl_rev", "h2"}`` [L] of the zero-mean law.
+        dmu: the model's mean minus the truth's [L, d].
+        excess [L, r], var0 [L], evecs U [d, r]; sigma [d], spikes V [d, k], beta [k]; isotropic
+            (static): as for ``gaussian_divergences``.
+    """
+    d, r = evecs.shape
+    k = spikes.shape[1]
+    var = excess + var0[:, None]
+    safe = lambda v: 1 / jnp.where(v > 0, v, 1)  # noqa: E731
+    p = dmu @ evecs  # [L, r]
+    sq = jnp.sum(dmu**2, axis=-1)
+    perp = sq - jnp.sum(p**2, axis=-1) if d > r else 0.0  # off span(U)
+
+    def spectral_quad(w, w0):  # dmu^T (U diag(w) U^T + w0 (I - U U^T)) dmu, per lam
+        return jnp.sum(w * p**2, axis=-1) + w0 * perp
+
+    dinv = 1 / sigma
+    q_truth = (dmu**2) @ dinv  # dmu^T Sigma^-1 dmu, Woodbury over the spikes
+    if k:
+        DV = dinv[:, None] * spikes
+        m_ev, m_vec = linalg.eigh(jnp.diag(1 / beta) + spikes.T @ DV)
+        w = (dmu @ DV) @ m_vec  # [L, k]
+        q_truth = q_truth - jnp.sum(w**2 / m_ev[None, :], axis=-1)
+    q_model = spectral_quad(safe(var), safe(var0))
+    if isotropic:  # A = (S + I)/2 + V (beta/2) V^T, A0 = (S + I)/2 spectral
+        a, a0 = (var + 1) / 2, (var0 + 1) / 2
+        q_mid = spectral_quad(1 / a, 1 / a0)
+        if k:
+            def a0_inv(x):  # A0^-1 x for x [L, d, m]
+                return x / a0[:, None, None] + jnp.einsum("dr,lr,lrm->ldm", evecs, 1 / a - 1 / a0[:, None],
+                                                          jnp.einsum("dr,ldm->lrm", evecs, x))
+            Vl = jnp.broadcast_to(spikes[None], (dmu.shape[0],) + spikes.shape)
+            AV = a0_inv(Vl)  # [L, d, k]
+            y = jnp.einsum("ldk,ld->lk", AV, dmu)
+            core = jnp.diag(2 / beta)[None] + jnp.einsum("dk,ldj->lkj", spikes, AV)
+            c_ev, c_vec = linalg.eigh(core)
+            t = jnp.einsum("lk,lkj->lj", y, c_vec)
+            q_mid = q_mid - jnp.sum(t**2 / c_ev, axis=-1)
+    else:
+        full = jnp.diag(sigma) + (spikes * beta[None, :]) @ spikes.T
+        S = (evecs[None] * excess[:, None, :]) @ evecs.T[None]
+        S = S + var0[:, None, None] * jnp.eye(d, dtype=var.dtype)[None]
+        m_ev, m_vec = linalg.eigh((S + full[None]) / 2)
+        q_mid = jnp.sum(jnp.einsum("ld,lde->le", dmu, m_vec) ** 2 / m_ev, axis=-1)
+    singular = jnp.isinf(div["kl_rev"])
+    log_bc = jnp.log1p(-jnp.where(singular, 0.0, div["h2"])) - q_mid / 8
+    return {"kl": div["kl"] + 0.5 * q_truth / d,
+            "kl_rev": jnp.where(singular, jnp.inf, div["kl_rev"] + 0.5 * q_model / d),
+            "h2": jnp.where(singular, 1.0, -jnp.expm1(log_bc))}
 
 
 def _offdiag_logsumexp(X: jax.Array, scale, mask=None, block: int = 1024) -> jax.Array:

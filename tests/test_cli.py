@@ -121,7 +121,6 @@ def test_theory_formats():
     (["--data", "field"], "argument --data: invalid choice: 'field'"),
     (["--model", "conv"], "argument --model: invalid choice: 'conv'"),
     (["--steps", "3"], "--steps applies only to --model diffusion"),
-    (["--model", "diffusion", "--data", "powerlaw"], "no asymptotic theory yet for LinearDiffusion on PowerLaw"),
     (["--model", "diffusion", "--sampler", "ode", "--schedule", "vp"], "LinearDiffusion.schedule must be 've'"),
     (["--preset", "quick"], "unrecognized arguments: --preset quick"),
     (["--size", "8x8"], "unrecognized arguments: --size 8x8"),

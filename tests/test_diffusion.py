@@ -268,5 +268,5 @@ def test_spec_validation_is_one_line():
             memgen.LinearDiffusion(**kw)
     with pytest.raises(ValueError, match="Grid.lam must be 0 with LinearDiffusion.flow_time"):
         memgen.scan(memgen.Spiked(d=10), memgen.LinearDiffusion(flow_time=1.0), memgen.Grid(lam=[0.1]))
-    with pytest.raises(ValueError, match="no asymptotic theory yet for LinearDiffusion on PowerLaw"):
-        memgen.theory(memgen.PowerLaw(d=10), memgen.Grid(), model=memgen.LinearDiffusion())
+    with pytest.raises(ValueError, match="no asymptotic theory for Isotropic data"):
+        memgen.theory(memgen.Isotropic(d=10), memgen.Grid(), model=memgen.LinearDiffusion())

@@ -26,18 +26,28 @@ class LinearDiffusion:
     """A linear denoiser trained on one split, sampled as a diffusion model (lineardiff.md §1).
 
     The denoiser is ``D_sigma = U diag(f_sigma(l)) U^T`` with ``C = X^T X / n = U diag(l) U^T``
-    (uncentred, like ``Linear``); the grid's ``lam`` is its ridge ``c``,
-    ``f = l / (l + c + sigma^2)`` (0: the exact Wiener minimiser of the training loss). Every
-    sampler is a spectral gain, so the sample is ``U diag(G(l)) U^T z`` from one ``eigh``.
+    (uncentred, like ``Linear``), or with ``centre=True`` ``D_sigma(y) = mu + U f U^T (y - mu)``
+    with ``mu`` the training mean and ``C`` the centred covariance ``(X - mu)^T (X - mu) / n``; the
+    grid's ``lam`` is its ridge ``c``, ``f = l / (l + c + sigma^2)`` (0: the exact Wiener
+    minimiser of the training loss). Every sampler is a spectral gain, so the sample is
+    ``(I - g(C)) mu + sum_j U diag(G_j(l)) U^T z_j`` from one ``eigh``: one noise z (J = 1) for
+    the deterministic samplers, ``J = steps`` independent noises for ddpm (the start and one
+    fresh noise per stochastic step), ``g = G_0 / s`` (``mu = 0`` uncentred).
 
     Attributes:
         sampler: ``"ode"`` (the exact probability-flow ODE from sigma_max to sigma_min),
-            ``"ddim"`` (Euler on the probability flow = DDIM with eta = 0) or ``"heun"`` (EDM's
-            second-order sampler; the last step, to 0, is Euler).
+            ``"ddim"`` (Euler on the probability flow = DDIM with eta = 0), ``"heun"`` (EDM's
+            second-order sampler; the last step, to 0, is Euler) or ``"ddpm"`` (ancestral
+            sampling: Ho et al.'s update generalised to skipped steps, i.e. DDIM with eta = 1,
+            which on a VE schedule is the ancestral step of Song et al. 2021,
+            ``x' = x + (sigma^2 - sigma'^2) score + sigma' sqrt(1 - sigma'^2/sigma^2) xi``; the
+            final step, to 0, adds no noise). The two models of a pair share every noise: the
+            start z and each step's fresh noise. EDM's stochastic sampler (churn) is not
+            implemented.
         schedule: ``"ve"`` (Karras levels from sigma_max to sigma_min, ``rho``) or ``"vp"``
             (DDPM linear beta 1e-4 -> 1e-2 over T = 1000, timesteps
             ``round(linspace(999, 0, steps))``; sigma_max and sigma_min follow from it).
-        steps: noise levels N >= 1 before the final step to 0 (ddim, heun).
+        steps: noise levels N >= 1 before the final step to 0 (ddim, heun, ddpm).
         sigma_max: starting noise level (VE; the sample starts from ``sigma_max z``); ``inf``
             is allowed for the ODE with a trained-to-convergence filter (then, with
             ``sigma_min^2 = lam``, the sample is exactly ``Linear``'s ``(C + lam I)^(1/2) z``).
@@ -48,6 +58,8 @@ class LinearDiffusion:
         parameterisation: ``"x0"`` or ``"eps"``: what the gradient flow trains (it changes the
             result qualitatively; only used with ``flow_time``).
         denoise_final: ODE only: apply ``D_{sigma_min}`` to the ODE's output.
+        centre: train the denoiser with an intercept (centred C, its mean restored); ``False``
+            (default) is the uncentred denoiser, like the linear generator.
         samples: generated samples z per model and grid point (the E_z average).
     """
 
@@ -60,11 +72,12 @@ class LinearDiffusion:
     flow_time: float | None = None
     parameterisation: str = "x0"
     denoise_final: bool = False
+    centre: bool = False
     samples: int = 32
 
     def __post_init__(self):
-        if self.sampler not in ("ode", "ddim", "heun"):
-            fail("LinearDiffusion.sampler", "'ode', 'ddim' or 'heun'", self.sampler)
+        if self.sampler not in ("ode", "ddim", "heun", "ddpm"):
+            fail("LinearDiffusion.sampler", "'ode', 'ddim', 'heun' or 'ddpm'", self.sampler)
         if self.schedule not in ("ve", "vp"):
             fail("LinearDiffusion.schedule", "'ve' or 'vp'", self.schedule)
         check_int("LinearDiffusion.steps", self.steps, 1)
@@ -98,8 +111,10 @@ class LinearDiffusion:
         if not isinstance(self.denoise_final, bool):
             fail("LinearDiffusion.denoise_final", "a bool", self.denoise_final)
         if self.denoise_final and self.sampler != "ode":
-            fail("LinearDiffusion.denoise_final", "False unless sampler='ode' (ddim and heun end with a step to 0)",
-                 self.denoise_final)
+            fail("LinearDiffusion.denoise_final",
+                 "False unless sampler='ode' (ddim, heun and ddpm end with a step to 0)", self.denoise_final)
+        if not isinstance(self.centre, bool):
+            fail("LinearDiffusion.centre", "a bool", self.centre)
         check_int("LinearDiffusion.samples", self.samples, 1)
 
 

@@ -11,7 +11,7 @@ not enough for them (gamma = 1, lam = 0 of a power law did not converge).
 * Spiked: ``mp`` (Marchenko–Pastur quadrature), ``spiked`` (q, W2, BBP), ``memorisation``.
 * PowerLaw: ``powerlaw`` (Silverstein deterministic equivalents at the actual finite d).
 * LinearDiffusion (and KL for the linear generator): ``diffusion`` (renormalised noise;
-  MP integrals of any spectral gain; spiked data only so far).
+  MP integrals of any spectral gain or gain stack; spiked data only so far).
 
 See docs/theory.md for the formulas, their assumptions and the tests that check them.
 """
@@ -28,7 +28,7 @@ import xarray as xr
 from .. import specs
 
 from ..engines.spectral import gains
-from . import diffusion, memorisation, mp, onestep, powerlaw, spiked
+from . import anisotropic, diffusion, memorisation, mp, onestep, powerlaw, spiked
 from .memorisation import memorisation as memorisation_fixed_n
 from .memorisation import memorisation_proportional
 from .mp import mp_density, mp_edges, mp_expect
@@ -70,7 +70,7 @@ def available(data, model=None) -> bool:
         return isinstance(data, (specs.Spiked, specs.PowerLaw))
     if isinstance(model, specs.OneStep):
         return isinstance(data, specs.Isotropic)
-    return isinstance(model, specs.LinearDiffusion) and isinstance(data, specs.Spiked)
+    return isinstance(model, specs.LinearDiffusion) and isinstance(data, (specs.Spiked, specs.PowerLaw))
 
 
 def _validate(data, grid, model) -> None:
@@ -84,9 +84,6 @@ def _validate(data, grid, model) -> None:
     if not isinstance(model, (specs.Linear, specs.LinearDiffusion)):
         raise ValueError(f"theory: no asymptotic theory for the {type(model).__name__} model (theory exists for "
                          "Linear and LinearDiffusion)")
-    if not available(data, model):
-        raise ValueError(f"theory: no asymptotic theory yet for LinearDiffusion on {type(data).__name__} data "
-                         "(it exists for Spiked data: a Marchenko-Pastur bulk)")
     if not isinstance(grid, specs.Grid):
         raise ValueError(f"theory: grid must be a memgen.Grid, got {type(grid).__name__}")
     grid.check(data)
@@ -138,15 +135,18 @@ def _spiked(data: specs.Spiked, grid: specs.Grid, gamma, lam, n):
     return {"q": q, "w2": w2, "m": m, "Q": big_q, "top_eig": top}  # leading beta axis
 
 
-def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n):
+def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n, model):
     """All variables for one (alpha, spike strengths) pair: [G, L] and [G] arrays (numpy)."""
     dt = gamma.dtype
     d = data.d
     axis_spikes = bool(beta) and data.directions == "axis"
     base = powerlaw.powerlaw_spectrum(jnp.asarray(alpha, dt), d)
     sigma = powerlaw.powerlaw_spectrum(jnp.asarray(alpha, dt), d, beta=beta if axis_spikes else None)
-    vals = jax.jit(powerlaw.grid_values)(sigma, gamma, lam)
-    powerlaw.check_residual(vals["residual"], f"PowerLaw(alpha={alpha}) deterministic equivalent")
+    if isinstance(model, specs.LinearDiffusion):
+        vals = _anisotropic(model, sigma, gamma, lam)
+    else:
+        vals = jax.jit(powerlaw.grid_values)(sigma, gamma, lam)
+        powerlaw.check_residual(vals["residual"], f"PowerLaw(alpha={alpha}) deterministic equivalent")
     extra1 = 0.0 if (axis_spikes or not beta) else sum(beta) / d
     extra2 = 0.0 if (axis_spikes or not beta) else (2.0 * sum(beta) + sum(b * b for b in beta)) / d
     tau1 = jnp.mean(sigma) + extra1
@@ -168,7 +168,21 @@ def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n):
         idx = range(len(beta)) if beta else range(data.k)
         # each axis a spike on the other d - 1 values; subspace Q incl. cross overlaps
         big_q = powerlaw.latent_recovery(sigma, gamma, list(idx))
-    return {"q": vals["q"], "w2": vals["w2"], "m": m, "Q": big_q, "top_eig": top}
+    out = {"Q": big_q, "top_eig": top}
+    if isinstance(model, specs.LinearDiffusion):  # no theory of m, none of W2 for a general gain
+        return {**out, **{k: vals[k] for k in ("q", "kl", "kl_rev")}}
+    return {**out, "q": vals["q"], "w2": vals["w2"], "m": m}
+
+
+def _anisotropic(model, sigma, gamma, lam) -> dict:
+    """q, kl, kl_rev [G, L] of a diffusion sampler's gain on the spectrum ``sigma`` (the local
+    measures of C, ``anisotropic``); NaN where the quadrature did not converge (residual over
+    ``anisotropic.RESIDUAL_TOL``: gamma >~ 30), which the Dataset notes."""
+    G = lambda l: gains.gain(l, lam[:, None], model)  # noqa: E731  [J, L, K]
+    vals = jax.jit(lambda g: anisotropic.values(G, g, sigma, noise_axis=True))(gamma)
+    bad = vals["residual"] > anisotropic.RESIDUAL_TOL
+    bad = bad.reshape(bad.shape + (1,) * (vals["q"].ndim - bad.ndim))  # per load or per point
+    return {k: jnp.where(bad, jnp.nan, vals[k]) for k in ("q", "kl", "kl_rev")}
 
 
 def theory(data, grid: specs.Grid, model=None) -> xr.Dataset:
@@ -179,7 +193,10 @@ def theory(data, grid: specs.Grid, model=None) -> xr.Dataset:
         grid: a ``specs.Grid``; its ``beta``/``alpha`` sweeps become leading dims.
         model: ``specs.Linear()`` (default) or a ``specs.LinearDiffusion`` (Spiked data; its
             ``lam`` is the denoiser's ridge): q, w2, kl, kl_rev from the MP integrals of the
-            sampler's gain (``diffusion``), Q and top_eig from BBP; no theory of m.
+            sampler's gain stack (``diffusion``; ddpm's J independent noises included), Q and
+            top_eig from BBP; no theory of m. A centred denoiser gets the same theory, exact to
+            leading order (``diffusion``'s module doc). Isotropic data has a theory with the
+            ``OneStep`` model only.
 
     Returns:
         Dataset with dims ``([beta], [alpha], gamma, lam)``, coords ``gamma``, ``lam``,
@@ -219,8 +236,8 @@ def _onestep(data: specs.Isotropic, grid: specs.Grid, model: specs.OneStep) -> x
 
 
 def _spectral(model, gamma, lam) -> dict:
-    """q, w2, kl, kl_rev [G, L] of a spectral model from the MP integrals of its gain."""
-    G = lambda s: gains.gain(s, lam[None, :, None], model)  # noqa: E731  s [G, 1, K]
+    """q, w2, kl, kl_rev [G, L] of a spectral model from the MP integrals of its gain stack."""
+    G = lambda s: gains.gain(s, lam[None, :, None], model)  # noqa: E731  s [G, 1, K] -> [J, G, L, K]
     return jax.jit(lambda g: diffusion.spectral_values(G, g))(gamma[:, None])
 
 
@@ -248,7 +265,7 @@ def _theory(data, grid: specs.Grid, model) -> xr.Dataset:
     else:
         alphas = grid.alpha if grid.alpha is not None else (data.alpha,)
         betas = [tuple(b for _ in data.beta) for b in grid.beta] if grid.beta is not None else [data.beta]
-        rows = [[_powerlaw_one(data, a, b, gamma, lam, n) for a in alphas] for b in betas]
+        rows = [[_powerlaw_one(data, a, b, gamma, lam, n, model) for a in alphas] for b in betas]
         out = {v: jnp.stack([jnp.stack([r[v] for r in row]) for row in rows]) for v in rows[0][0]}
         if grid.beta is not None:
             lead_dims.append("beta")
@@ -272,13 +289,17 @@ def _theory(data, grid: specs.Grid, model) -> xr.Dataset:
     }
     spec = json.dumps({"data": specs.to_dict(data), "model": specs.to_dict(model), "grid": specs.to_dict(grid)})
     ds = xr.Dataset(data_vars, coords=coords, attrs={"memgen_kind": "theory", "memgen_spec": spec})
-    if isinstance(data, specs.PowerLaw) and any(a > 0 for a in (grid.alpha or (data.alpha,))):
+    if "m" in ds and isinstance(data, specs.PowerLaw) and any(a > 0 for a in (grid.alpha or (data.alpha,))):
         ds["m"].attrs["note"] = POWERLAW_M_NOTE
+    if isinstance(model, specs.LinearDiffusion) and isinstance(data, specs.PowerLaw):
+        for v in ("q", "kl", "kl_rev"):
+            ds[v].attrs["note"] = ("deterministic equivalent of the sampler's gain (theory.anisotropic); NaN where its "
+                                   "quadrature did not converge (gamma >~ 30)")
     return ds
 
 
 def theory_table(ds: xr.Dataset, fmt: str = "table") -> str:
-    """One row per grid point: gamma, lam, [beta], [alpha], n, then q, Q, w2, top_eig, m, kl, kl_rev where present.
+    """One row per grid point: gamma, [lam], [beta], [alpha], n, then every variable of ``ds``.
 
     Args:
         ds: a dataset from ``theory``.
@@ -293,17 +314,19 @@ def theory_table(ds: xr.Dataset, fmt: str = "table") -> str:
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"theory_table fmt must be one of {TABLE_FORMATS}, got {fmt!r}")
     lead = [d for d in ("beta", "alpha") if d in ds.dims]
-    present = [v for v in ("q", "Q", "w2", "top_eig", "m", "kl", "kl_rev") if v in ds]
-    cols = ["gamma", "lam"] + lead + ["n"] + present
+    present = [v for v in ("q", "Q", "w2", "top_eig", "m", "kl", "kl_rev", "h2", "var") if v in ds]
+    present += [v for v in ds.data_vars if v not in present]
+    grid = ["gamma", "lam"] if "lam" in ds.dims else ["gamma"]  # OneStep has no lam
+    cols = grid + lead + ["n"] + present
     b = xr.broadcast(*[ds[v] for v in present])
-    order = lead + ["gamma", "lam"]
+    order = lead + grid
     arrays = {v.name: v.transpose(*order).values.ravel() for v in b}
     mesh = np.meshgrid(*[ds[c].values for c in order], indexing="ij")
     for c, arr in zip(order, mesh):
         arrays[c] = arr.ravel()
     n_of_gamma = dict(zip(ds["gamma"].values.tolist(), ds["n"].values.tolist()))
     arrays["n"] = np.array([n_of_gamma[g] for g in arrays["gamma"].tolist()], dtype=np.int64)
-    rows = [{c: (int(arrays[c][i]) if c == "n" else float(arrays[c][i])) for c in cols} for i in range(arrays["q"].size)]
+    rows = [{c: (int(arrays[c][i]) if c == "n" else float(arrays[c][i])) for c in cols} for i in range(arrays["gamma"].size)]
     if fmt == "json":
         return json.dumps(rows)
     if fmt == "csv":

@@ -41,6 +41,7 @@ import jax
 from .benchmark import fig_benchmark
 from .common import CACHE, MODES, SIZES, record, sizes, spec_record
 from .denoisers import fig_denoisers
+from .halder import fig_halder
 from .linear import (fig_latent_recovery, fig_linear_diffusion, fig_order_parameters, fig_phase_diagrams, fig_powerlaw,
                      fig_spectra, spiked_eigenvalues)
 
@@ -54,6 +55,7 @@ FIGURES = {
     "denoisers": fig_denoisers,
     "benchmark": fig_benchmark,
     "linear_diffusion": fig_linear_diffusion,
+    "halder": fig_halder,
 }
 
 
@@ -131,5 +133,5 @@ def _jsonable(x):
 
 
 __all__ = ["make_all", "FIGURES", "SIZES", "MODES", "fig_order_parameters", "fig_phase_diagrams",
-           "fig_latent_recovery", "fig_powerlaw", "fig_spectra", "fig_denoisers", "fig_benchmark", "fig_linear_diffusion",
-           "spiked_eigenvalues", "record", "spec_record"]
+           "fig_latent_recovery", "fig_powerlaw", "fig_spectra", "fig_denoisers", "fig_benchmark",
+           "fig_linear_diffusion", "fig_halder", "spiked_eigenvalues", "record", "spec_record"]

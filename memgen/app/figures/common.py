@@ -22,7 +22,7 @@ MODES = ("quick", "full")  # SIZES may hold more (the tests add a tiny one)
 #: Sizes per mode. ``gamma`` entries are (lo, hi, count) log-spaced.
 SIZES: dict[str, dict] = {
     "quick": dict(
-        diff_models=(("ode", 1), ("ddim", 5), ("ddim", 18), ("heun", 5), ("heun", 18)), diff_d=200,
+        diff_models=(("ode", 1), ("ddim", 5), ("ddim", 18), ("heun", 5), ("heun", 18), ("ddpm", 18)), diff_d=200,
         d=200, gamma=(0.05, 8.0, 12), lam=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0), lam_show=(0.0, 0.01, 0.1, 1.0),
         seeds=8, samples=32, beta=2.0, betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1,
         theory_points=80, spec_d=1000, spec_gammas=(0.2, 1.0, 4.0),
@@ -30,9 +30,11 @@ SIZES: dict[str, dict] = {
         denoiser=dict(depth=5, width=16, steps=2500, batch=16, lr=3e-3, sample_steps=25, samples=32, test=16),
         pair_n=(2, 512), pair_show=8,
         bench_d=(32, 64, 128), bench_seeds=8, naive_seeds=2,
+        halder_d=100, halder_gamma=(0.1, 30.0, 8), halder_seeds=20,
     ),
     "full": dict(
-        diff_models=(("ode", 1), ("ddim", 5), ("ddim", 10), ("ddim", 18), ("heun", 5), ("heun", 18)), diff_d=1000,
+        diff_models=(("ode", 1), ("ddim", 5), ("ddim", 10), ("ddim", 18), ("heun", 5), ("heun", 18), ("ddpm", 18)),
+        diff_d=1000,
         d=1000, gamma=(0.03, 10.0, 20), lam=(0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
         lam_show=(0.0, 0.01, 0.1, 1.0), seeds=16, samples=64, beta=2.0,
         betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1, theory_points=200,
@@ -41,6 +43,7 @@ SIZES: dict[str, dict] = {
         denoiser=dict(depth=6, width=32, steps=3000, batch=16, lr=2e-3, sample_steps=25, samples=32, test=16),
         pair_n=(2, 512), pair_show=8,
         bench_d=(32, 64, 128, 256, 512), bench_seeds=8, naive_seeds=2,
+        halder_d=100, halder_gamma=(0.1, 100.0, 12), halder_seeds=60,
     ),
 }
 

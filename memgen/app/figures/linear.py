@@ -188,7 +188,7 @@ def fig_spectra(out_dir, mode: str = "quick", log: list | None = None) -> list[P
 @styled
 def fig_linear_diffusion(out_dir, mode: str = "quick", log: list | None = None) -> list[Path]:
     """Figure: the linear diffusion family on spiked data: q and KL/d against gamma for the exact
-    ODE, DDIM and Heun at several step counts (Wiener denoiser, Karras 80 -> 0.002), theory lines."""
+    ODE, DDIM, Heun and DDPM at several step counts (Wiener denoiser, Karras 80 -> 0.002), theory lines."""
     t0 = time.perf_counter()
     z = sizes(mode)
     data = Spiked(d=z["diff_d"], beta=z["beta"])
@@ -198,7 +198,8 @@ def fig_linear_diffusion(out_dir, mode: str = "quick", log: list | None = None) 
     for sampler, steps in z["diff_models"]:
         model = LinearDiffusion(sampler=sampler, steps=steps, samples=z["samples"])
         ds = run(data, model, grid)
-        label = "exact ODE" if sampler == "ode" else f"{sampler.upper() if sampler == 'ddim' else 'Heun'}, {steps} steps"
+        name = {"ode": "exact ODE", "ddim": "DDIM", "heun": "Heun", "ddpm": "DDPM"}[sampler]
+        label = name if sampler == "ode" else f"{name}, {steps} steps"
         runs.append((label, ds, theory(data, dense, model=model)))
         used.append(spec_record(data, model, grid, label=label))
     fig = Figure(figsize=(7.0, 2.6), layout="constrained")
@@ -208,7 +209,7 @@ def fig_linear_diffusion(out_dir, mode: str = "quick", log: list | None = None) 
     ax_kl.get_legend().remove()
     fig.suptitle(rf"Linear diffusion on spiked data ($d = {data.d}$, $\beta = {fmt(z['beta'])}$, {grid.seeds} "
                  r"seeds; Wiener denoiser, Karras $\sigma$ 80 $\to$ 0.002 then 0)" "\n"
-                 r"points: simulation ± s.e.m.; lines: Marchenko–Pastur theory; $\gamma < 1$: DDIM and Heun "
+                 r"points: simulation ± s.e.m.; lines: Marchenko–Pastur theory; $\gamma < 1$: DDIM, Heun and DDPM "
                  r"end with $G(0) = 0$ (KL $= \infty$)", fontsize=7)
     files = finish(fig, out_dir, "linear_diffusion")
     record(log, "linear_diffusion", files, used, mode, t0)

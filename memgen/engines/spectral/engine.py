@@ -9,9 +9,18 @@ independent draws), stacked on an axis of size 2 so that one ``eigh`` call serve
 
 Keys: the root is ``key(grid.seed)``; seed index ``s`` gets ``fold_in(root, s)`` and from it,
 by ``fold_in`` with fixed tags, the population, the two training sets (row ``i`` from
-``fold_in(k_half, i)``) and the shared noise z. Randomness is a function of where a point
-sits, never of chunking or device count, and every gamma of one seed sees nested prefixes of
-the same draw (common random numbers across the whole grid).
+``fold_in(k_half, i)``), the shared noise z and (ddpm only) the key of the sampler's step
+noises, noise j from ``fold_in(k_steps, j)``. (The step noises get their own tag rather than
+``fold_in(k_z, j)``: with threefry, ``fold_in(k, j)`` is the very block that makes the j-th
+word drawn from k (that word is the XOR of its two key words), so keys derived from k_z would
+reuse the bits of z.) Randomness is a function of where a point sits, never of chunking or
+device count, and every gamma of one seed sees nested prefixes of the same draw (common random
+numbers across the whole grid). The two models of a pair share every noise vector.
+
+Data: Spiked and PowerLaw (zero mean), and Isotropic ``N(mean 1, std^2 I)``, whose
+divergences are computed in units of std around the true mean (they are invariant to that
+change of variables) with the mean difference ``dmu``; its Q scores the mean direction
+``1/sqrt(d)``. A centred ``LinearDiffusion`` generates a law with a mean too.
 
 Static shapes: training sets are padded to ``n_pad`` rows (``pad_rows``), so every load of
 one padding bucket shares a compilation.
@@ -28,10 +37,10 @@ import numpy as np
 
 from ... import data as data_mod
 from ... import observables
-from ...specs import Grid, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
+from ...specs import Grid, Isotropic, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
 from ..protocol import spec_kernel
 from . import fit as fit_mod
-from .gains import spectral
+from .gains import noises, spectral, start_scale
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -47,25 +56,58 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "top_eig": (),
 }
 
-_TAG_POP, _TAG_A, _TAG_B, _TAG_Z = 0, 1, 2, 3
+_TAG_POP, _TAG_A, _TAG_B, _TAG_Z, _TAG_STEPS = 0, 1, 2, 3, 4
 
 
 # ------------------------------------------------------------------ the point kernel
 
 
-def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool, model):
-    """One model of a pair: fit on its own training set, generate, measure."""
+def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool, unit: float, model):
+    """One model of a pair: fit on its own training set, generate, measure.
+
+    ``unit``: the data's scale (Isotropic's std, else 1), static: w2 and the divergences are
+    computed in units of it around the true mean.
+    """
     X = data_mod.sample(key_rows, pop, n_pad)
-    fit = fit_mod.fit(X, n)
+    centre = getattr(model, "centre", False)
+    mu = fit_mod.row_mean(X, n) if centre else None
+    fit = fit_mod.fit(X, n, mu)
     sp = spectral(fit.evals, lam, model)
     x = fit_mod.sample(fit, sp.G, sp.G0, z)
+    mean = None  # the law's mean [L, d]: (I - g(C)) mu, g = G_0 / s the start's gain
+    if centre:
+        s = start_scale(model)
+        mean = mu[None, :] - fit_mod.sample(fit, sp.G[0] / s, sp.G0[0] / s, mu[None, :])[:, 0]
+        x = x + mean[:, None, :]
     out = observables.memorisation(x, X, n)
-    out["w2"] = observables.bulk_w2(sp.excess, sp.var0, fit.evecs, pop.sigma, isotropic)
-    out.update(observables.gaussian_divergences(sp.excess, sp.var0, fit.evecs, pop.sigma, pop.spikes, pop.beta,
-                                                isotropic))
+    excess, var0, sigma = sp.excess, sp.var0, pop.sigma
+    if unit != 1:
+        excess, var0, sigma = excess / unit**2, var0 / unit**2, sigma / unit**2
+    out["w2"] = unit**2 * observables.bulk_w2(excess, var0, fit.evecs, sigma, isotropic)
+    dmu = None  # the law's mean minus the truth's [L, d], in units of the data's scale
+    if mean is not None or pop.mean is not None:
+        dmu = (0.0 if mean is None else mean) - (0.0 if pop.mean is None else pop.mean[None, :])
+        dmu = jnp.broadcast_to(dmu, (lam.shape[0], X.shape[1])) / unit
+    out.update(observables.gaussian_divergences(excess, var0, fit.evecs, sigma, pop.spikes, pop.beta, isotropic, dmu))
     out["Q"] = observables.subspace_overlap(fit_mod.top_evecs(fit, pop.latent.shape[1]), pop.latent)
     out["top_eig"] = fit.evals[-1]
     return out, x
+
+
+def noise(root: jax.Array, seed_idx, k_z: jax.Array, model, shape: tuple[int, int], dtype) -> jax.Array:
+    """The noise vectors of a seed [J, S, d] (``J = noises(model)``), shared by both models of a pair.
+
+    ``z_0`` is drawn from ``k_z`` (as for every deterministic model); ddpm's step noise j >= 1
+    from ``fold_in(k_steps, j)``, ``k_steps = fold_in(fold_in(root, seed_idx), 4)``.
+    """
+    z0 = data_mod.normal(k_z, shape, dtype)[None]
+    J = noises(model)
+    if J == 1:
+        return z0
+    k_steps = jax.random.fold_in(jax.random.fold_in(root, seed_idx), _TAG_STEPS)
+    rest = jax.vmap(lambda j: data_mod.normal(jax.random.fold_in(k_steps, j), shape, dtype))(
+        jnp.arange(1, J, dtype=jnp.uint32))
+    return jnp.concatenate([z0, rest])
 
 
 def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -80,7 +122,7 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
     Args:
         seed_idx: seed index [] (uint32).
         n: training-set size of each model [] (int, <= n_pad).
-        beta: spike strengths [r]; alpha: power-law exponent [].
+        beta: spike strengths [r] (r = 0 for Isotropic); alpha: power-law exponent [].
         lam: regularisations [L].
         root: the root PRNG key.
         spec, model, n_pad, dtype: static (the data and model specs).
@@ -91,9 +133,10 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
     with jax.named_scope("spectral_point"):
         k_pop, k_a, k_b, k_z = point_keys(root, seed_idx)
         pop = data_mod.population(k_pop, spec, beta, alpha, dtype)
-        z = data_mod.normal(k_z, (model.samples, spec.d), dtype)
+        z = noise(root, seed_idx, k_z, model, (model.samples, spec.d), dtype)
         halves = jnp.stack([k_a, k_b])
-        one = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw), model=model)
+        unit = spec.std if isinstance(spec, Isotropic) else 1.0
+        one = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model)
         per, x = jax.vmap(one, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
         out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
         out["q"] = observables.convergence(x[0], x[1])
@@ -144,32 +187,41 @@ def coarse_ladder(ns, d: int, points_per_n: int, models: int = 2) -> bool:
     return (len(fine) - len(coarse)) * COMPILE_SECONDS > extra_seconds
 
 
-def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int) -> int:
-    """Estimated peak bytes of one point (both models), the chunk-size model."""
+def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int, noises: int = 1,
+                mean: bool = False) -> int:
+    """Estimated peak bytes of one point (both models), the chunk-size model.
+
+    ``noises``: J noise vectors per sample (ddpm: steps), held once for the pair, each
+    projected on U per model; ``mean``: the law has a mean (Isotropic data or a centred model).
+    """
     d, r = spec.d, min(n_pad, spec.d)
+    dense = isinstance(spec, PowerLaw)
     per_model = (
         2 * n_pad * d  # X and its masked copy
         + 3 * r * r + 2 * d * r  # covariance/Gram, eigh workspace, eigenvectors
         + 3 * n_lam * samples * d  # generated samples, centred copies
         + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
-        + (6 * n_lam * d * d if isinstance(spec, PowerLaw) else 0)  # W2 and Hellinger: eigvalsh per lam
+        + (6 * n_lam * d * d if dense else 0)  # W2 and Hellinger: eigvalsh per lam
+        + noises * samples * r + 3 * noises * n_lam * (r + 1)  # projections of the noises; gain stack
+        + ((2 + (3 * d if dense else 0)) * n_lam * d if mean else 0)  # mean, dmu; a dense eigh per lam
     )
-    return 2 * per_model * itemsize
+    return (2 * per_model + noises * samples * d) * itemsize
 
 
 # ------------------------------------------------------------------------ the engine
 
 
 class SpectralEngine:
-    """``Linear`` or ``LinearDiffusion`` over ``Spiked`` or ``PowerLaw`` data (``engines.protocol.Engine``)."""
+    """``Linear`` or ``LinearDiffusion`` over Spiked, PowerLaw or Isotropic data (an ``Engine``)."""
 
     per_device = 4
     variables = VARIABLES
 
     def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
         kind = type(model).__name__
-        if not isinstance(data, (Spiked, PowerLaw)):
-            raise ValueError(f"data must be Spiked or PowerLaw for the {kind} model, got {type(data).__name__}")
+        if not isinstance(data, (Spiked, PowerLaw, Isotropic)):
+            raise ValueError(f"data must be Spiked, PowerLaw or Isotropic for the {kind} model, got "
+                             f"{type(data).__name__}")
         if isinstance(model, LinearDiffusion) and model.flow_time is not None and any(grid.lam):
             raise ValueError(f"Grid.lam must be 0 with LinearDiffusion.flow_time (gradient flow has no ridge "
                              f"here), got {list(grid.lam)}")
@@ -178,6 +230,9 @@ class SpectralEngine:
         if not isinstance(grid, Grid):
             raise ValueError(f"grid must be a memgen.Grid, got {type(grid).__name__}")
         grid.check(data)
+        if isinstance(data, Isotropic) and grid.beta is not None:
+            raise ValueError(f"Grid.beta must be unset for Isotropic data (it has no spikes), "
+                             f"got {list(grid.beta)}")
         self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
@@ -212,7 +267,9 @@ class SpectralEngine:
         return f"d={self.data.d}, n_pad={n_pad}"
 
     def point_bytes(self, n_pad: int, itemsize: int) -> int:
-        return point_bytes(self.data, n_pad, len(self.grid.lam), self.model.samples, itemsize)
+        mean = isinstance(self.data, Isotropic) or getattr(self.model, "centre", False)
+        return point_bytes(self.data, n_pad, len(self.grid.lam), self.model.samples, itemsize,
+                           noises(self.model), mean)
 
     def shared_bytes(self, itemsize: int) -> int:
         return itemsize * len(self.grid.lam)
@@ -222,7 +279,8 @@ class SpectralEngine:
         place = np.unravel_index(index, self._shape())
         e, g, s = (place if self.extra else (np.zeros_like(index), *place))
         n = self.ns[g]
-        beta = np.broadcast_to(np.asarray(self.data.beta, self.dtype), (len(index), len(self.data.beta))).copy()
+        spikes = getattr(self.data, "beta", ())  # Isotropic: none
+        beta = np.broadcast_to(np.asarray(spikes, self.dtype), (len(index), len(spikes))).copy()
         alpha = np.full(len(index), getattr(self.data, "alpha", 0.0), self.dtype)
         if self.extra is not None:
             vals = np.asarray(self.extra[1], self.dtype)[e]

@@ -15,7 +15,11 @@ Training sets arrive padded to a static number of rows ``n_pad`` with only the f
 real (``n`` is traced, so every load of one padding bucket shares a compilation). Padding
 rows are masked out; in the Gram route their block is shifted to a negative eigenvalue, far
 from the real spectrum (>= 0), so that its eigenvectors cannot mix with real ones and are
-dropped exactly.
+dropped exactly. A centred fit (``C = (X - mu)^T (X - mu) / n``, mu = ``row_mean``) has rank
+n - 1: its one extra null direction (the real rows' mean, in the Gram route) is dropped the
+same way.
+
+A stochastic sampler draws J noise vectors: ``sample`` sums ``G_j(C) z_j`` over them.
 """
 
 from __future__ import annotations
@@ -46,7 +50,12 @@ def row_mask(n_pad: int, n, dtype) -> jax.Array:
     return (jnp.arange(n_pad, dtype=n.dtype) < n).astype(dtype)
 
 
-def fit(X: jax.Array, n) -> LinearFit:
+def row_mean(X: jax.Array, n) -> jax.Array:
+    """Mean of the first ``n`` rows of X [n_pad, d] -> [d]: a centred fit's mu."""
+    return jnp.sum(X * row_mask(X.shape[0], n, X.dtype)[:, None], axis=0) / jnp.asarray(n, X.dtype)
+
+
+def fit(X: jax.Array, n, mean: jax.Array | None = None) -> LinearFit:
     """Fits the generator on the first ``n`` rows of X with one ``eigh``.
 
     Uses the d x d covariance when ``n_pad >= d`` and the n_pad x n_pad Gram matrix otherwise
@@ -55,6 +64,8 @@ def fit(X: jax.Array, n) -> LinearFit:
     Args:
         X: training set padded to n_pad rows [n_pad, d]; rows >= n are ignored.
         n: number of real rows, 1 <= n <= n_pad (traced int).
+        mean: ``None`` (C = X^T X / n) or the real rows' mean mu [d] (``row_mean``): then
+            C = (X - mu)^T (X - mu) / n, the centred covariance (rank n - 1).
 
     Returns:
         ``LinearFit`` with r = min(n_pad, d).
@@ -63,15 +74,22 @@ def fit(X: jax.Array, n) -> LinearFit:
     mask = row_mask(n_pad, n, X.dtype)
     Xm = X * mask[:, None]
     nf = jnp.asarray(n, X.dtype)
+    n = jnp.asarray(n)
+    centre = mean is not None
+    if centre:
+        Xm = (X - mean[None, :]) * mask[:, None]
+    rank = n - 1 if centre else n  # rank(C) <= n, n - 1 once centred
     if n_pad >= d:
         s, U = linalg.eigh(Xm.T @ Xm / nf)
-        # rank(C) <= n: the d - n smallest are exact zeros; rounding would make them ~eps,
-        # whose square roots (~sqrt(eps)) would pollute the lam = 0 generator.
-        n = jnp.asarray(n)
-        return LinearFit(jnp.where(jnp.arange(d, dtype=n.dtype) >= d - n, jnp.maximum(s, 0), 0), U)
+        # the d - rank smallest are exact zeros; rounding would make them ~eps, whose square
+        # roots (~sqrt(eps)) would pollute the lam = 0 generator.
+        return LinearFit(jnp.where(jnp.arange(d, dtype=n.dtype) >= d - rank, jnp.maximum(s, 0), 0), U)
     K = Xm @ Xm.T / nf
     scale = jnp.trace(K) / nf  # mean real eigenvalue > 0
-    s, V = linalg.eigh(K - jnp.diag((1 - mask) * scale))
+    shift = jnp.diag((1 - mask) * scale)
+    if centre:  # the real rows' mean direction is null for centred rows: shifted off with the padding
+        shift = shift + scale * jnp.outer(mask, mask) / nf
+    s, V = linalg.eigh(K - shift)
     valid = s > -0.5 * scale
     W = Xm.T @ V  # [d, n_pad], column norms^2 = n s
     norm = jnp.linalg.norm(W, axis=0)
@@ -81,20 +99,25 @@ def fit(X: jax.Array, n) -> LinearFit:
 
 
 def sample(f: LinearFit, G: jax.Array, G0: jax.Array, z: jax.Array) -> jax.Array:
-    """Samples x = G(C) z for every gain of a batch (e.g. every lam) from one fit.
+    """Samples ``x = sum_j G_j(C) z_j`` for every gain of a batch (e.g. every lam) from one fit.
 
     Args:
         f: the fit (r columns).
-        G: gains on the fit's eigenvalues [L, r] (``G(0)`` on padding columns).
-        G0: gains on the complement of span(U), ``G(0)`` [L].
-        z: latent noise [S, d].
+        G: gains on the fit's eigenvalues [J, L, r], one row per noise vector (``G(0)`` on
+            padding columns); [L, r] is J = 1.
+        G0: gains on the complement of span(U), ``G_j(0)`` [J, L] (or [L]).
+        z: the noise vectors [J, S, d] (or [S, d]).
 
     Returns:
-        Generated samples [L, S, d]. Cost O(S d r) once plus O(L S d r).
+        Generated samples [L, S, d] (without a centred model's mean). Cost O(J S d r) once
+        plus O(L J S (d + r)) and O(L S d r).
     """
-    p = z @ f.evecs  # [S, r], shared by every gain
-    c = G - G0[:, None]  # [L, r]
-    return G0[:, None, None] * z[None] + (c[:, None, :] * p[None]) @ f.evecs.T
+    G, G0 = G.reshape((-1,) + G.shape[-2:]), G0.reshape((-1, G0.shape[-1]))
+    z = z.reshape((-1,) + z.shape[-2:])
+    p = jnp.einsum("jsd,dr->jsr", z, f.evecs)  # shared by every gain
+    c = G - G0[..., None]  # [J, L, r]
+    off = jnp.einsum("jl,jsd->lsd", G0, z)  # the complement of span(U): sum_j G0_j z_j
+    return off + jnp.einsum("jlr,jsr->lsr", c, p) @ f.evecs.T
 
 
 def top_evecs(f: LinearFit, k: int) -> jax.Array:

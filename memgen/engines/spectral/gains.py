@@ -8,10 +8,19 @@ training covariance ``C = U diag(l) U^T``, so a sample is ``x = U diag(G(l)) U^T
 * linear diffusion: a denoiser ``D_sigma = U diag(f_sigma(l)) U^T`` (Wiener, ridge ``c`` or
   gradient-flow time ``t`` in x0- or eps-parameterisation) sampled from ``x_T = s z`` by the
   exact probability-flow ODE, DDIM (Euler) or Heun (EDM) over a VE (Karras) or VP (linear
-  beta) schedule; ``G = s g`` with ``g`` the sampler's product formula.
+  beta) schedule; ``G = s g`` with ``g`` the sampler's product formula;
+* DDPM (ancestral) sampling: a stochastic sampler is still linear in its noises, so the
+  sample is ``x = sum_j U diag(G_j(l)) U^T z_j`` over ``J`` independent noise vectors (the
+  start and one fresh noise per stochastic step): a *stack* of gains ``[J, ...]``.
+
+Every model is a gain stack (``gain``; ``J = noises(model)``, 1 for the deterministic ones),
+so one code path serves all: the sample sums over the noise axis and the law is
+``N(0, U diag(sum_j G_j^2) U^T + ...)``. A centred denoiser (``D(y) = mu + U f U^T (y - mu)``)
+adds the mean ``(I - g(C)) mu`` with ``g = G_0 / s`` (``start_scale``), for every sampler.
 
 ``sample_loop`` runs the real sampler update step by step (``lax.scan`` with the dense
-``D = U f U^T``): the tests check that it equals the product formula to float precision.
+``D = U f U^T``, the same noises): the tests check that it equals the product formulas to
+float precision.
 
 Contract: pure ``jnp`` functions that broadcast over the eigenvalues ``l`` and the ridge
 ``c``; schedules are static numpy float64 arrays (a function of the spec alone), cast to the
@@ -27,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...specs import Linear
+from ...specs import Linear, LinearDiffusion
 
 # VP schedule of Ho et al. (DDPM): linear beta over T steps.
 VP_BETA = (1e-4, 1e-2)
@@ -87,6 +96,21 @@ def levels(model) -> tuple[np.ndarray, float]:
         return vp(model.steps)
     smax = model.sigma_max
     return karras(model.steps, smax, model.sigma_min, model.rho), smax
+
+
+def start_scale(model) -> float:
+    """The input scale s of a ``LinearDiffusion`` (``x_T = s z``): ``sigma_max`` (VE, ``inf``
+    allowed for the ODE) or ``1 / sqrt(alpha_bar_T)`` (VP)."""
+    return vp(model.steps)[1] if model.schedule == "vp" else model.sigma_max
+
+
+def noises(model) -> int:
+    """J, the independent noise vectors one sample of ``model`` draws (static).
+
+    1 for ``Linear`` and the deterministic samplers; ``steps`` for ddpm: the start z_0 and
+    one fresh noise per step into a positive level (the final step, to 0, adds none).
+    """
+    return model.steps if isinstance(model, LinearDiffusion) and model.sampler == "ddpm" else 1
 
 
 # --------------------------------------------------------------------------- filters
@@ -195,21 +219,63 @@ def diffusion_gain(l, c, model):
     return g
 
 
+def ancestral_gains(l, c, model):
+    """Gain stack of DDPM (ancestral) sampling: the sample is ``sum_j U diag(G_j) U^T z_j``.
+
+    In VE units (``y = x / sqrt(alpha_bar)``, ``sigma^2 = (1 - alpha_bar) / alpha_bar``) the DDIM
+    update with eta = 1 (Ho et al.'s posterior variance, generalised to skipped steps) from
+    ``sigma`` to ``sigma'`` is ``y' = D(y) + (sigma'/sigma)^2 (y - D(y)) + n xi``,
+    ``n = sigma' sqrt(1 - (sigma'/sigma)^2)``: Song et al.'s ancestral step, per eigen-direction
+    a factor ``e_i = f_i + r_i^2 (1 - f_i)`` (``r_i = sigma_{i+1}/sigma_i``) plus fresh noise.
+    Hence, with ``P_j = prod_{i >= j} e_i`` (over the N steps i = 0..N-1):
+    ``G_0 = s P_0`` (the start ``s z_0``) and ``G_j = n_{j-1} P_j``, j = 1..N-1 (the noise
+    injected into level j; the final step, to 0, injects none).
+
+    Args:
+        l: eigenvalues of C (>= 0), shape ``[...]``; c: ridge, broadcasting with ``l``.
+        model: a ``LinearDiffusion`` spec with ``sampler="ddpm"`` (static).
+
+    Returns:
+        G [N, ...] (N = steps = ``noises(model)``), dtype of ``l``.
+    """
+    l = jnp.asarray(l)
+    c = jnp.asarray(c, l.dtype)
+    l, c = jnp.broadcast_arrays(l, c)
+    sig, s = levels(model)
+    lead = (len(sig) - 1,) + (1,) * l.ndim  # the step axis, explicit (strict rank promotion)
+    f = denoiser_filter(l[None], c[None], jnp.asarray(sig[:-1], l.dtype).reshape(lead), model.flow_time,
+                        model.parameterisation)  # [N, ...]: f_i at sigma_i
+    r2 = (sig[1:] / sig[:-1]) ** 2  # float64, 0 on the final step (there e = f)
+    e = f + jnp.asarray(r2, l.dtype).reshape(lead) * (1 - f)
+    tail = jnp.flip(jnp.cumprod(jnp.flip(e, 0), axis=0), 0)  # P_j = prod_{i >= j} e_i
+    coef = np.concatenate([[s], sig[1:-1] * np.sqrt(1 - r2[:-1])])  # s, then n_0 .. n_{N-2}
+    return jnp.asarray(coef, l.dtype).reshape(lead) * tail
+
+
 def gain(l, lam, model):
-    """The gain of any spectral model spec: ``Linear`` (``sqrt_gain``) or ``LinearDiffusion``."""
+    """The gain stack of any spectral model spec, ``[J, ...]`` (``J = noises(model)``).
+
+    ``Linear``: ``sqrt_gain``; deterministic ``LinearDiffusion``: ``diffusion_gain`` (J = 1);
+    ddpm: ``ancestral_gains``. ``l`` and ``lam`` broadcast.
+    """
     if isinstance(model, Linear):
-        return sqrt_gain(l, lam)
-    return diffusion_gain(l, lam, model)
+        return sqrt_gain(l, lam)[None]
+    if model.sampler == "ddpm":
+        return ancestral_gains(l, lam, model)
+    return diffusion_gain(l, lam, model)[None]
 
 
 class Spectral(NamedTuple):
     """A spectral model on one fit, for every lam: how it samples and the law it generates.
 
     Attributes:
-        G: gains on the fit's eigenvalues [L, r]; G0: the gain ``G(0)`` off span(U) [L]
-            (``x = G0 z + U diag(G - G0) U^T z``, ``fit.sample``).
-        excess, var0: the law ``N(0, U diag(excess) U^T + var0 I)``: ``G^2 - G0^2`` and
-            ``G0^2``; for ``Linear`` exactly ``l`` and ``lam`` (no ``(l + lam) - lam`` rounding).
+        G: gains on the fit's eigenvalues, one row per noise [J, L, r]; G0: the gains
+            ``G_j(0)`` off span(U) [J, L] (``x = sum_j G0_j z_j + U diag(G_j - G0_j) U^T z_j``,
+            ``fit.sample``). ``G[0]`` is the start noise's gain: ``G[0] / s`` is the gain g
+            that a centred model applies to its mean.
+        excess, var0: the zero-mean law ``N(0, U diag(excess) U^T + var0 I)``:
+            ``sum_j G_j^2 - sum_j G0_j^2`` [L, r] and ``sum_j G0_j^2`` [L]; for ``Linear``
+            exactly ``l`` and ``lam`` (no ``(l + lam) - lam`` rounding).
     """
 
     G: jax.Array
@@ -221,40 +287,50 @@ class Spectral(NamedTuple):
 def spectral(l, lam, model) -> Spectral:
     """``Spectral`` of eigenvalues ``l`` [r] (0 on padding) for every ``lam`` [L]: one gain
     evaluation (a diffusion sampler's ``lax.scan`` over its steps) serves both columns."""
-    both = gain(jnp.concatenate([l, jnp.zeros((1,), l.dtype)])[None, :], lam[:, None], model)  # [L, r + 1]
-    G, G0 = both[:, :-1], both[:, -1]
+    both = gain(jnp.concatenate([l, jnp.zeros((1,), l.dtype)])[None, :], lam[:, None], model)  # [J, L, r + 1]
+    G, G0 = both[..., :-1], both[..., -1]
     if isinstance(model, Linear):
-        return Spectral(G, G0, jnp.broadcast_to(l[None, :], G.shape), lam)
-    return Spectral(G, G0, G**2 - G0[:, None] ** 2, G0**2)
+        return Spectral(G, G0, jnp.broadcast_to(l[None, :], G.shape[1:]), lam)
+    var0 = jnp.sum(G0**2, axis=0)
+    return Spectral(G, G0, jnp.sum(G**2, axis=0) - var0[:, None], var0)
 
 
 # ------------------------------------------------------------------ the explicit loop
 
 
-def sample_loop(evals, evecs, c, z, model):
+def sample_loop(evals, evecs, c, z, model, mean=None):
     """The real sampler update, step by step, with the dense denoiser ``D = U f U^T``.
 
-    The reference the product formula of ``diffusion_gain`` is tested against (and a
-    template for non-linear denoisers): ``lax.scan`` over the schedule.
+    The reference the product formulas (``diffusion_gain``, ``ancestral_gains``) are tested
+    against (and a template for non-linear denoisers): ``lax.scan`` over the schedule.
 
     Args:
         evals: eigenvalues l [d] of C; evecs: U [d, d], a full orthonormal basis.
         c: ridge [] (0 = Wiener).
-        z: noise [S, d].
-        model: a ``LinearDiffusion`` spec with sampler ``ddim`` or ``heun``.
+        z: noise [J, S, d] (``J = noises(model)``; [S, d] is J = 1): ``z[0]`` starts the
+            sampler (``x_T = s z[0]``), ``z[j]`` is the fresh noise of ddpm's step into level j.
+        model: a ``LinearDiffusion`` spec with sampler ``ddim``, ``heun`` or ``ddpm``.
+        mean: ``None`` (uncentred) or the training mean mu [d] of a centred denoiser
+            ``D(y) = mu + U f U^T (y - mu)``.
 
     Returns:
         samples [S, d].
     """
     sig, s = levels(model)
     dt = evals.dtype
+    z = z.reshape((-1,) + z.shape[-2:])
+    mu = jnp.zeros((1, z.shape[-1]), dt) if mean is None else mean[None, :]
 
     def denoise(x, sigma):
         f = denoiser_filter(evals, c, sigma, model.flow_time, model.parameterisation)
-        return x @ (evecs * f[None, :]) @ evecs.T
+        return mu + (x - mu) @ (evecs * f[None, :]) @ evecs.T
 
-    def step(x, pair):
-        s_i, s_next = pair
+    def step(x, inp):
+        s_i, s_next, xi = inp
+        if model.sampler == "ddpm":  # Song et al.'s ancestral step, the score (D - x) / sigma^2
+            score = (denoise(x, s_i) - x) / s_i**2
+            noise = jnp.sqrt(s_next**2 * (s_i**2 - s_next**2) / s_i**2)
+            return x + (s_i**2 - s_next**2) * score + noise * xi, None
         d_i = (x - denoise(x, s_i)) / s_i
         x_e = x + (s_next - s_i) * d_i
         if model.sampler == "ddim":
@@ -263,10 +339,14 @@ def sample_loop(evals, evecs, c, z, model):
         d_n = (x_e - denoise(x_e, safe)) / safe
         return jnp.where(s_next > 0, x + (s_next - s_i) * (d_i + d_n) / 2, x_e), None
 
-    pairs = (jnp.asarray(sig[:-1], dt), jnp.asarray(sig[1:], dt))
-    x, _ = jax.lax.scan(step, jnp.asarray(s, dt) * z, pairs)
+    n = len(sig) - 1
+    # [N, S, d]: step i's fresh noise z[i + 1]; none on the last (and none at all for J = 1)
+    fresh = jnp.concatenate([z[1:], jnp.zeros((n + 1 - z.shape[0],) + z.shape[1:], dt)])
+    xs = (jnp.asarray(sig[:-1], dt), jnp.asarray(sig[1:], dt), fresh)
+    x, _ = jax.lax.scan(step, jnp.asarray(s, dt) * z[0], xs)
     return x
 
 
-__all__ = ["karras", "vp", "vp_alpha_bar", "levels", "denoiser_filter", "sqrt_gain", "diffusion_gain", "gain", "Spectral", "spectral",
-           "sample_loop", "VP_BETA", "VP_T"]
+__all__ = ["karras", "vp", "vp_alpha_bar", "levels", "start_scale", "noises", "denoiser_filter", "sqrt_gain",
+           "diffusion_gain", "ancestral_gains", "gain", "Spectral", "spectral", "sample_loop", "VP_BETA",
+           "VP_T"]
