@@ -7,8 +7,11 @@ constructor, before any compute; batching and devices are ``memgen.run``'s; file
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 import sys
+from functools import partial
 
 import jax
 import numpy as np
@@ -18,8 +21,8 @@ from . import engines
 from . import store as store_mod
 from . import theory as theory_mod
 from .specs import Grid, Linear
-from .run import loop
-from .run.plan import plan
+from .run import loop, multihost
+from .run.plan import for_devices, plan
 
 _PARSE_MEMORY = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
                  "T": 1e12, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -100,6 +103,15 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
         theory: also store the asymptotic theory as ``<var>_theory`` (computed before the
             scan starts, so a theory error never arrives after the compute; kept on resume).
 
+    Several processes: when the caller has started JAX's distributed runtime
+    (``jax.distributed.initialize``, so that ``jax.process_count() > 1``), every process
+    calls ``scan`` with the same arguments and an ``out`` that all of them see (a shared
+    filesystem). They split the chunks (each runs its share on its own local devices and
+    writes its own chunk files; process 0 holds the store's lock and writes results.nc), and
+    every process returns the same Dataset, bit-identical to a one-process scan of the same
+    spec. ``mode="resume"`` works with any number of processes. An error in one process
+    stops the others with its message (``memgen.run.multihost.ProcessFailed``).
+
     Returns:
         ``xarray.Dataset`` with dims in canonical order ``(beta|alpha)?, gamma, lam, seed,
         sigma?``; variables as declared by the engine (see ``memgen.schema.VARS``). Linear: m,
@@ -110,16 +122,22 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
     Raises:
         ValueError: on any invalid input, before compute.
         FloatingPointError: a non-finite order parameter, naming its grid coordinates.
+        memgen.run.multihost.ProcessFailed: another process of a distributed scan failed.
     """
     model = Linear() if model is None else model
     grid = Grid() if grid is None else grid
-    check_run_options(chunk, batch, mode)
-    dt = check_dtype(dtype)
-    engine = engines.build(data, model, grid, dt)
-    budget = None if memory is None else parse_memory(memory)
-    th = theory_mod.theory(data, grid, model) if theory else None  # fails before any compute
-    engine.validate()
-    return execute(engine, out=out, memory=budget, chunk=chunk, batch=batch, progress=progress, mode=mode,
+    with multihost.session() as session:  # several JAX processes: an error here stops them all
+        check_run_options(chunk, batch, mode)
+        if session is not None and out is None:
+            raise ValueError(f"out: a scan over {session.size} processes writes its chunks into one store; pass "
+                             "out= (--out), a directory every process sees")
+        dt = check_dtype(dtype)
+        engine = engines.build(data, model, grid, dt)
+        budget = None if memory is None else parse_memory(memory)
+        th = theory_mod.theory(data, grid, model) if theory else None  # fails before any compute
+        engine.validate()
+        run = execute if session is None else partial(distributed, session)
+        return run(engine, out=out, memory=budget, chunk=chunk, batch=batch, progress=progress, mode=mode,
                    theory=th)
 
 
@@ -127,7 +145,7 @@ def execute(engine, *, out, memory, chunk, batch, progress, mode, theory: xr.Dat
     """Plan (refusing what does not fit, before compute), then run the missing chunks into the store."""
     spec = store_mod.spec_dict(engine.data, engine.model, engine.grid, engine.dtype, batch, theory=theory is not None)
     size = engines.point_count(engine)
-    devices = jax.device_count()
+    devices = jax.local_device_count()
 
     def chunks(done):
         return plan(engine, itemsize=engine.dtype.itemsize, batch=batch, devices=devices, memory=memory,
@@ -156,6 +174,76 @@ def execute(engine, *, out, memory, chunk, batch, progress, mode, theory: xr.Dat
             raise
         ds = assemble(flat)
         store.finish(ds)
+    return _timed(ds, runner)
+
+
+def distributed(session, engine, *, out, memory, chunk, batch, progress, mode,
+                theory: xr.Dataset | None = None) -> xr.Dataset:
+    """``execute`` for one of the processes of a JAX distributed runtime (``memgen.run.multihost``).
+
+    Process 0 opens the store (the lock, the new/overwrite/resume checks, corrupt chunks set
+    aside), reads what is done and publishes a fresh session token, the spec's hash and the
+    done mask; the others join the store with that token (``Store.join``). Every process then
+    plans the same chunks (laid out for the largest local device count), takes its contiguous,
+    cost-balanced share (``multihost.assign``), runs it on its own local devices and writes its
+    own chunk files. After a barrier, process 0 reads every chunk, checks that no point is
+    missing, writes results.nc and tells the others, which read it back: every process returns
+    the Dataset. Process 0 shows the progress of its own share.
+    """
+    spec = store_mod.spec_dict(engine.data, engine.model, engine.grid, engine.dtype, batch, theory=theory is not None)
+    size = engines.point_count(engine)
+    counts = multihost.local_counts()
+    rank, nproc = session.rank, session.size
+
+    def chunks(done):
+        return plan(engine, itemsize=engine.dtype.itemsize, batch=batch, devices=max(counts), memory=memory,
+                    chunk=chunk, done=done)
+
+    chunks(None)  # memory errors before the store is touched
+    runner = loop.Runner(engine)
+    with contextlib.ExitStack() as stack:
+        if rank == 0:
+            store = stack.enter_context(store_mod.Store(out, spec, mode=mode, session=multihost.new_token(),
+                                                        processes=nproc))
+            _, done = store.read(engine, size)
+            session.publish("open", {"session": store.session, "hash": store.hash,
+                                     "done": base64.b64encode(np.packbits(done)).decode()})
+        opened = session.wait("open")
+        if opened["hash"] != store_mod.spec_hash(spec):
+            raise ValueError(f"process {rank} was given another spec than process 0 (spec hash "
+                             f"{store_mod.spec_hash(spec)}, process 0's {opened['hash']}); start every process with "
+                             "the same options")
+        if rank != 0:
+            store = stack.enter_context(store_mod.Store.join(out, spec, session=opened["session"], rank=rank))
+        done = np.unpackbits(np.frombuffer(base64.b64decode(opened["done"]), np.uint8), count=size).astype(bool)
+        todo = chunks(done)
+        owner = multihost.assign([len(c.index) * engine.point_bytes(c.bucket, 4) for c in todo], counts)
+        mine = [for_devices(c, len(runner.devices)) for c, p in zip(todo, owner) if p == rank]
+        try:
+            with loop.interruptible():  # Ctrl-C acts between whole chunk writes, never lost
+                for c, res in loop.run_chunks(runner, mine, progress=progress and rank == 0,
+                                              desc=f"memgen scan (process 0 of {nproc})"):
+                    store.write_chunk(c.index, res)
+                    session.check()  # another process failed: stop here too
+                session.barrier("computed")
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: finished chunks are saved; continue with --resume {out}", file=sys.stderr)
+            raise
+        except multihost.ProcessFailed as e:
+            raise multihost.ProcessFailed(f"{e}; finished chunks are saved, continue with --resume {out}") from None
+        if rank == 0:
+            flat, done = store.read(engine, size)
+            if not done.all():
+                raise ValueError(f"out={str(out)!r}: {int((~done).sum())} points are missing after every process "
+                                 f"finished (a chunk lost on the shared filesystem?); continue with --resume {out}")
+            ds = store_mod.assembler(engine, spec, theory)(flat)
+            store.finish(ds)
+            session.publish("finished", True)
+        else:
+            session.wait("finished")
+    if rank != 0:
+        ds = store_mod.load(out)
+    ds.attrs.update(process_index=rank, process_count=nproc, chunks_computed=len(mine))
     return _timed(ds, runner)
 
 

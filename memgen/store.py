@@ -21,6 +21,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import uuid
 import warnings
 import zipfile
@@ -107,19 +108,25 @@ def _own(name: str) -> bool:
 
 
 class Store:
-    """A results directory being written (or resumed) by this process, and only this one.
+    """A results directory being written (or resumed) by this process, and only this one - or
+    by the processes of one distributed scan (``join``).
 
     Use as a context manager: the store is locked (an OS file lock on ``DIR/.memgen-lock``,
     released by the OS if the process dies, so a killed scan never blocks ``--resume``) from
-    construction until ``close``. A second writer is refused while the first lives.
+    construction until ``close``. A second writer is refused while the first lives. The lock
+    file holds the holder's session token (and pid, host, process count): the other processes
+    of a distributed scan ``join`` the store only with that token, which process 0 made and
+    sent them, and check it again before every chunk they write.
+
+    Args:
+        session: the token written into the lock file (default: a fresh one).
+        processes: how many processes write this store (process 0 holds the lock).
     """
 
-    def __init__(self, path: str | os.PathLike, spec: dict, *, mode: str = "new"):
+    def __init__(self, path: str | os.PathLike, spec: dict, *, mode: str = "new", session: str | None = None,
+                 processes: int = 1):
         overwrite, resume = mode == "overwrite", mode == "resume"
-        self.path = Path(path)
-        self.spec = spec
-        self.hash = spec_hash(spec)
-        self.chunks = self.path / CHUNKS
+        self._setup(path, spec, session or uuid.uuid4().hex, rank=None)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"out={str(self.path)!r} is a file, not a store directory; choose another out")
         if resume and not (self.path / SPEC).exists():
@@ -133,13 +140,56 @@ class Store:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock)
-            raise ValueError(f"out={str(self.path)!r} is being written by another memgen process; wait for it "
-                             "to finish, or choose another out") from None
+            raise ValueError(f"out={str(self.path)!r} is being written by another memgen process{_holder(self.path)}; "
+                             "wait for it to finish, or choose another out") from None
         try:
+            info = {"session": self.session, "pid": os.getpid(), "host": socket.gethostname(), "processes": processes}
+            os.ftruncate(self._lock, 0)
+            os.pwrite(self._lock, json.dumps(info).encode(), 0)
+            os.fsync(self._lock)
             self._open(overwrite, resume)
         except BaseException:
             self.close()
             raise
+
+    def _setup(self, path, spec: dict, session: str, rank: int | None) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        self.hash = spec_hash(spec)
+        self.chunks = self.path / CHUNKS
+        self.session = session
+        self.rank = rank  # None: the lock holder; else the process of a distributed scan that joined
+        self._lock = None
+
+    @classmethod
+    def join(cls, path: str | os.PathLike, spec: dict, *, session: str, rank: int) -> "Store":
+        """The store that process 0 of a distributed scan holds (``Store(..., session=...)``), for
+        process ``rank``: admitted only while its lock file holds ``session``, and only for
+        ``spec``. It writes chunks; process 0 alone deletes, sets aside and assembles.
+
+        Raises:
+            ValueError: no store there (``path`` is not on a filesystem every process shares),
+                another spec, or another session (an independent scan holds it).
+        """
+        self = cls.__new__(cls)
+        self._setup(path, spec, session, rank)
+        if not (self.path / SPEC).is_file():
+            raise ValueError(f"out={str(self.path)!r}: process {rank} does not see the store that process 0 "
+                             "created; out must be a directory every process shares (a network filesystem)")
+        if read_spec(self.path) != spec:
+            raise ValueError(f"out={str(self.path)!r}: process {rank} was given another spec than process 0; "
+                             "start every process with the same options")
+        self._check_session()
+        self.chunks.mkdir(exist_ok=True)
+        return self
+
+    def _check_session(self) -> None:
+        """Joined processes: refuses to write unless the lock file still holds our session."""
+        if self.rank is None:
+            return
+        if _lock_info(self.path).get("session") != self.session:
+            raise ValueError(f"out={str(self.path)!r} is no longer held by this distributed scan (another memgen "
+                             f"process took it{_holder(self.path)}); process {self.rank} stops writing")
 
     def _open(self, overwrite: bool, resume: bool) -> None:
         entries = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
@@ -185,19 +235,42 @@ class Store:
         self.close()
 
     def write_chunk(self, index: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        """One finished chunk, atomically, tagged with the spec's hash."""
+        """One finished chunk, atomically, tagged with the spec's hash (and, from a process of a
+        distributed scan, named after it: ``c<first point>-p<process>-<random>.npz``)."""
+        self._check_session()
         buf = io.BytesIO()
         np.savez(buf, index=index, spec_hash=np.array(self.hash), **values)
-        _atomic_write(self.chunks / f"c{int(index[0]):09d}-{uuid.uuid4().hex[:8]}.npz", buf.getvalue())
+        who = "" if self.rank is None else f"p{self.rank}-"
+        _atomic_write(self.chunks / f"c{int(index[0]):09d}-{who}{uuid.uuid4().hex[:8]}.npz", buf.getvalue())
 
     def read(self, engine, size: int) -> tuple[dict, np.ndarray]:
         """(flat arrays, done mask) of the chunks on disk; corrupt chunks are set aside to be recomputed."""
-        return read_chunks(self.path, empty(engine, size), self.hash, set_aside=True)
+        return read_chunks(self.path, empty(engine, size), self.hash, set_aside=self.rank is None)
 
     def finish(self, ds: xr.Dataset) -> None:
+        if self.rank is not None:
+            raise RuntimeError("only the store's lock holder (process 0) assembles results.nc")
         tmp = _tmp_name(self.path / RESULTS)
         ds.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, self.path / RESULTS)
+
+
+def _lock_info(path: Path) -> dict:
+    """What the lock file says of its holder ({} when empty or unreadable)."""
+    try:
+        info = json.loads((Path(path) / LOCK).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _holder(path: Path) -> str:
+    """`` (pid N on HOST, one of P processes)``, or ``""`` when the lock file does not say."""
+    info = _lock_info(path)
+    if not {"pid", "host"} <= set(info):
+        return ""
+    many = f", process 0 of a scan over {info['processes']} processes" if info.get("processes", 1) > 1 else ""
+    return f" (pid {info['pid']} on {info['host']}{many})"
 
 
 def _tmp_name(path: Path) -> Path:

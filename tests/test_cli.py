@@ -121,6 +121,9 @@ def test_theory_formats():
     (["--data", "field"], "argument --data: invalid choice: 'field'"),
     (["--model", "conv"], "argument --model: invalid choice: 'conv'"),
     (["--steps", "3"], "--steps applies only to --model diffusion"),
+    (["--model", "diffusion", "--data", "isotropic"], "no asymptotic theory for Isotropic data"),
+    (["--model", "onestep"], "--model onestep needs --data isotropic, got --data spiked"),
+    (["--model", "diffusion", "--sampler", "ddpm", "--schedule", "vp", "--sigma-max", "10"], "LinearDiffusion.sigma_max"),
     (["--model", "diffusion", "--sampler", "ode", "--schedule", "vp"], "LinearDiffusion.schedule must be 've'"),
     (["--preset", "quick"], "unrecognized arguments: --preset quick"),
     (["--size", "8x8"], "unrecognized arguments: --size 8x8"),
@@ -139,10 +142,34 @@ def test_theory_parser_has_only_theory_options():
     theory = _subparser("theory")
     assert {o for a in theory._actions for o in a.option_strings} == {
         "-h", "--help", "--data", "--d", "--beta", "--rank", "--spikes", "--alpha", "--k", "--gamma", "--lam", "--format",
-        "--model", "--sampler", "--schedule", "--steps", "--sigma-max", "--sigma-min", "--flow-time", "--parameterisation"}
-    assert theory._option_string_actions["--model"].choices == ["linear", "diffusion"]
-    assert theory._option_string_actions["--data"].choices == ["spiked", "powerlaw"]
+        "--model", "--sampler", "--schedule", "--steps", "--sigma-max", "--sigma-min", "--flow-time", "--parameterisation",
+        "--centre", "--mean", "--std", "--horizon"}
+    assert theory._option_string_actions["--model"].choices == ["linear", "diffusion", "onestep"]
+    assert theory._option_string_actions["--data"].choices == ["spiked", "powerlaw", "isotropic"]
     assert "float64" in theory.description and "no --x64" in theory.description
+
+
+def test_theory_of_every_gaussian_model(capsys):
+    """memgen theory prints Halder's limits (no lam column), DDPM's MP theory and a sampler on a
+    power law (the anisotropic equivalent: q and KL, no m or w2)."""
+    from memgen.app import cli
+
+    assert cli.main(["theory", "--data", "isotropic", "--d", "100", "--mean", "10", "--model", "onestep",
+                     "--gamma", "0.25,10", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["n"] for r in rows] == [25, 1000] and "lam" not in rows[0]
+    assert rows[0]["h2"] == 1.0 and abs(rows[1]["h2"] - 0.94321) < 1e-5  # lineardiff.md's public value
+    assert cli.main(["theory", "--model", "diffusion", "--sampler", "ddpm", "--schedule", "vp", "--gamma", "2",
+                     "--lam", "0", "--format", "json"]) == 0
+    ddpm = json.loads(capsys.readouterr().out)[0]
+    assert cli.main(["theory", "--model", "diffusion", "--schedule", "vp", "--gamma", "2", "--lam", "0",
+                     "--format", "json"]) == 0
+    ddim = json.loads(capsys.readouterr().out)[0]
+    assert ddpm["q"] < ddim["q"] - 0.02  # fresh noise each step: the pair agrees less
+    assert cli.main(["theory", "--data", "powerlaw", "--d", "60", "--model", "diffusion", "--steps", "5",
+                     "--gamma", "2", "--lam", "0", "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert 0 < row["q"] < 1 and row["kl"] > 0 and "m" not in row and "w2" not in row
 
 
 def test_broken_pipe_is_quiet():

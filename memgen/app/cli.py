@@ -3,7 +3,10 @@
 The CLI builds the very same spec objects as the library, so validation is identical; any
 ``ValueError`` becomes one line ``memgen: error: ...`` and exit status 2, with no traceback.
 Scan options may also come from ``--config FILE.toml`` (keys are the long option names, with
-dashes or underscores; ``resume = "DIR"``); options on the command line win.
+dashes or underscores; ``resume = "DIR"``); options on the command line win. ``--coordinator
+HOST:PORT --num-processes P --process-id I`` (or ``$MEMGEN_COORDINATOR``,
+``$MEMGEN_NUM_PROCESSES``, ``$MEMGEN_PROCESS_ID``) run one scan over P processes on JAX's
+distributed runtime (``memgen.run.multihost``).
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..run.multihost import ProcessFailed
 from .options import build_specs, from_args, resume_specs
 from .parser import build_parser
 
 
 def _cmd_scan(args) -> int:
     opts = from_args(args)
+    from ..run import multihost
+
+    hosts = multihost.check(opts["coordinator"], opts["num_processes"], opts["process_id"])  # or the environment
     if opts["resume"] is not None:
         data, model, grid = resume_specs(opts)
     else:
@@ -44,10 +51,17 @@ def _cmd_scan(args) -> int:
 
         compilation_cache()
     mode = "resume" if opts["resume"] else "overwrite" if opts["overwrite"] else "new"
+    if hosts is not None:  # before any JAX computation; every option error came first
+        multihost.initialize(*hosts)
     ds = scan(data, model, grid, out=opts["out"], dtype="float64" if opts["x64"] else "float32",
               memory=opts["memory"], chunk=opts["chunk"], batch=opts["batch"], progress=opts["progress"], mode=mode,
               theory=opts["theory"])
     out = Path(opts["out"])
+    if ds.attrs.get("process_index", 0) != 0:  # process 0 reports and draws; the others say what they did
+        print(f"process {ds.attrs['process_index']} of {ds.attrs['process_count']}: computed "
+              f"{ds.attrs['chunks_computed']} chunks in {ds.attrs['compute_seconds']:.1f} s (compiling "
+              f"{ds.attrs['compile_seconds']:.1f} s); process 0 wrote {out / 'results.nc'}")
+        return 0
     from ..report import summary
 
     print(summary(ds))
@@ -140,7 +154,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `memgen theory ... | head -1`: the reader has what it wanted; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as the shell reports a process killed by it
-    except (ValueError, FloatingPointError, OSError) as e:
+    except (ValueError, FloatingPointError, OSError, ProcessFailed) as e:
         msg = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else str(e)
         print(f"memgen: error: {' '.join(msg.splitlines())}", file=sys.stderr)
         return 2
@@ -150,14 +164,20 @@ def main(argv=None) -> int:
 
 
 def entry() -> None:
-    """The ``memgen`` command: ``main``, then exit. After Ctrl-C it exits at once (``os._exit``),
-    not waiting for a kernel compile abandoned in its thread; finished chunks are on disk and
-    the store's lock dies with the process."""
+    """The ``memgen`` command: ``main``, then exit. After Ctrl-C (or any failure of a
+    distributed scan) it exits at once (``os._exit``), not waiting for a kernel compile
+    abandoned in its thread (leaving JAX's distributed runtime first, if it runs); finished
+    chunks are on disk and the store's lock dies with the process."""
     rc = main()
-    if rc == 130:
+    import jax
+
+    if rc == 130 or (rc != 0 and jax.distributed.is_initialized()):  # a compile may be left in its thread
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        from ..run.multihost import shutdown
+
+        shutdown()  # a distributed scan: leave JAX's runtime with the others, which stop too
+        os._exit(rc)
     sys.exit(rc)
 
 

@@ -18,10 +18,12 @@ SCAN_DEFAULTS = {
     "chunk": None, "batch": 8, "theory": None, "progress": True, "cache": True,
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
     "sampler": "ddim", "schedule": "ve", "steps": 10, "sigma_max": None, "sigma_min": None, "flow_time": None,
-    "parameterisation": "x0", "mean": 10.0, "std": 1.0, "horizon": 2.0, "fresh": 10_000,
+    "parameterisation": "x0", "centre": None, "mean": 10.0, "std": 1.0, "horizon": 2.0, "fresh": 10_000,
+    "coordinator": None, "num_processes": None, "process_id": None,  # many hosts (memgen.run.multihost)
 }
 # --model diffusion: the LinearDiffusion spec's fields (None: the spec's default); --model onestep: OneStep's
-DIFFUSION_OPTIONS = ("sampler", "schedule", "steps", "sigma_max", "sigma_min", "flow_time", "parameterisation")
+DIFFUSION_OPTIONS = ("sampler", "schedule", "steps", "sigma_max", "sigma_min", "flow_time", "parameterisation",
+                     "centre")
 MODEL_OPTIONS = {"diffusion": DIFFUSION_OPTIONS, "onestep": ("horizon", "fresh")}
 CONV_DEFAULTS = {"gamma": "0.02,0.25,1,4", "lam": "0,0.001", "seeds": 2}  # --model conv: what differs
 
@@ -74,7 +76,7 @@ def load_config(path: str) -> dict:
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise ValueError(f"--config: unknown keys {unknown}; allowed: {sorted(allowed)}")
-    for k in ("overwrite", "x64", "theory", "progress", "no_progress", "cache"):
+    for k in ("overwrite", "x64", "theory", "progress", "no_progress", "cache", "centre"):
         if k in cfg and not isinstance(cfg[k], bool):
             raise ValueError(f"--config: {k} must be true or false, got {cfg[k]!r}")
     if "resume" in cfg and not isinstance(cfg["resume"], str):
@@ -171,14 +173,18 @@ def _refuse_model_options(opts: dict) -> None:
 
 
 def _isotropic_specs(opts: dict):
-    """--data isotropic with --model onestep (Halder's setting)."""
+    """--data isotropic with --model onestep (Halder's setting), linear or diffusion."""
     from .. import specs
 
-    if opts["model"] != "onestep":
-        raise ValueError(f"--data isotropic needs --model onestep, got --model {opts['model']}")
+    if opts["model"] == "conv":
+        raise ValueError("--model conv needs image data (--data field or images), got --data isotropic")
     data = specs.Isotropic(d=opts["d"], mean=opts["mean"], std=opts["std"])
-    model = specs.OneStep(horizon=opts["horizon"], samples=opts["samples"], fresh=opts["fresh"])
-    lam = opts["lam"] if "lam" in opts.get("_given", set()) else "0"  # the model has no regularisation
+    lam = opts["lam"]
+    if opts["model"] == "onestep":
+        model = specs.OneStep(horizon=opts["horizon"], samples=opts["samples"], fresh=opts["fresh"])
+        lam = lam if "lam" in opts.get("_given", set()) else "0"  # the model has no regularisation
+    else:
+        model = _spectral_model(opts)
     grid = specs.Grid(gamma=parse_range("gamma", opts["gamma"]), lam=parse_range("lam", lam, log=False),
                       seeds=opts["seeds"], seed=opts["seed"])
     return data, model, grid

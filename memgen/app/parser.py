@@ -18,7 +18,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
     D = SCAN_DEFAULTS
-    kinds = ["spiked", "powerlaw", "isotropic", "field", "images"] if scan else ["spiked", "powerlaw"]
+    kinds = ["spiked", "powerlaw", "isotropic", "field", "images"] if scan else ["spiked", "powerlaw", "isotropic"]
     p.add_argument("--data", choices=kinds, help=f"data (default: {D['data']})")
     p.add_argument("--d", type=int, help=f"dimension (default: {D['d']})")
     p.add_argument("--beta", help=f"spike strength; a list sweeps it (default: {D['beta']})")
@@ -29,9 +29,8 @@ def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
                    f"(default: {D['alpha']})")
     p.add_argument("--k", type=int, help=f"power law without spikes: top population directions scored by Q "
                    f"(default: {D['k']})")
-    if scan:
-        p.add_argument("--mean", type=float, help=f"isotropic: every coordinate's mean (default: {D['mean']:g})")
-        p.add_argument("--std", type=float, help=f"isotropic: every coordinate's std (default: {D['std']:g})")
+    p.add_argument("--mean", type=float, help=f"isotropic: every coordinate's mean (default: {D['mean']:g})")
+    p.add_argument("--std", type=float, help=f"isotropic: every coordinate's std (default: {D['std']:g})")
     if scan:  # the asymptotic theory does not depend on them
         p.add_argument("--directions", choices=["random", "axis"], help=f"spike directions (default: {D['directions']})")
     p.add_argument("--gamma", help=f"loads n/d: a:b:n log-spaced or a list (default: {D['gamma']}"
@@ -43,13 +42,14 @@ def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser, scan: bool) -> None:
     D = SCAN_DEFAULTS
-    kinds = ["linear", "diffusion", "onestep", "conv"] if scan else ["linear", "diffusion"]
+    kinds = ["linear", "diffusion", "onestep", "conv"] if scan else ["linear", "diffusion", "onestep"]
     p.add_argument("--model", choices=kinds, help="generator: linear (x = (C + lam I)^(1/2) z) or diffusion (a "
-                   "linear denoiser sampled as a diffusion model) for spiked|powerlaw"
-                   + (", onestep (Halder's one-step denoiser) for isotropic, conv (a bias-free CNN denoiser) for "
-                      "field|images" if scan else "") + f" (default: {D['model']})")
-    p.add_argument("--sampler", choices=["ode", "ddim", "heun"], help="diffusion: exact probability-flow ODE, DDIM "
-                   f"(Euler) or Heun (EDM) (default: {D['sampler']})")
+                   "linear denoiser sampled as a diffusion model) for spiked|powerlaw|isotropic"
+                   + ", onestep (Halder's one-step denoiser) for isotropic"
+                   + (", conv (a bias-free CNN denoiser) for field|images" if scan else "") + f" (default: {D['model']})")
+    p.add_argument("--sampler", choices=["ode", "ddim", "heun", "ddpm"], help="diffusion: exact probability-flow ODE, "
+                   "DDIM (Euler), Heun (EDM) or DDPM (ancestral: fresh noise each step, shared by the pair) "
+                   f"(default: {D['sampler']})")
     p.add_argument("--schedule", choices=["ve", "vp"], help="diffusion: VE Karras levels or VP (DDPM linear beta, "
                    f"T = 1000) (default: {D['schedule']})")
     p.add_argument("--steps", type=int, help="diffusion: N noise levels, then a final step to 0 "
@@ -62,8 +62,10 @@ def _add_model_options(p: argparse.ArgumentParser, scan: bool) -> None:
                    "the denoiser from zero (default: none, trained to convergence; needs --lam 0)")
     p.add_argument("--parameterisation", choices=["x0", "eps"], help="diffusion with --flow-time: what the "
                    f"gradient flow trains (default: {D['parameterisation']})")
-    if scan:
-        p.add_argument("--horizon", type=float, help=f"onestep: the forward time T (default: {D['horizon']:g})")
+    p.add_argument("--centre", action="store_true", default=None, help="diffusion: a denoiser with an intercept "
+                   "(centred covariance, its mean restored) (default: uncentred, like the linear generator)")
+    p.add_argument("--horizon", type=float, help=f"onestep: the forward time T (default: {D['horizon']:g})")
+    if scan:  # the theory's limits do not depend on it
         p.add_argument("--fresh", type=int, help="onestep: size of the fresh set of Halder's relative distance "
                        f"(default: {D['fresh']})")
 
@@ -97,7 +99,12 @@ def _scan_epilog() -> str:
     return (f"options that depend on --data (the others apply to all; one given to data that does not use it "
             f"is refused):\n{rows}\n  field and images need --model conv; there --lam is the weight decay of "
             f"AdamW.\n\n{_variables()}\nexample:\n  memgen scan --data spiked --beta 2 --d 400 --gamma 0.1:8:24 "
-            f"--lam 0,0.01,0.1,1 --seeds 8 --out runs/spiked --theory\n")
+            f"--lam 0,0.01,0.1,1 --seeds 8 --out runs/spiked --theory\n"
+            "two processes (here on one host; on two, give process 0's address and a shared --out):\n"
+            "  memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 2 --samples 3 --batch 2 --chunk 1 "
+            "--out runs/two --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 1 &\n"
+            "  memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 2 --samples 3 --batch 2 --chunk 1 "
+            "--out runs/two --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", choices=["quick"], help="conv: small CPU-sized denoisers (default: none, the "
                    "full-size ConvDenoiser())")
     s.add_argument("--size", help=f"field|images: image size HxW (default: {D['size']})")
-    s.add_argument("--source", help="images: .npy/.npz/folder of PNGs, or grace_hopper, disks, calpha "
+    s.add_argument("--source", help="images: .npy/.npz/folder of PNGs, or grace_hopper, disks, calpha, or (memgen[images]) "
+                   "digits, faces, brick, grass, gravel "
                    f"(default: {D['source']})")
     s.add_argument("--seeds", type=int, help=f"independent repetitions (default: {D['seeds']}; conv: "
                    f"{CONV_DEFAULTS['seeds']})")
@@ -143,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "$MEMGEN_CACHE_DIR, else ~/.cache/memgen/jax, and reused by later runs)")
     s.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar (default: a progress bar on stderr)")
+    h = s.add_argument_group(
+        "many hosts", "P processes (one per host, or several on one host) split the chunks of one scan on JAX's\n"
+        "distributed runtime: start every process with the same options, --out on a filesystem they\n"
+        "all share, and its own --process-id; process 0 listens at --coordinator, holds the store's\n"
+        "lock and writes results.nc. Each option may come from the environment instead:\n"
+        "$MEMGEN_COORDINATOR, $MEMGEN_NUM_PROCESSES, $MEMGEN_PROCESS_ID (the command line wins).\n"
+        "Results are bit-identical to one process; --resume works with any process count.")
+    h.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, which every process can "
+                   "reach (default: $MEMGEN_COORDINATOR, else one process, no distributed runtime)")
+    h.add_argument("--num-processes", dest="num_processes", metavar="P", help="how many processes run the scan "
+                   "(default: $MEMGEN_NUM_PROCESSES)")
+    h.add_argument("--process-id", dest="process_id", metavar="I", help="this process's index, 0..P-1 "
+                   "(default: $MEMGEN_PROCESS_ID)")
 
     _mark_applicability(s)
     t = sub.add_parser("theory", help="print the asymptotic theory on a grid",
@@ -159,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "rewritten when you pass --out figures)")
     f.add_argument("--only", help="comma list of figures to (re)make, keeping the others' index entries "
                    "(order_parameters, phase_diagrams, latent_recovery, powerlaw, spectra, denoisers, benchmark, "
-                   "linear_diffusion)")
+                   "linear_diffusion, halder)")
     mode = f.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="d = 200 (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the paper-sized set")

@@ -50,13 +50,13 @@ def compilation_cache(path: str | os.PathLike | None = None) -> Path:
 
 
 def default_memory(devices=None) -> int:
-    """Memory budget of ONE device in bytes: half the free memory of the first device
+    """Memory budget of ONE device in bytes: half the free memory of the first local device
     (accelerators), or half the host RAM shared by the local CPU devices.
 
     Raises:
         ValueError: an accelerator that does not report its memory (pass ``memory``).
     """
-    dev = (devices or jax.devices())[0]
+    dev = (devices or jax.local_devices())[0]
     if dev.platform != "cpu":
         st = dev.memory_stats() or {}
         if "bytes_limit" not in st:
@@ -74,7 +74,7 @@ def blas_threads(devices=None):
     measured on a 2-core machine, 16 batched 256 x 256 ``eigh`` took 19 s instead of 0.05 s.
     Decided by the devices the computation runs on, not the process's default backend.
     """
-    if (devices or jax.devices())[0].platform != "cpu":
+    if (devices or jax.local_devices())[0].platform != "cpu":
         return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 

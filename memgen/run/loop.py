@@ -53,8 +53,20 @@ def interruptible():
         _INTERRUPTED.clear()
 
 
+_STOP: list = []  # an exception another thread asks the main thread to raise (``stop``)
+
+
+def stop(error: BaseException | None) -> None:
+    """Makes the next ``check_interrupt`` (within ``wait``'s poll, also inside a chunk or a
+    compile) raise ``error``; None withdraws it. For a watcher thread: a distributed scan
+    stops every process when one fails (``memgen.run.multihost``)."""
+    _STOP[:] = [] if error is None else [error]
+
+
 def check_interrupt() -> None:
-    """Raises KeyboardInterrupt if Ctrl-C came since ``interruptible`` began."""
+    """Raises KeyboardInterrupt if Ctrl-C came since ``interruptible`` began (or what ``stop`` set)."""
+    if _STOP:
+        raise _STOP.pop()
     if _INTERRUPTED.is_set():
         _INTERRUPTED.clear()
         raise KeyboardInterrupt
@@ -102,7 +114,8 @@ def wait(tree, poll: float = 0.05):
 
 
 class Runner:
-    """Runs chunks of one engine's points on every local device.
+    """Runs chunks of one engine's points on every local device (this process's own, also when
+    JAX runs several processes: ``memgen.run.multihost``).
 
     Each compiled call evaluates points in fixed micro-batches per device (``sharded_map``),
     so results are bit-identical for any chunk size, device count or resume history.
@@ -110,7 +123,7 @@ class Runner:
 
     def __init__(self, engine, devices: tuple | None = None):
         self.engine = engine
-        self.devices = tuple(jax.devices()) if devices is None else tuple(devices)
+        self.devices = tuple(jax.local_devices()) if devices is None else tuple(devices)
         self._shared = None
         self.compile_seconds = 0.0
         self.compute_seconds = 0.0
@@ -184,7 +197,8 @@ def _clock(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
 
 
-def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> Iterator[tuple[Chunk, dict]]:
+def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
+               desc: str = "memgen scan") -> Iterator[tuple[Chunk, dict]]:
     """Runs chunks in order, yielding results as they complete, with a progress bar.
 
     The bar counts grid values (combinations of the grid's axes, e.g. gamma x lam x seed), the
@@ -198,7 +212,7 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True) -> It
     if progress and total:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit=" values", desc="memgen scan", dynamic_ncols=True,
+        bar = tqdm(total=total, unit=" values", desc=desc, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} values [{elapsed}{postfix}]")
     try:
         for i, c in enumerate(chunks):

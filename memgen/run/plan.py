@@ -76,3 +76,10 @@ def split(idx: np.ndarray, *, bucket: Hashable, batch: int, devices: int, chunk:
     size = per_device * step if chunk is None else chunk
     return [Chunk(bucket, idx[i:i + size], -(-len(idx[i:i + size]) // step) * step, batch)
             for i in range(0, len(idx), size)]
+
+
+def for_devices(chunk: Chunk, devices: int) -> Chunk:
+    """``chunk`` padded for ``devices`` devices instead (the process of a distributed scan that
+    runs it may have another device count than the plan's); its points and micro-batch stay."""
+    step = chunk.batch * devices
+    return Chunk(chunk.bucket, chunk.index, -(-len(chunk.index) // step) * step, chunk.batch)

@@ -99,7 +99,7 @@ class Isotropic:
         object.__setattr__(self, "std", check_float("Isotropic.std", self.std, "> 0", lambda v: v > 0))
 
 
-BUILTIN_IMAGES = ("grace_hopper", "disks", "calpha")
+BUILTIN_IMAGES = ("grace_hopper", "disks", "calpha", "digits", "faces", "brick", "grass", "gravel")
 
 
 def shell_sizes(size: tuple[int, int]) -> tuple[int, ...]:
@@ -173,7 +173,10 @@ class Images(_ImageShape):
         source: a path (``.npy``/``.npz`` array [N, H', W'(, C)], or a folder of PNG/JPEG
             files), or a built-in name: ``"grace_hopper"`` (non-overlapping patches of the
             photograph shipped with matplotlib), ``"disks"`` or ``"calpha"`` (the synthetic
-            sets of Kadkhodaie et al. 2024, drawn afresh per seed).
+            sets of Kadkhodaie et al. 2024, drawn afresh per seed), or, with ``memgen[images]``,
+            ``"digits"`` (scikit-learn's 1,797 handwritten digits), ``"faces"`` (scikit-image's
+            100 LFW faces) or the patches of a scikit-image texture (``"brick"``, ``"grass"``,
+            ``"gravel"``).
         size: image shape (H, W), each >= 4.
         k: number of top eigenvectors of the whole set's covariance scored by Q.
     """

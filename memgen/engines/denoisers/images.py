@@ -163,6 +163,37 @@ def builtin_image_path(name: str = "grace_hopper") -> Path:
     return Path(matplotlib.get_data_path()) / "sample_data" / files[name]
 
 
+# Image sets shipped inside maintained packages' wheels (no download): name -> (package, what).
+PACKAGED = {
+    "digits": ("scikit-learn", "the 1,797 handwritten digits of sklearn.datasets.load_digits, 8x8"),
+    "faces": ("scikit-image", "the 100 faces of skimage.data.lfw_subset, 25x25"),
+    "brick": ("scikit-image", "non-overlapping patches of skimage.data.brick, a 512x512 texture"),
+    "grass": ("scikit-image", "non-overlapping patches of skimage.data.grass, a 512x512 texture"),
+    "gravel": ("scikit-image", "non-overlapping patches of skimage.data.gravel, a 512x512 texture"),
+}
+
+
+def packaged_images(name: str, size: tuple[int, int]) -> np.ndarray:
+    """One of ``PACKAGED`` as grayscale float64 [N, H, W] in [0, 1]: whole images resized to
+    ``size`` (digits, faces) or the non-overlapping ``size`` patches of a texture.
+
+    Raises:
+        ValueError: the package that ships the set is not installed (``pip install 'memgen[images]'``).
+    """
+    package = PACKAGED[name][0]
+    try:
+        if name == "digits":
+            from sklearn.datasets import load_digits
+
+            return np.stack([_resize(a, size) for a in load_digits().images / 16.0])
+        import skimage.data
+    except ImportError:
+        raise ValueError(f"Images.source={name!r} needs {package}: pip install 'memgen[images]'") from None
+    if name == "faces":  # lfw_subset holds 100 faces, then 100 non-faces
+        return np.stack([_resize(a, size) for a in _gray(skimage.data.lfw_subset()[:100])])
+    return patches(_gray(getattr(skimage.data, name)()), size)
+
+
 def _gray(a: np.ndarray) -> np.ndarray:
     """[..., H, W] or [..., H, W, C] (uint8 or float) -> float64 grayscale in [0, 1]."""
     a = np.asarray(a)
@@ -206,7 +237,8 @@ def load_images(source: str, size: tuple[int, int]) -> np.ndarray:
 
     Args:
         source: ``"grace_hopper"`` (non-overlapping patches of matplotlib's sample
-            photograph), a ``.npy``/``.npz`` file holding [N, H', W'] or [N, H', W', C]
+            photograph), one of ``PACKAGED`` (image sets inside scikit-learn's and
+            scikit-image's wheels: ``memgen[images]``), a ``.npy``/``.npz`` file holding [N, H', W'] or [N, H', W', C]
             (the first array of an ``.npz``), or a folder of PNG/JPEG images.
         size: output (H, W); each image is centre-cropped to the aspect ratio and resized.
 
@@ -217,6 +249,8 @@ def load_images(source: str, size: tuple[int, int]) -> np.ndarray:
 
     if source == "grace_hopper":
         return patches(_gray(mimage.imread(builtin_image_path(source))), size)
+    if source in PACKAGED:
+        return packaged_images(source, size)
     path = Path(os.path.expanduser(source))
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
@@ -252,6 +286,8 @@ __all__ = [
     "sample_calpha",
     "builtin_image_path",
     "load_images",
+    "packaged_images",
+    "PACKAGED",
     "patches",
     "standardise",
 ]

@@ -140,7 +140,7 @@ def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None 
     Raises:
         ValueError: K = 0 or batch < 1.
     """
-    devices = tuple(jax.devices())
+    devices = tuple(jax.local_devices())  # this process's (many hosts: each trains its own)
     K = keys.shape[0]
     if K < 1:
         raise ValueError("train_ensemble: keys must hold at least one model (K >= 1), got K=0")
