@@ -24,7 +24,7 @@ TINY = dict(
     denoiser=dict(depth=2, width=2, steps=4, batch=4, sample_steps=2, samples=5, test=2),
     pair_n=(8, 64), pair_show=4,
     bench_d=(8, 16), bench_seeds=2, naive_seeds=1,
-    halder_d=10, halder_gamma=(0.5, 4.0, 2), halder_seeds=2,
+    halder_d=10, halder_gamma=(0.5, 4.0, 2), halder_seeds=2, halder_fresh=50,
 )
 
 

@@ -30,7 +30,7 @@ SIZES: dict[str, dict] = {
         denoiser=dict(depth=5, width=16, steps=2500, batch=16, lr=3e-3, sample_steps=25, samples=32, test=16),
         pair_n=(2, 512), pair_show=8,
         bench_d=(32, 64, 128), bench_seeds=8, naive_seeds=2,
-        halder_d=100, halder_gamma=(0.1, 30.0, 8), halder_seeds=20,
+        halder_d=100, halder_gamma=(0.1, 30.0, 8), halder_seeds=20, halder_fresh=10_000,
     ),
     "full": dict(
         diff_models=(("ode", 1), ("ddim", 5), ("ddim", 10), ("ddim", 18), ("heun", 5), ("heun", 18), ("ddpm", 18)),
@@ -43,7 +43,7 @@ SIZES: dict[str, dict] = {
         denoiser=dict(depth=6, width=32, steps=3000, batch=16, lr=2e-3, sample_steps=25, samples=32, test=16),
         pair_n=(2, 512), pair_show=8,
         bench_d=(32, 64, 128, 256, 512), bench_seeds=8, naive_seeds=2,
-        halder_d=100, halder_gamma=(0.1, 100.0, 12), halder_seeds=60,
+        halder_d=100, halder_gamma=(0.1, 100.0, 12), halder_seeds=60, halder_fresh=10_000,
     ),
 }
 

@@ -21,7 +21,7 @@ def fig_halder(out_dir, mode: str = "quick", log: list | None = None) -> list[Pa
     t0 = time.perf_counter()
     z = sizes(mode)
     data = Isotropic(d=z["halder_d"], mean=10.0)
-    model = OneStep(horizon=2.0, samples=z["samples"])
+    model = OneStep(horizon=2.0, samples=z["samples"], fresh=z["halder_fresh"])
     grid = Grid(gamma=geom(*z["halder_gamma"]), lam=(0.0,), seeds=z["halder_seeds"])
     ds = run(data, model, grid)
     th = theory(data, grid, model)
