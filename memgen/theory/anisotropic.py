@@ -77,7 +77,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .powerlaw import ratio_expectation
+from .powerlaw import bisect, ratio_expectation
 
 RESIDUAL_TOL = 1e-4  # moments of the local measures (relative); ~1e-7 in the validated range
 
@@ -110,19 +110,6 @@ def _psi2(t, s, c):
     """``c tau(sigma^2/(t - sigma)^2)`` at points ``t [...]``: < 1 exactly outside the support's pre-image."""
     s = _lift(s, t)
     return c * jnp.mean((s / (t[..., None] - s)) ** 2, axis=-1)
-
-
-def _bisect(f, lo, hi, iters):
-    """Root of an increasing ``f`` on ``[lo, hi]`` (elementwise)."""
-
-    def body(_, b):
-        lo, hi = b
-        mid = 0.5 * (lo + hi)
-        up = f(mid) > 0
-        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
-
-    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    return 0.5 * (lo + hi)
 
 
 def _gl(n: int, dt):
@@ -161,8 +148,8 @@ def _support(s, c, m_hard: int, iters: int = 60):
     (hardest first); gaps are searched in the first ``m_hard`` only.
     """
     r = jnp.sqrt(c * jnp.mean(s**2))  # psi2(u) <= 1 at |u - [s_min, s_max]| >= r
-    u_right = _bisect(lambda u: 1.0 - _psi2(u, s, c), s[0], s[0] + r, 2 * iters)
-    u_left = _bisect(lambda u: _psi2(u, s, c) - 1.0, jnp.minimum(-r, s[-1] - r), s[-1], 2 * iters)
+    u_right = bisect(lambda u: 1.0 - _psi2(u, s, c), s[0], s[0] + r, 2 * iters)
+    u_left = bisect(lambda u: _psi2(u, s, c) - 1.0, jnp.minimum(-r, s[-1] - r), s[-1], 2 * iters)
     lo, hi = s[1:], s[:-1]
     tie = hi - lo <= 0
     # psi2 is convex on each interval; a cheap upper bound of its minimum ranks them: the
@@ -179,10 +166,10 @@ def _support(s, c, m_hard: int, iters: int = 60):
         sl = _lift(s, t)
         return -jnp.mean((sl / (t[..., None] - sl)) ** 2 / (t[..., None] - sl), axis=-1)
 
-    t_min = jnp.where(tie_h, hi_h, _bisect(dpsi2, lo_h, hi_h, iters))
+    t_min = jnp.where(tie_h, hi_h, bisect(dpsi2, lo_h, hi_h, iters))
     gap = (_psi2(t_min, s, c) < 1.0) & ~tie_h
-    g1 = _bisect(lambda t: 1.0 - _psi2(t, s, c), lo_h, t_min, iters)
-    g2 = _bisect(lambda t: _psi2(t, s, c) - 1.0, t_min, hi_h, iters)
+    g1 = bisect(lambda t: 1.0 - _psi2(t, s, c), lo_h, t_min, iters)
+    g2 = bisect(lambda t: _psi2(t, s, c) - 1.0, t_min, hi_h, iters)
     e1 = t_star.at[hard].set(jnp.where(gap, g1, t_min))
     e2 = t_star.at[hard].set(jnp.where(gap, g2, t_min))
     gaps = jnp.zeros(lo.shape, bool).at[hard].set(gap)
@@ -288,7 +275,7 @@ def local_measure(sigma, gamma, tiers=((96, 12), (256, 4)), n_easy: int = 2, n_e
         e = jnp.exp(lm) * s
         return c * jnp.mean(e / (1.0 + e)) - 1.0
 
-    lm0 = _bisect(h, jnp.log(1e-30 / s[0]), jnp.log(1e30 / s[-1]), 240)
+    lm0 = bisect(h, jnp.log(1e-30 / s[0]), jnp.log(1e30 / s[-1]), 240)
     atom = jnp.where(c > 1.0, 1.0 / (1.0 + jnp.exp(lm0) * s), 0.0)
     mass = jnp.sum(weight, axis=0) + atom
     mean = jnp.sum(weight * x[:, None], axis=0)

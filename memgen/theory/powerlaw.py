@@ -279,8 +279,8 @@ def _dz_of_m(m, sigma, c):
     return 1.0 / m**2 - c * jnp.mean((sigma / (1.0 + m * sigma)) ** 2)
 
 
-def _bisect(f, lo, hi, iters=200):
-    """Root of an increasing ``f`` on ``(lo, hi)`` by bisection (scalars)."""
+def bisect(f, lo, hi, iters=200):
+    """Root of an increasing ``f`` on ``(lo, hi)`` by bisection (elementwise over array bounds)."""
 
     def body(_, b):
         lo, hi = b
@@ -295,7 +295,7 @@ def _bisect(f, lo, hi, iters=200):
 def bulk_edge(sigma, gamma):
     """Right edge of the deterministic-equivalent spectrum: ``min z(m)`` on ``(-1/sigma_max, 0)``."""
     c = 1.0 / gamma
-    m = _bisect(lambda m: _dz_of_m(m, sigma, c), -1.0 / jnp.max(sigma), jnp.zeros((), sigma.dtype))
+    m = bisect(lambda m: _dz_of_m(m, sigma, c), -1.0 / jnp.max(sigma), jnp.zeros((), sigma.dtype))
     return _z_of_m(m, sigma, c), m
 
 
@@ -313,7 +313,7 @@ def random_spike_outlier(sigma, gamma, beta):
         return 1.0 + m * beta * jnp.mean(1.0 / (1.0 + m * sigma))
 
     sep = phi(m_edge) < 0
-    m = _bisect(phi, m_edge, jnp.zeros((), sigma.dtype))
+    m = bisect(phi, m_edge, jnp.zeros((), sigma.dtype))
     a = jnp.mean(1.0 / (1.0 + m * sigma))
     dphi = beta * jnp.mean(1.0 / (1.0 + m * sigma) ** 2)
     x = _z_of_m(m, sigma, c)

@@ -28,7 +28,7 @@ def fig_halder(out_dir, mode: str = "quick", log: list | None = None) -> list[Pa
     ds = attach_theory(ds, th)
     save_data(ds, out_dir, "halder")
     fig = plots.halder(ds, th)
-    fig.suptitle(f"{plots.describe(ds)}: T = 2; P(Delta > 0) over {2 * grid.seeds} models, "
+    fig.suptitle(f"{plots.describe(ds)}: P(Delta > 0) over {2 * grid.seeds} models, "
                  "H^2 mean ± s.e.m.", fontsize=7)
     files = finish(fig, out_dir, "halder")
     record(log, "halder", files, spec_record(data, model, grid), mode, t0)
