@@ -116,7 +116,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
         ``xarray.Dataset`` with dims in canonical order ``(beta|alpha)?, gamma, lam, seed,
         sigma?``; variables as declared by the engine (see ``memgen.schema.VARS``). Linear: m,
         q, w2, m_kad, mem_frac [..., gamma, lam, seed] and Q, top_eig [..., gamma, seed].
-        Denoisers: m, m_heldout, q, Q, loss [gamma, lam, seed] and mse, mse_wiener,
+        Denoisers: m, m_heldout, q, Q, Q_heldout, loss [gamma, lam, seed] and mse, mse_wiener,
         mse_empirical [gamma, lam, seed, sigma].
 
     Raises:

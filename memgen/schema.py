@@ -66,6 +66,9 @@ VARS: dict[str, Var] = {
     "m_heldout": Var("m of held-out data images instead of samples: what a model that samples the true "
                      "distribution scores (the nearest-neighbour baseline of m; it grows with n)",
                      r"held-out baseline of $m$"),
+    "Q_heldout": Var("Q of held-out data images (as many as the samples Q uses) instead of samples: what a model "
+                     "that samples the true distribution scores with that many samples (the perfect-model baseline "
+                     "of Q; its floor is the sample count, not the model)", r"held-out baseline of $Q$"),
     "loss": Var("final training loss (mean of the last 10% of steps)", "training loss", "pixel variance"),
     "mse": Var("denoising MSE per pixel on held-out images", "denoising MSE", "pixel variance"),
     "mse_wiener": Var("MSE of the population Wiener filter Sigma (Sigma + sigma^2)^-1", "Wiener MSE",

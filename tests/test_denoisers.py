@@ -241,7 +241,7 @@ def test_scan_contract_pairs_and_chunking():
     grid = Grid(gamma=(2 / 64, 0.5), lam=(0.0, 0.05), seeds=1, seed=3)
     ds = memgen.scan(data, TINY, grid, progress=False, dtype=jnp.float64)
     assert set(ds.dims) == {"gamma", "lam", "seed", "sigma"}
-    for v in ("m", "m_heldout", "q", "Q", "loss"):
+    for v in ("m", "m_heldout", "q", "Q", "Q_heldout", "loss"):
         assert ds[v].dims == ("gamma", "lam", "seed")
     for v in ("mse", "mse_wiener", "mse_empirical"):
         assert ds[v].dims == ("gamma", "lam", "seed", "sigma")

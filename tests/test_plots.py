@@ -442,6 +442,10 @@ def test_order_parameters_draw_the_perfect_model_baseline(rng):
                                sorted(ds["m_heldout"].mean("seed").sel(lam=LAM[0]).values))
     plain = plots.order_parameters(make_scan(rng)).axes[0]  # negative control: nothing to draw
     assert not [ln for ln in plain.get_lines() if ln.get_linestyle() == ":"]
+    ds["Q_heldout"] = ds["Q"] * 0 + 0.9  # Q's baseline goes on the Q panel, and only there
+    axes = plots.order_parameters(ds, variables=("m", "q", "Q")).axes
+    dotted = [[ln for ln in ax.get_lines() if ln.get_linestyle() == ":" and len(ln.get_xdata()) > 2] for ax in axes]
+    assert [len(v) for v in dotted] == [len(LAM), 0, 1] and np.allclose(dotted[2][0].get_ydata(), 0.9)
 
 
 def test_describe_names_the_scan(rng):

@@ -18,9 +18,9 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
 
     One colour per lam; simulation as points ± s.e.m. over seeds, theory as lines (a theory
     curve that is all NaN, i.e. no theory for it, is left out). The Q panel gets a dashed
-    line at gamma_c = 1/beta^2 when beta is known. Where ``m_heldout`` is stored (denoisers,
-    which have no theory), the m panel gets it as dotted lines: the m a model that samples the
-    true distribution scores, the perfect-model baseline.
+    line at gamma_c = 1/beta^2 when beta is known. Where ``<var>_heldout`` is stored (denoisers,
+    which have no theory: ``m_heldout``, ``Q_heldout``), that panel gets it as dotted lines: what a
+    model that samples the true distribution scores, the perfect-model baseline.
 
     Args:
         ds: scan Dataset with dims ``gamma, lam, seed`` (a size-1 leading ``beta``/``alpha``
@@ -79,8 +79,8 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
             drawn.append(theory_line(ax, th, "k"))
         if var == "Q" and betas:
             bbp_lines(ax, betas)
-        if var == "m" and "m_heldout" in mean:  # where m has no theory: what a perfect model scores
-            base = mean["m_heldout"]
+        if f"{var}_heldout" in mean:  # where there is no theory: what a perfect model scores
+            base = mean[f"{var}_heldout"]
             for lv, c in zip(lams, colours) if "lam" in base.dims else [(None, "k")]:
                 b = (sel_near(base, lam=lv) if lv is not None else base).sortby("gamma")
                 ax.plot(b["gamma"].values, b.values, ":", color=c, lw=1.0, zorder=2)

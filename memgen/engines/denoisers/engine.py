@@ -103,7 +103,8 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         spec: the denoiser spec; k: number of latent directions for Q.
 
     Returns:
-        dict of samples [S, d], m, m_heldout, Q, loss (scalars), mse, mse_wiener,
+        dict of samples [S, d], m, m_heldout, Q, Q_heldout (of the first min(S, T) held-out
+        images), loss (scalars), mse, mse_wiener,
         mse_empirical [n_sigma].
     """
     dt = data.dtype
@@ -130,6 +131,8 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         "m": observables.memorisation(gen, xtr, n)["m"],
         "m_heldout": observables.memorisation(xt, xtr, n)["m"],
         "Q": observables.subspace_overlap(observables.top_eigvecs(gen, k), pop_u[:, :k]),
+        # the same procedure on true images: the Q a perfect model scores with this many samples
+        "Q_heldout": observables.subspace_overlap(observables.top_eigvecs(xt[: spec.samples], k), pop_u[:, :k]),
         "loss": jnp.mean(losses[-tail:]),
         "mse": jnp.stack(net),
         "mse_wiener": jnp.stack(wie),
@@ -170,7 +173,7 @@ def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoise
         spec, k: static.
 
     Returns:
-        dict: m, m_heldout, q, Q, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
+        dict: m, m_heldout, q, Q, Q_heldout, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
         of A and B; q between them, computed on the device in the scan's dtype).
     """
     per = _both(*pair_keys(root, g, l, s), pools[s], n, lam, tests[s], pop_u, pop_s, spec=spec, k=k)
@@ -223,7 +226,7 @@ class DenoiserEngine:
         self.n_max = int(self.ns.max())
         self.axes = (("gamma", grid.gamma), ("lam", grid.lam), ("seed", tuple(range(grid.seeds))))
         sig = ("sigma",)
-        self.variables = {"m": (), "m_heldout": (), "q": (), "Q": (), "loss": (), "mse": sig, "mse_wiener": sig,
+        self.variables = {"m": (), "m_heldout": (), "q": (), "Q": (), "Q_heldout": (), "loss": (), "mse": sig, "mse_wiener": sig,
                           "mse_empirical": sig}
         self.coords = {"gamma": np.asarray(grid.gamma), "lam": np.asarray(grid.lam), "seed": np.arange(grid.seeds),
                        "sigma": np.asarray(model.mse_sigmas),
