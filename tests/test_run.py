@@ -75,19 +75,50 @@ def test_pad_rows_ladder():
         assert p < d or n >= d or p == d
         assert p <= max(8, 2 * n) + 8
     assert len({lin_engine.pad_rows(n, d) for n in range(1, 801)}) <= 12
-    for n in range(1, 900):  # the coarse ladder: steps of 2, half the buckets below d
-        p = lin_engine.pad_rows(n, d, coarse=True)
-        assert p >= n and p <= max(8, 4 * n) + 8 and p >= lin_engine.pad_rows(n, d)
-    assert len({lin_engine.pad_rows(n, d, True) for n in range(1, 100)}) < len({lin_engine.pad_rows(n, d)
-                                                                                for n in range(1, 100)})
 
 
 def test_planner_weighs_compiles_against_padding():
-    """Small d: compiling dominates, the coarse ladder wins; large d and many seeds: padding does."""
-    ns = np.unique(np.round(np.geomspace(0.1, 8, 24) * 200).astype(int))
-    assert lin_engine.coarse_ladder(ns, 200, 16)
-    ns = np.unique(np.round(np.geomspace(0.1, 8, 24) * 4000).astype(int))
-    assert not lin_engine.coarse_ladder(ns, 4000, 64)
+    """Small d: compiling dominates, one or two buckets; large d and many seeds: padding does."""
+    def buckets(d, seeds):
+        grid = memgen.Grid(gamma=list(np.geomspace(0.1, 8, 24)), lam=[0, 0.01, 0.1, 1], seeds=seeds)
+        return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").buckets()
+    assert len(buckets(200, 4)) <= 2  # the main job
+    assert len(buckets(4000, 64)) >= 8
+
+
+def test_pad_groups_is_the_cheapest_partition(rng):
+    """The dynamic programme against brute force over every partition of the sorted sizes."""
+    import itertools
+
+    from memgen.run import plan
+    sizes = sorted(rng.choice(np.arange(1, 400), size=7, replace=False).tolist())
+    count = dict(zip(sizes, rng.integers(1, 50, size=7).tolist()))
+    pad = lambda n: -(-n // 16) * 16  # noqa: E731
+    flops = lambda p: float(p) ** 3 * 3e3  # noqa: E731
+
+    def cost(groups):
+        return sum(plan.COMPILE_SECONDS + sum(count[n] for n in g) * flops(pad(g[-1])) / plan.FLOPS_PER_SECOND
+                   for g in groups)
+
+    def partitions(xs):
+        for cuts in itertools.product([False, True], repeat=len(xs) - 1):
+            groups, cur = [], [xs[0]]
+            for x, c in zip(xs[1:], cuts):
+                if c:
+                    groups.append(cur)
+                    cur = []
+                cur.append(x)
+            yield groups + [cur]
+
+    got = plan.pad_groups(sizes, count.__getitem__, pad, flops)
+    groups = {}
+    for n in sizes:
+        groups.setdefault(got[n], []).append(n)
+    assert all(got[n] >= n for n in sizes)
+    best = min(cost(p) for p in partitions(sizes))
+    assert cost(list(groups.values())) == pytest.approx(best, rel=1e-12)
+    worst = max(cost(p) for p in partitions(sizes))
+    assert worst > best  # the instance discriminates: a wrong plan would be caught
 
 
 SMALL = dict(data=memgen.Spiked(d=16, beta=2.5), grid=memgen.Grid(gamma=[0.5, 3.0], lam=[0.0, 0.2], seeds=3))
@@ -237,3 +268,18 @@ def test_ctrl_c_is_never_lost_in_a_gc_callback():
             reached = True  # nothing was raised inside the callback ...
     assert reached  # ... and the interrupt still came, at the safe point
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_one_compile_per_shape_whatever_the_host_dtype():
+    """Without x64, device_put narrows int64 host inputs to int32: the compiled step is keyed by
+    what the devices get, so compiling ahead and calling meet the same executable (a mismatch
+    compiled every bucket twice), and a chunk of several steps reuses it."""
+    from memgen.run.batching import sharded_map
+
+    with jax.enable_x64(False):
+        f = sharded_map(lambda p, s: p * 2 + s, batch=2, devices=tuple(jax.devices()))
+        per = np.arange(3 * f.step, dtype=np.int64)
+        assert f.compile(per, np.int64(1)) > 0
+        out = f(per, np.int64(1))
+        assert len(f.executables) == 1
+        np.testing.assert_array_equal(np.asarray(out), 2 * np.arange(3 * f.step) + 1)

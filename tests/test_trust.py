@@ -90,7 +90,7 @@ def _lowered(engine) -> str:
     runner = loop.Runner(engine)
     c = plan(engine, itemsize=4, devices=len(runner.devices), batch=2)[0]
     fn = loop.compiled(type(engine), engine.static(), c.bucket, c.batch, runner.devices)
-    per = jax.tree.map(jnp.asarray, engine.inputs(np.resize(c.index, c.size)))
+    per = jax.tree.map(jnp.asarray, engine.inputs(np.resize(c.index, fn.step)))
     return fn.jitted.lower(per, runner.shared()).as_text()
 
 

@@ -1,10 +1,12 @@
-"""THE batching composition of memgen: ``jit(shard_map(lax.map(vmap(point))))``.
+"""THE batching composition of memgen: ``jit(shard_map(vmap(point)))``, called per micro-step.
 
 Every engine's one-point kernel, and ``denoisers.train_ensemble``, run through
-``sharded_map``. Each device runs the same local program on fixed-size micro-batches, so
-the arithmetic of a point never depends on how many points share its call or how many
-devices share the points: results are bit-identical for any chunk size, device count or
-resume history at a given micro-batch.
+``sharded_map``. The compiled program evaluates ONE micro-batch of ``batch`` points on every
+device; a chunk of any size is a sequence of such calls (dispatched asynchronously, so they
+pipeline). So a bucket compiles once whatever its chunk sizes, and the arithmetic of a point
+never depends on how many points share its chunk or how many devices share the points:
+results are bit-identical for any chunk size, device count or resume history at a given
+micro-batch.
 """
 
 from __future__ import annotations
@@ -20,47 +22,52 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     """``fn(per_point, shared) -> pytree`` for ONE point -> the same over a leading points axis.
 
     The returned callable takes ``per_point``, a pytree whose leaves have a leading points
-    axis (length a multiple of ``batch * len(devices)``), sharded over ``devices`` and
-    evaluated in micro-batches of ``batch`` points per device; and ``shared``, a pytree
-    replicated on every device. It returns ``fn``'s pytree with the points axis leading.
+    axis (length a multiple of ``batch * len(devices)``), and ``shared``, a pytree replicated
+    on every device. Each step of ``batch * len(devices)`` points is one call of one compiled
+    program: ``batch`` points per device, vmapped. It returns ``fn``'s pytree with the points
+    axis leading (on the host's side of the devices: concatenated step outputs).
     """
-
-    def local(per, shared):
-        return jax.lax.map(lambda p: fn(p, shared), per, batch_size=batch)
-
     P = jax.sharding.PartitionSpec
     mesh = jax.sharding.Mesh(np.array(devices), ("points",))
+    step = batch * len(devices)
     # Points never communicate: varying-manual-axis checks only get in the way of kernels that
     # build constants (e.g. zero-initialised parameters) inside lax.scan carries.
-    kernel = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("points"), P()), out_specs=P("points"),
-                                   check_vma=False))
+    kernel = jax.jit(jax.shard_map(jax.vmap(fn, in_axes=(0, None)), mesh=mesh, in_specs=(P("points"), P()),
+                                   out_specs=P("points"), check_vma=False))
     split, everywhere = (jax.sharding.NamedSharding(mesh, p) for p in (P("points"), P()))
+    executables: dict = {}  # input shapes of one step -> compiled executable (ahead of time, timed apart)
 
-    executables: dict = {}  # input shapes -> compiled executable (ahead of time, so compiling is timed apart)
+    def steps(per_point):
+        total = len(jax.tree.leaves(per_point)[0])
+        if total % step:
+            raise ValueError(f"{total} points are not whole steps of batch={batch} x {len(devices)} devices")
+        return [jax.tree.map(lambda x: x[i:i + step], per_point) for i in range(0, total, step)]
 
-    def place(per_point, shared):  # inputs committed elsewhere (e.g. to device 0) are moved, not refused
-        return jax.device_put(per_point, split), jax.device_put(shared, everywhere)
-
-    def executable(per_point, shared):
-        key = jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), (per_point, shared))
-        key = (jax.tree.structure((per_point, shared)), tuple(jax.tree.leaves(key)))
+    def executable(per_step, shared):  # keyed by the PLACED inputs (device_put narrows int64 without x64)
+        key = jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), (per_step, shared))
+        key = (jax.tree.structure((per_step, shared)), tuple(jax.tree.leaves(key)))
         if key not in executables:
-            executables[key] = kernel.lower(per_point, shared).compile()
+            executables[key] = kernel.lower(per_step, shared).compile()
         return executables[key]
 
     def compile(per_point, shared) -> float:
         """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
         t0 = time.perf_counter()
-        executable(*place(per_point, shared))
+        executable(jax.device_put(steps(per_point)[0], split), jax.device_put(shared, everywhere))
         return time.perf_counter() - t0
 
     def call(per_point, shared):
-        per_point, shared = place(per_point, shared)
-        return executable(per_point, shared)(per_point, shared)
+        shared = jax.device_put(shared, everywhere)  # inputs committed elsewhere are moved, not refused
+        outs = []
+        for per in steps(per_point):
+            per = jax.device_put(per, split)
+            outs.append(executable(per, shared)(per, shared))
+        return outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: jax.numpy.concatenate(xs), *outs)
 
     call.compile = compile
-    call.executables = executables  # one per input shape: what has been compiled
+    call.executables = executables  # one per step shape: what has been compiled
     call.jitted = kernel  # for inspection (lowering, the LAPACK check of tests/test_trust.py)
+    call.step = step
     return call
 
 

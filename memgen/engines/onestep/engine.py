@@ -27,7 +27,8 @@ from ... import data as data_mod
 from ... import observables
 from ...specs import Grid, Isotropic, OneStep, n_samples
 from ..protocol import spec_kernel
-from ..spectral.engine import coarse_ladder, pad_rows
+from ...run.plan import pad_groups
+from ..spectral.engine import pad_rows
 from . import model as onestep
 
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -101,6 +102,14 @@ def point(seed_idx, n, root, a_fresh, *, spec: Isotropic, model: OneStep, n_pad:
         return out
 
 
+def model_flops(n_pad: int, d: int, samples: int, fresh: int) -> float:
+    """Rough flops of one model at ``n_pad`` rows: what the bucket planner weighs."""
+    r = min(n_pad, d)
+    fit = 9.0 * (r**3 + d**3) + 6.0 * n_pad * d * max(n_pad, d)  # the OLS eigh, B B^T; products
+    kde = 2.0 * (n_pad * n_pad + fresh * d + samples * n_pad) * d  # train pairs and cross terms, distances
+    return fit + kde
+
+
 class OneStepEngine:
     """``OneStep`` over ``Isotropic`` data (see ``engines.protocol.Engine``)."""
 
@@ -128,7 +137,9 @@ class OneStepEngine:
         self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
         self.axes = (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
         self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)
-        self.coarse = coarse_ladder(self.ns, data.d, grid.seeds)
+        ns = self.ns.tolist()
+        self.pads = pad_groups(ns, lambda n: 2 * grid.seeds * ns.count(n), partial(pad_rows, d=data.d),
+                               partial(model_flops, d=data.d, samples=model.samples, fresh=model.fresh))
         self.coords = {"gamma": list(grid.gamma), "seed": np.arange(grid.seeds), "n": ("gamma", self.ns.tolist())}
 
     def validate(self) -> None:
@@ -138,7 +149,7 @@ class OneStepEngine:
         out: dict[int, list] = {}
         flat = np.arange(len(self.grid.gamma) * self.grid.seeds).reshape(len(self.grid.gamma), self.grid.seeds)
         for g, n in enumerate(self.ns):
-            out.setdefault(pad_rows(int(n), self.data.d, self.coarse), []).extend(flat[g])
+            out.setdefault(self.pads[int(n)], []).extend(flat[g])
         return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
 
     def describe(self, n_pad: int) -> str:

@@ -38,6 +38,7 @@ import numpy as np
 from ... import data as data_mod
 from ... import observables
 from ...specs import Grid, Isotropic, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
+from ...run.plan import pad_groups
 from ..protocol import spec_kernel
 from . import fit as fit_mod
 from .gains import noises, spectral, start_scale
@@ -146,45 +147,30 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
 # ------------------------------------------------------------- shapes and memory
 
 
-def pad_rows(n: int, d: int, coarse: bool = False) -> int:
-    """Static padded training-set size for n real rows.
+def pad_rows(n: int, d: int) -> int:
+    """The smallest static training-set size for n real rows (the planner may pad further).
 
-    A ladder keeps compilations few: below d, steps of sqrt(2) (Gram route, ``eigh`` cost
-    n_pad^3 so padding waste stays <= 2.8x), or steps of 2 when ``coarse`` (half the buckets,
-    waste <= 8x); from d up, steps of 2 (covariance route, where n_pad only scales the cheap
+    A ladder keeps the candidate shapes few (and shared between scans, so the persistent
+    compilation cache hits): below d, steps of sqrt(2) rounded up to 8 (Gram route, ``eigh``
+    cost n_pad^3); from d up, steps of 2 (covariance route, where n_pad only scales the cheap
     ``n_pad d^2`` covariance).
     """
     if n >= d:
         return d * 2 ** math.ceil(math.log2(n / d) - 1e-12)
     k = math.floor(2 * math.log2(n / d) + 1e-12)  # n <= d 2^(k/2+1/2)
-    for step in (k, k + 1, k + 2):
-        if coarse and step % 2:
-            continue
+    for step in (k, k + 1):
         cand = min(d, int(math.ceil(d * 2 ** (step / 2) / 8) * 8))
         if cand >= n:
             return cand
     return d
 
 
-# The planner's two prices (order of magnitude, CPU; both only rank the two ladders): the
-# seconds to compile one bucket's kernel (the main job: 11 buckets in ~39 s on 2 cores) and
-# the flop rate of the points' eigh.
-COMPILE_SECONDS = 3.5
-EIGH_FLOPS_PER_SECOND = 2e10
-
-
-def coarse_ladder(ns, d: int, points_per_n: int, models: int = 2) -> bool:
-    """Whether the coarse ladder pays: the compiles it saves outweigh the padding it adds.
-
-    Args:
-        ns: training-set sizes of the grid; d: dimension; points_per_n: points per size
-            (seeds x swept values); models: per point (a pair).
-    """
-    fine = {pad_rows(int(n), d) for n in ns}
-    coarse = {pad_rows(int(n), d, coarse=True) for n in ns}
-    extra = sum(9.0 * (pad_rows(int(n), d, True) ** 3 - pad_rows(int(n), d) ** 3) for n in ns if n < d)
-    extra_seconds = extra * points_per_n * models / EIGH_FLOPS_PER_SECOND
-    return (len(fine) - len(coarse)) * COMPILE_SECONDS > extra_seconds
+def model_flops(n_pad: int, d: int, n_lam: int, samples: int, noises: int = 1, dense: bool = False) -> float:
+    """Rough flops of one model at ``n_pad`` rows: what the bucket planner weighs (``plan.pad_groups``)."""
+    r = min(n_pad, d)
+    fit = 9.0 * r**3 + (2.0 * n_pad * d * d if n_pad >= d else 4.0 * n_pad * n_pad * d)  # eigh; C or Gram and U
+    generate = 2.0 * noises * samples * d * r + 2.0 * n_lam * samples * d * (r + n_pad)  # z U, x, distances
+    return fit + generate + (9.0 * n_lam * d**3 if dense else 0.0)  # dense bulk: eigvalsh per lam
 
 
 def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int, noises: int = 1,
@@ -244,7 +230,11 @@ class SpectralEngine:
         self.axes = ((self.extra,) if self.extra else ()) + (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
         self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)  # per gamma
         extra_points = len(self.extra[1]) if self.extra else 1
-        self.coarse = coarse_ladder(self.ns, data.d, grid.seeds * extra_points)  # a function of the spec alone
+        ns = self.ns.tolist()
+        self.pads = pad_groups(  # n -> n_pad, a function of the spec alone
+            ns, lambda n: 2 * grid.seeds * extra_points * ns.count(n), partial(pad_rows, d=data.d),
+            partial(model_flops, d=data.d, n_lam=len(grid.lam), samples=model.samples, noises=noises(model),
+                    dense=isinstance(data, PowerLaw)))
         self.coords = {"gamma": list(grid.gamma), "lam": list(grid.lam), "seed": np.arange(grid.seeds),
                        "n": ("gamma", self.ns.tolist())}
         if self.extra:
@@ -260,7 +250,7 @@ class SpectralEngine:
         flat = np.arange(math.prod(self._shape())).reshape(-1, len(self.grid.gamma), self.grid.seeds)
         out: dict[int, list] = {}
         for g, n in enumerate(self.ns):
-            out.setdefault(pad_rows(int(n), self.data.d, self.coarse), []).extend(flat[:, g, :].ravel())
+            out.setdefault(self.pads[int(n)], []).extend(flat[:, g, :].ravel())
         return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
 
     def describe(self, n_pad: int) -> str:
