@@ -69,6 +69,11 @@ VARS: dict[str, Var] = {
     "Q_heldout": Var("Q of held-out data images (as many as the samples Q uses) instead of samples: what a model "
                      "that samples the true distribution scores with that many samples (the perfect-model baseline "
                      "of Q; its floor is the sample count, not the model)", r"held-out baseline of $Q$"),
+    "Q_jac": Var("latent recovery of the model itself: Q of the top-k eigenvectors of its symmetrised mean Jacobian "
+                 "at held-out images plus noise of level jacobian_sigma (block Lanczos on JVPs; mean of the pair)",
+                 r"Jacobian latent recovery $Q_J$"),
+    "Q_jac_heldout": Var("Q_jac of the population Wiener filter by the same procedure: what a model that knew the "
+                         "truth scores (1 up to the solver's convergence)", r"perfect-model baseline of $Q_J$"),
     "loss": Var("final training loss (mean of the last 10% of steps)", "training loss", "pixel variance"),
     "mse": Var("denoising MSE per pixel on held-out images", "denoising MSE", "pixel variance"),
     "mse_wiener": Var("MSE of the population Wiener filter Sigma (Sigma + sigma^2)^-1", "Wiener MSE",

@@ -19,7 +19,7 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
     One colour per lam; simulation as points ± s.e.m. over seeds, theory as lines (a theory
     curve that is all NaN, i.e. no theory for it, is left out). The Q panel gets a dashed
     line at gamma_c = 1/beta^2 when beta is known. Where ``<var>_heldout`` is stored (denoisers,
-    which have no theory: ``m_heldout``, ``Q_heldout``), that panel gets it as dotted lines: what a
+    which have no theory: ``m_heldout``, ``Q_heldout``, ``Q_jac_heldout``), that panel gets it as dotted lines: what a
     model that samples the true distribution scores, the perfect-model baseline.
 
     Args:
@@ -30,8 +30,8 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
         beta_c: spike strength(s) beta > 0 for the BBP line, drawn on the Q panel (which must
             then be drawn); default from the ``beta`` coordinate or ``attrs["memgen_spec"]``
             (Spiked data).
-        variables: variables to draw, each must be in ``ds`` (default: those of m, q, Q that
-            ``ds`` has).
+        variables: variables to draw, each must be in ``ds`` (default: those of m, q, Q, Q_jac
+            that ``ds`` has).
         axes: sequence of Axes, one per drawn variable (default: a new Figure).
         figsize: size of a new Figure, inches.
 
@@ -44,7 +44,7 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
     fn = "order_parameters"
     theory = theory_of(ds, theory)
     if variables is None:
-        variables = [v for v in ("m", "q", "Q") if v in ds.data_vars]
+        variables = [v for v in ("m", "q", "Q", "Q_jac") if v in ds.data_vars]
         if not variables:
             raise ValueError(f"plots.{fn}: none of m, q, Q in ds ({list(ds.data_vars)})")
     else:

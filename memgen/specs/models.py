@@ -169,6 +169,11 @@ class ConvDenoiser:
         conditional: noise-level conditioning by positive per-channel gains of the hidden
             layers (bias-free in y); ``False`` gives the blind BF-CNN of Kadkhodaie et al.
         mse_sigmas: noise levels at which the denoising MSE is reported.
+        jacobian_sigma: noise level > 0 of the inputs at which Q_jac reads the model's mean
+            Jacobian (``denoisers.jacobian``), in pixel-std units. For the optimal denoiser
+            of a Gaussian the top eigenvectors do not depend on it, but the eigenvalue gaps
+            ``s / (s + sigma^2)`` that the solver needs shrink as sigma^2 falls below the
+            k-th variance: 1 keeps them open for unit-variance pixels.
         test: held-out images for the MSE, >= 1.
         ascent_h0: first step size of the ascent sampler, in (0, 1].
         ascent_beta: injected-noise control of the ascent sampler, in (0, 1] (1: none).
@@ -187,6 +192,7 @@ class ConvDenoiser:
     padding: str = "zeros"
     conditional: bool = True
     mse_sigmas: tuple[float, ...] = (0.1, 0.3, 1.0)
+    jacobian_sigma: float = 1.0
     test: int = 32
     ascent_h0: float = 0.1
     ascent_beta: float = 0.5
@@ -222,6 +228,8 @@ class ConvDenoiser:
         if not sig or not all(math.isfinite(s) and s > 0 for s in sig) or len(set(sig)) != len(sig):
             fail("ConvDenoiser.mse_sigmas", "a non-empty list of distinct numbers > 0", self.mse_sigmas)
         object.__setattr__(self, "mse_sigmas", sig)
+        object.__setattr__(self, "jacobian_sigma", check_float("ConvDenoiser.jacobian_sigma", self.jacobian_sigma,
+                                                               "> 0", lambda v: v > 0))
         check_int("ConvDenoiser.test", self.test, 1)
         for name in ("ascent_h0", "ascent_beta"):
             v = check_float(f"ConvDenoiser.{name}", getattr(self, name), "in (0, 1]", lambda v: 0 < v <= 1)

@@ -53,7 +53,7 @@ def _unit_images(pr: dict):
 
 @styled
 def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list[Path]:
-    """Figure 6: m, q, Q against n for conv denoisers on a Gaussian field and on photo patches,
+    """Figure 6: m, q, Q and Q_jac against n for conv denoisers on a Gaussian field and on photo patches,
     and sample grids (nearest training image, model A, model B from the same noise) of the
     scan's own models (seed 0, first lam) at a small and a large n of its grid."""
     t0 = time.perf_counter()
@@ -68,20 +68,20 @@ def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list
     if missing:
         raise ValueError(f"SIZES[{mode!r}]['pair_n']: {missing} are not training-set sizes of the scan ({ns})")
     files, used = [], []
-    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
+    fig = Figure(figsize=(9.0, 4.6), layout="constrained")
     rows = fig.subfigures(2, 1)
     for (tag, data, title), sub in zip(sets, rows):
         ds = scan(data, model, grid, progress=False)
         save_data(ds, out_dir, f"denoisers_{tag}")
-        axes = sub.subplots(1, 3)
-        plots.order_parameters(ds, variables=("m", "q", "Q"), axes=axes)
+        axes = sub.subplots(1, 4)
+        plots.order_parameters(ds, variables=("m", "q", "Q", "Q_jac"), axes=axes)
         for ax in axes:
             sec = ax.secondary_xaxis("top", functions=(lambda g, d=data.d: g * d, lambda n, d=data.d: n / d))
             sec.set_xlabel(r"training images $n$", fontsize=7)
             sec.tick_params(labelsize=6)
             sec.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         sub.suptitle(rf"{title}, {size[0]}$\times${size[1]} (d = {data.d}), {grid.seeds} seed(s); "
-                     rf"$Q$: top-{data.k} eigenvectors", fontsize=8)
+                     rf"$Q$: top-{data.k} eigenvectors of samples, $Q_J$: of the model's mean Jacobian", fontsize=8)
         used.append(spec_record(data, model, grid, label=f"curves_{tag}"))
     files += finish(fig, out_dir, "denoisers")
     for tag, data, title in sets:

@@ -3,7 +3,7 @@
 Every grid point ``(gamma, lam, seed)`` is a pair of models (split A, B) trained on disjoint
 halves of one per-seed draw of ``2 n_max`` images; a model at load gamma trains on the first
 ``n = round(gamma d)`` rows of its half (so training sets are nested in n). ``DenoiserEngine``
-is the engine ``memgen.run`` batches like any other: ``jit(shard_map(lax.map(vmap(pair))))``
+is the engine ``memgen.run`` batches like any other: ``jit(shard_map(vmap(pair)))`` per micro-step
 with a fixed micro-batch of ``batch`` pairs (2 batch models trained at once) per device, so
 every model sees the same arithmetic whatever the chunk size, device count or resume history.
 Keys come from ``fold_in`` of grid coordinates:
@@ -27,6 +27,7 @@ from ..protocol import point_count
 from ...specs import ConvDenoiser, Grid, ImageField, Images, n_samples
 from ...specs.checks import fail
 from . import images as _images
+from . import jacobian as _jacobian
 from . import model as _model
 from . import references
 from . import sample as _sample
@@ -104,7 +105,7 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
 
     Returns:
         dict of samples [S, d], m, m_heldout, Q, Q_heldout (of the first min(S, T) held-out
-        images), loss (scalars), mse, mse_wiener,
+        images), Q_jac, Q_jac_heldout (``jacobian``), loss (scalars), mse, mse_wiener,
         mse_empirical [n_sigma].
     """
     dt = data.dtype
@@ -125,6 +126,12 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         net.append(references.mse(den, xt))
         wie.append(references.mse(references.spectral_denoise(y, pop_u, pop_s, jnp.asarray(sig, dt)), xt))
         emp.append(references.mse(references.spectral_denoise(y, emp_u, emp_s, jnp.asarray(sig, dt)), xt))
+    # Q of the model itself: the top eigenvectors of its mean Jacobian at held-out inputs
+    d, sig_j = h * w, jnp.asarray(spec.jacobian_sigma, dt)
+    f = lambda yy: _model.apply(graph, params, yy.reshape(h, w), sig_j).reshape(d)  # noqa: E731
+    k_jac = jax.random.fold_in(k_sample, 2)  # shared by the pair, like z
+    u_jac = _jacobian.top_subspace(_jacobian.mean_jacobian(f, xt + sig_j * e), k_jac, d, k, dt)
+    u_wiener = _jacobian.top_subspace(_jacobian.wiener(pop_u, pop_s, sig_j), k_jac, d, k, dt)
     tail = max(1, spec.steps // 10)
     return {
         "samples": gen,
@@ -133,6 +140,8 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         "Q": observables.subspace_overlap(observables.top_eigvecs(gen, k), pop_u[:, :k]),
         # the same procedure on true images: the Q a perfect model scores with this many samples
         "Q_heldout": observables.subspace_overlap(observables.top_eigvecs(xt[: spec.samples], k), pop_u[:, :k]),
+        "Q_jac": observables.subspace_overlap(u_jac, pop_u[:, :k]),
+        "Q_jac_heldout": observables.subspace_overlap(u_wiener, pop_u[:, :k]),
         "loss": jnp.mean(losses[-tail:]),
         "mse": jnp.stack(net),
         "mse_wiener": jnp.stack(wie),
@@ -226,7 +235,8 @@ class DenoiserEngine:
         self.n_max = int(self.ns.max())
         self.axes = (("gamma", grid.gamma), ("lam", grid.lam), ("seed", tuple(range(grid.seeds))))
         sig = ("sigma",)
-        self.variables = {"m": (), "m_heldout": (), "q": (), "Q": (), "Q_heldout": (), "loss": (), "mse": sig, "mse_wiener": sig,
+        self.variables = {"m": (), "m_heldout": (), "q": (), "Q": (), "Q_heldout": (),
+                          "Q_jac": (), "Q_jac_heldout": (), "loss": (), "mse": sig, "mse_wiener": sig,
                           "mse_empirical": sig}
         self.coords = {"gamma": np.asarray(grid.gamma), "lam": np.asarray(grid.lam), "seed": np.arange(grid.seeds),
                        "sigma": np.asarray(model.mse_sigmas),
