@@ -76,20 +76,24 @@ def test_no_linalg_outside_the_safe_module():
 def test_spectral_kernel_has_no_batched_lapack(data, model):
     """The compiled chunk kernel, as the scan builds it, with 2 lam, sharded over every device."""
     g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0, 0.1], seeds=2)
-    _assert_unbatched(_lowered(SpectralEngine(data, model, g, jnp.float32)))
+    for n_pad in (8, 32):  # both routes (Gram below d = 16, covariance above), whatever the planner merges
+        _assert_unbatched(_lowered(SpectralEngine(data, model, g, jnp.float32), n_pad))
 
 
 def test_onestep_kernel_has_no_batched_lapack():
     g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0], seeds=2)
-    _assert_unbatched(_lowered(OneStepEngine(memgen.Isotropic(d=16), memgen.OneStep(samples=3, fresh=32), g,
-                                             jnp.float32)))
+    for n_pad in (8, 32):
+        _assert_unbatched(_lowered(OneStepEngine(memgen.Isotropic(d=16), memgen.OneStep(samples=3, fresh=32), g,
+                                                 jnp.float32), n_pad))
 
 
-def _lowered(engine) -> str:
-    """The HLO of an engine's first chunk kernel, as the scan builds it on every device."""
+def _lowered(engine, bucket=None) -> str:
+    """The HLO of an engine's first chunk kernel (or its kernel at ``bucket``), as the scan builds it on
+    every device."""
     runner = loop.Runner(engine)
     c = plan(engine, itemsize=4, devices=len(runner.devices), batch=2)[0]
-    fn = loop.compiled(type(engine), engine.static(), c.bucket, c.batch, runner.devices)
+    fn = loop.compiled(type(engine), engine.static(), c.bucket if bucket is None else bucket, c.batch,
+                       runner.devices)
     per = jax.tree.map(jnp.asarray, engine.inputs(np.resize(c.index, fn.step)))
     return fn.jitted.lower(per, runner.shared()).as_text()
 
