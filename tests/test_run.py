@@ -91,8 +91,10 @@ def test_pad_groups_is_the_cheapest_partition(rng):
     import itertools
 
     from memgen.run import plan
-    sizes = sorted(rng.choice(np.arange(1, 400), size=7, replace=False).tolist())
-    count = dict(zip(sizes, rng.integers(1, 50, size=7).tolist()))
+    distinct = sorted(rng.choice(np.arange(1, 400), size=7, replace=False).tolist())
+    sizes = [n for n in distinct for _ in range(int(rng.integers(1, 4)))]  # two loads may share a size
+    models = float(rng.integers(1, 50))
+    count = {n: models * sizes.count(n) for n in distinct}
     pad = lambda n: -(-n // 16) * 16  # noqa: E731
     flops = lambda p: float(p) ** 3 * 3e3  # noqa: E731
 
@@ -110,14 +112,14 @@ def test_pad_groups_is_the_cheapest_partition(rng):
                 cur.append(x)
             yield groups + [cur]
 
-    got = plan.pad_groups(sizes, count.__getitem__, pad, flops)
+    got = plan.pad_groups(sizes, models, pad, flops)
     groups = {}
-    for n in sizes:
+    for n in distinct:
         groups.setdefault(got[n], []).append(n)
     assert all(got[n] >= n for n in sizes)
-    best = min(cost(p) for p in partitions(sizes))
+    best = min(cost(p) for p in partitions(distinct))
     assert cost(list(groups.values())) == pytest.approx(best, rel=1e-12)
-    worst = max(cost(p) for p in partitions(sizes))
+    worst = max(cost(p) for p in partitions(distinct))
     assert worst > best  # the instance discriminates: a wrong plan would be caught
 
 

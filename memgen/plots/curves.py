@@ -46,7 +46,7 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
     if variables is None:
         variables = [v for v in ("m", "q", "Q", "Q_jac") if v in ds.data_vars]
         if not variables:
-            raise ValueError(f"plots.{fn}: none of m, q, Q in ds ({list(ds.data_vars)})")
+            raise ValueError(f"plots.{fn}: none of m, q, Q, Q_jac in ds ({list(ds.data_vars)})")
     else:
         variables = list(variables)
         missing = [v for v in variables if v not in ds.data_vars]

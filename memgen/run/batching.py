@@ -37,11 +37,14 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     split, everywhere = (jax.sharding.NamedSharding(mesh, p) for p in (P("points"), P()))
     executables: dict = {}  # input shapes of one step -> compiled executable (ahead of time, timed apart)
 
-    def steps(per_point):
+    def starts(per_point) -> range:
         total = len(jax.tree.leaves(per_point)[0])
         if total % step:
             raise ValueError(f"{total} points are not whole steps of batch={batch} x {len(devices)} devices")
-        return [jax.tree.map(lambda x: x[i:i + step], per_point) for i in range(0, total, step)]
+        return range(0, total, step)
+
+    def placed_step(per_point, i: int):
+        return jax.device_put(jax.tree.map(lambda x: x[i:i + step], per_point), split)
 
     def executable(per_step, shared):  # keyed by the PLACED inputs (device_put narrows int64 without x64)
         key = jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), (per_step, shared))
@@ -53,14 +56,15 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     def compile(per_point, shared) -> float:
         """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
         t0 = time.perf_counter()
-        executable(jax.device_put(steps(per_point)[0], split), jax.device_put(shared, everywhere))
+        starts(per_point)  # refuses a partial step before compiling
+        executable(placed_step(per_point, 0), jax.device_put(shared, everywhere))
         return time.perf_counter() - t0
 
     def call(per_point, shared):
         shared = jax.device_put(shared, everywhere)  # inputs committed elsewhere are moved, not refused
         outs = []
-        for per in steps(per_point):
-            per = jax.device_put(per, split)
+        for i in starts(per_point):
+            per = placed_step(per_point, i)
             outs.append(executable(per, shared)(per, shared))
         return outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: jax.numpy.concatenate(xs), *outs)
 

@@ -22,28 +22,28 @@ COMPILE_SECONDS = 4.0
 FLOPS_PER_SECOND = 2e10
 
 
-def pad_groups(sizes, count: Callable[[int], float], pad: Callable[[int], int],
-               flops: Callable[[int], float]) -> dict[int, int]:
+def pad_groups(sizes, models: float, pad: Callable[[int], int], flops: Callable[[int], float]) -> dict[int, int]:
     """Training-set size -> static padded size: the buckets that minimise compile + compute time.
 
     Each bucket is a run of consecutive sizes padded to ``pad`` of its largest, so a plan is a
     partition of the sorted sizes; dynamic programming finds the cheapest in O(G^2). Few
-    buckets win when compute is small (the main job compiles 2 kernels, not 11); padding
+    buckets win when compute is small (the main job compiles 1 kernel, not 11); padding
     waste wins when the points are expensive (large d, many seeds). A function of the spec
     alone, so every point sees the same arithmetic whatever the machine.
 
     Args:
-        sizes: the grid's training-set sizes (repeats allowed).
-        count: models evaluated at a size (seeds x swept values x 2 per pair, x repeats).
+        sizes: the grid's training-set sizes, one per load (a size two loads share counts twice).
+        models: models evaluated per load (seeds x swept values x 2 per pair).
         pad: the smallest admissible static size for a size (e.g. the Gram/covariance ladder).
         flops: estimated flops of one model at a static size.
     """
-    u = sorted({int(n) for n in sizes})
+    sizes = [int(n) for n in sizes]
+    u = sorted(set(sizes))
     best, cut = [0.0] + [np.inf] * len(u), [0] * (len(u) + 1)
     for j in range(1, len(u) + 1):
         p, work = pad(u[j - 1]), 0.0
         for i in range(j, 0, -1):  # the bucket u[i-1 .. j-1], padded to p
-            work += count(u[i - 1]) * flops(p)
+            work += models * sizes.count(u[i - 1]) * flops(p)
             cost = best[i - 1] + COMPILE_SECONDS + work / FLOPS_PER_SECOND
             if cost < best[j]:
                 best[j], cut[j] = cost, i - 1
@@ -56,7 +56,8 @@ def pad_groups(sizes, count: Callable[[int], float], pad: Callable[[int], int],
 
 @dataclass(frozen=True)
 class Chunk:
-    """Points (flat indices) that run as one compiled call and are stored as one file.
+    """Points (flat indices) that run together (one compiled program, one call per micro-step)
+    and are stored as one file.
 
     Attributes:
         bucket: the engine's static-shape key of these points.

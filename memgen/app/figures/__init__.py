@@ -24,7 +24,7 @@ The power-law Q is the top-eigenvector recovery (``k = 1``): the theory's axis o
 score each population axis alone, which is the subspace overlap only for k = 1.
 
 Compile time dominates small scans, so the scans of one data spec share compiled kernels:
-they use the same lam list and fixed micro-batches (``batch = chunk``), and the spiked
+they use the same lam list and a fixed micro-batch (``common.fixed_batch``), and the spiked
 figures reuse one data spec.
 """
 

@@ -182,7 +182,7 @@ def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoise
         spec, k: static.
 
     Returns:
-        dict: m, m_heldout, q, Q, Q_heldout, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
+        dict: m, m_heldout, q, Q, Q_heldout, Q_jac, Q_jac_heldout, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
         of A and B; q between them, computed on the device in the scan's dtype).
     """
     per = _both(*pair_keys(root, g, l, s), pools[s], n, lam, tests[s], pop_u, pop_s, spec=spec, k=k)

@@ -137,8 +137,7 @@ class OneStepEngine:
         self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
         self.axes = (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
         self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)
-        ns = self.ns.tolist()
-        self.pads = pad_groups(ns, lambda n: 2 * grid.seeds * ns.count(n), partial(pad_rows, d=data.d),
+        self.pads = pad_groups(self.ns, 2 * grid.seeds, partial(pad_rows, d=data.d),
                                partial(model_flops, d=data.d, samples=model.samples, fresh=model.fresh))
         self.coords = {"gamma": list(grid.gamma), "seed": np.arange(grid.seeds), "n": ("gamma", self.ns.tolist())}
 

@@ -230,9 +230,8 @@ class SpectralEngine:
         self.axes = ((self.extra,) if self.extra else ()) + (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
         self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)  # per gamma
         extra_points = len(self.extra[1]) if self.extra else 1
-        ns = self.ns.tolist()
         self.pads = pad_groups(  # n -> n_pad, a function of the spec alone
-            ns, lambda n: 2 * grid.seeds * extra_points * ns.count(n), partial(pad_rows, d=data.d),
+            self.ns, 2 * grid.seeds * extra_points, partial(pad_rows, d=data.d),
             partial(model_flops, d=data.d, n_lam=len(grid.lam), samples=model.samples, noises=noises(model),
                     dense=isinstance(data, PowerLaw)))
         self.coords = {"gamma": list(grid.gamma), "lam": list(grid.lam), "seed": np.arange(grid.seeds),
