@@ -8,10 +8,12 @@ import sys
 import pytest
 import xarray as xr
 
+import reference as ref
+
 from memgen.app.options import APPLIES, build_specs, from_args, parse_range
 from memgen.app.parser import build_parser
 
-ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_ENABLE_X64="0")
+ENV = dict(os.environ, XLA_FLAGS=ref.xla_flags(1), JAX_ENABLE_X64="0")
 
 
 def memgen(*args, cwd=None):
@@ -233,7 +235,7 @@ def test_info():
 
 
 def test_one_cpu_device_per_core_unless_the_user_chose():
-    env = {k: v for k, v in ENV.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env = {k: v for k, v in ENV.items() if k != "JAX_NUM_CPU_DEVICES"} | {"XLA_FLAGS": ref.xla_flags()}
     r = subprocess.run([sys.executable, "-m", "memgen", "info"], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 0, r.stderr

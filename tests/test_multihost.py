@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import reference as ref
 import xarray as xr
 
 import memgen
@@ -38,7 +40,7 @@ def _port() -> int:
 
 
 def _env(devices: int) -> dict:
-    return ENV | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return ENV | {"XLA_FLAGS": ref.xla_flags(devices)}
 
 
 def _finish(procs) -> list[tuple[int, str, str]]:

@@ -19,6 +19,8 @@ import textwrap
 
 import numpy as np
 
+import reference as ref
+
 DATA = pathlib.Path(__file__).parent / "data" / "store-602b89a"
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np, memgen
@@ -42,12 +44,12 @@ SCRIPT = textwrap.dedent("""
 
 def test_reproduces_the_stores_of_602b89a(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["XLA_FLAGS"] = ref.xla_flags(2)
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
                        timeout=280)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("spiked", "powerlaw", "conv"):
-        ref, new = np.load(DATA / f"{name}.npz"), np.load(tmp_path / f"{name}.npz")
-        assert set(ref.files) <= set(new.files), name  # variables added since (kl, kl_rev, h2) are new, not changed
-        for k in ref.files:
-            np.testing.assert_allclose(new[k], ref[k], rtol=1e-6, atol=1e-6, err_msg=f"{name}.{k}")
+        old, new = np.load(DATA / f"{name}.npz"), np.load(tmp_path / f"{name}.npz")
+        assert set(old.files) <= set(new.files), name  # variables added since (kl, kl_rev, h2) are new, not changed
+        for k in old.files:
+            np.testing.assert_allclose(new[k], old[k], rtol=1e-6, atol=1e-6, err_msg=f"{name}.{k}")

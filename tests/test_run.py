@@ -176,7 +176,7 @@ def test_eigh_deadlock_regression():
                     memgen.Grid(gamma=[2.0], lam=[0.0, 0.1], seeds=32), chunk=32, batch=32, progress=False)
         print("ok")
     """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=ref.xla_flags(1))
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import memgen
+import reference as ref
 
 DATA, MODEL = memgen.Spiked(d=12, beta=2.0), memgen.Linear(samples=3)
 GRID = memgen.Grid(gamma=[0.5, 1.0, 2.0], lam=[0.0, 0.1], seeds=8)
@@ -69,7 +70,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
                     memgen.Grid(gamma=[0.5, 1.0, 2.0], lam=[0.0, 0.1], seeds=8),
                     out={str(out)!r}, chunk=2, batch=2, progress=False)
     """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=ref.xla_flags(1))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     chunks = out / "chunks"
     deadline = time.time() + 200
@@ -109,7 +110,7 @@ def test_ctrl_c_abandons_the_chunk_in_flight_and_keeps_finished_ones(tmp_path):
         except KeyboardInterrupt:
             print("stopped after", len(calls))
     """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=ref.xla_flags(1))
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
     assert "stopped after 2" in r.stdout, (r.stdout, r.stderr[-2000:])
     assert len(list((out / "chunks").glob("*.npz"))) == 1
@@ -196,7 +197,7 @@ def test_two_scans_started_together_never_mix(tmp_path):
     """Two processes on one new --out at once: one writes the store, the other is refused with
     one line (no crash on a shared temp file, no mixed chunks)."""
     out = tmp_path / "s"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=ref.xla_flags(1))
     cmds = [[sys.executable, "-m", "memgen", "scan", "--d", "12", "--gamma", "0.5,1,2", "--lam", "0,0.1",
              "--seeds", str(s), "--samples", "3", "--batch", "2", "--no-progress", "--out", str(out)] for s in (8, 6)]
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]

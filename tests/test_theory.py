@@ -21,6 +21,7 @@ import pytest
 from scipy import integrate, special
 
 import memgen
+import reference as ref
 from memgen import specs
 from memgen.theory import memorisation as mem
 from memgen.theory import mp, powerlaw, spiked, theory, theory_table
@@ -473,7 +474,7 @@ print(json.dumps(out))
 
 def test_powerlaw_theory_default_float32_process():
     """gamma = 1, lam = 0 (and alpha = 10) crashed in float32; theory now always runs in float64."""
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"} | {"XLA_FLAGS": ref.xla_flags()}
     r = subprocess.run([sys.executable, "-c", _FLOAT32_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import memgen
+import reference as ref
 from memgen import linalg
 from memgen.engines.denoisers.engine import DenoiserEngine
 from memgen.engines.onestep.engine import OneStepEngine
@@ -130,7 +131,7 @@ _ALL_KINDS = textwrap.dedent("""
 def test_every_data_and_model_kind_finishes_on_two_devices():
     """The hang class of bug (batched CPU LAPACK under shard_map): every data kind x every model
     kind, 2 lam, 2 CPU devices, in a subprocess that must finish in time."""
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")}
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")} | {"XLA_FLAGS": ref.xla_flags()}
     try:
         r = subprocess.run([sys.executable, "-c", _ALL_KINDS], env=env, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as e:
@@ -145,7 +146,7 @@ def test_every_data_and_model_kind_finishes_on_two_devices():
 
 def test_powerlaw_scan_from_the_issue_finishes(tmp_path):
     """The P0 command of the trust issue, as a user types it (one XLA device per core)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")}
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")} | {"XLA_FLAGS": ref.xla_flags()}
     cmd = [sys.executable, "-m", "memgen", "scan", "--data", "powerlaw", "--alpha", "1", "--d", "100",
            "--gamma", "0.5,1,2", "--lam", "0,0.1", "--seeds", "2", "--no-progress", "--out", str(tmp_path / "p")]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
@@ -157,7 +158,7 @@ def test_ctrl_c_stops_inside_a_long_chunk_and_keeps_finished_ones(tmp_path):
     """SIGINT while a long chunk computes: exit 130 within seconds, the finished chunk stays,
     --resume completes the store."""
     out = tmp_path / "s"
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")}
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "JAX_ENABLE_X64")} | {"XLA_FLAGS": ref.xla_flags()}
     # two padding buckets: a cheap one (gamma = 0.05) first, then one long chunk (gamma = 8)
     cmd = [sys.executable, "-m", "memgen", "scan", "--d", "300", "--gamma", "0.05,8", "--lam", "0",
            "--seeds", "24", "--samples", "8", "--batch", "2", "--chunk", "24", "--no-progress", "--out", str(out)]
