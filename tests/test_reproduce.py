@@ -19,7 +19,6 @@ import textwrap
 
 import numpy as np
 
-import reference as ref
 
 DATA = pathlib.Path(__file__).parent / "data" / "store-602b89a"
 SCRIPT = textwrap.dedent("""
@@ -44,7 +43,9 @@ SCRIPT = textwrap.dedent("""
 
 def test_reproduces_the_stores_of_602b89a(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")}
-    env["XLA_FLAGS"] = ref.xla_flags(2)
+    # the user's compiler flags, not the suite's quick compiles (reference.FAST_COMPILE): LLVM -O1
+    # moves power-law w2 by 1.4e-6 in float32, beyond this reproduction's 1e-6
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
                        timeout=280)
     assert r.returncode == 0, r.stderr[-3000:]
