@@ -220,6 +220,22 @@ def test_explicit_options_are_kept_for_conv_models():
     assert grid.gamma == (0.02, 0.25, 1, 4) and grid.lam == (0, 0.001) and grid.seeds == 2
 
 
+def test_preset_fills_only_what_the_user_left_out():
+    from memgen.engines.denoisers import ConvDenoiser
+
+    def specs(*extra):
+        return build_specs(from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "conv",
+                                                                  "--preset", "quick", *extra])))
+    data, model, grid = specs()
+    assert (data.size, data.alpha, model) == ((8, 8), 2.0, ConvDenoiser.quick())
+    assert [round(g * data.d) for g in grid.gamma] == [1, 4, 16, 128, 512] and grid.lam == (0,) and grid.seeds == 2
+    data, _, grid = specs("--size", "4x4", "--alpha", "1.5", "--gamma", "0.5,1", "--lam", "0,0.1", "--seeds", "3")
+    assert (data.size, data.alpha, grid.gamma, grid.lam, grid.seeds) == ((4, 4), 1.5, (0.5, 1), (0, 0.1), 3)
+    data, _, _ = build_specs(from_args(build_parser().parse_args(  # no preset: the conv defaults, as before
+        ["scan", "--data", "field", "--model", "conv"])))
+    assert (data.size, data.alpha) == ((16, 16), 1.0)
+
+
 @pytest.mark.parametrize("out", ["file", "/proc/memgen-x"])
 def test_out_that_cannot_be_a_store(tmp_path, out):
     if out == "file":

@@ -115,6 +115,7 @@ def phase_diagram(ds: xr.Dataset, var: str = "q", theory: xr.Dataset | None = No
 def study(ds: xr.Dataset) -> Figure:
     """The study at a glance: m, q, Q against gamma (one colour per lam, theory as lines where
     the scan holds it) and the q phase diagram, under a title that says what was scanned.
+    A denoiser scan gets m, q, Q_jac and Q, each with its perfect-model baseline.
 
     Args:
         ds: a scan Dataset (a swept beta or alpha: its first value is drawn).
@@ -130,11 +131,16 @@ def study(ds: xr.Dataset) -> Figure:
     one = ds.isel({extra: 0}) if extra else ds
     fig = Figure(figsize=(6.8, 5.0), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
+    if "Q_jac" in one.data_vars:  # denoisers: latent recovery read off the model beats the samples' Q
+        order_parameters(one, variables=("m", "q", "Q_jac", "Q"), axes=axes)
+        fig.suptitle(f"{describe(ds)}\npoints = mean over seeds ± s.e.m.; dotted: the perfect-model baseline of "
+                     "each (fresh images, the Wiener filter)", fontsize=7)
+        return fig
     variables = [v for v in ("m", "q", "Q") if v in one.data_vars]
     order_parameters(one, variables=variables, axes=axes[: len(variables)])
     phase_diagram(one, "q", ax=axes[3])
     theory = " lines: asymptotic theory;" if any(v.endswith("_theory") for v in one.data_vars) else ""
-    fig.suptitle(f"{describe(ds)}: points = mean over seeds ± s.e.m.;{theory} bottom right: mean q over "
+    fig.suptitle(f"{describe(ds)}\npoints = mean over seeds ± s.e.m.;{theory} bottom right: mean q over "
                  "(gamma, lam)", fontsize=7)
     return fig
 

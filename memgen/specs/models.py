@@ -237,5 +237,12 @@ class ConvDenoiser:
 
     @classmethod
     def quick(cls) -> "ConvDenoiser":
-        """A small preset: a whole (gamma, lam, seed) scan in minutes on 2 CPU cores."""
-        return cls(depth=4, width=8, steps=300, batch=16, sample_steps=25, samples=8, test=16)
+        """The ``--preset quick`` denoiser: on 8x8 fields (alpha = 2) it copies its one training
+        image at n = 1 and draws new images close to the held-out baseline by n = 512, in about
+        1.5 min for 5 loads x 2 seeds on 2 CPU cores (README).
+
+        Scaled down from the denoiser figure: as deep and wide, trained as long (at n = 1 copying
+        needs the steps; 300 steps copied nothing), sampled by stochastic ascent (with DDIM the
+        samples at large n scored m 0.05 below the held-out baseline: too smooth)."""
+        return cls(depth=5, width=16, steps=2000, batch=16, lr=3e-3, sampler="ascent", sample_steps=25,
+                   samples=16, test=32)

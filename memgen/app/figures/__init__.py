@@ -17,9 +17,9 @@ Sizes come from the table ``SIZES`` keyed by mode:
   and wider, longer-trained denoisers (width 32, depth 6, 3000 steps, 4 seeds; still 8x8
   images, which is what a CPU trains in minutes).
 
-The denoisers are trained longer than ``ConvDenoiser.quick()`` (2500 steps, width 16 in quick
-mode): the quick preset does not memorise even n = 2 images, so its curves show no transition.
-Both modes start at n = 1, where a trained denoiser copies its one training image (m near 1).
+The quick mode's denoisers are ``ConvDenoiser.quick()``'s size trained a little longer (2500
+steps, DDIM with 32 samples per model); both modes start at n = 1, where a trained denoiser
+copies its one training image (m near 1).
 The power-law Q is the top-eigenvector recovery (``k = 1``): the theory's axis outliers
 score each population axis alone, which is the subspace overlap only for k = 1.
 
