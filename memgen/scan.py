@@ -70,14 +70,14 @@ def check_run_options(chunk, batch, mode) -> None:
     """Validates the run options (ValueError naming the option)."""
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike | None = None,
-         dtype="float32", memory=None, chunk: int | None = None, batch: int = 8, mode: str = "new",
+         dtype="float32", memory=None, chunk: int | None = None, batch: int | None = None, mode: str = "new",
          progress: bool = True, theory: bool = False) -> xr.Dataset:
     """Order parameters over a whole grid, for any model kind.
 
@@ -95,7 +95,8 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
             exactly (default: a few micro-batches per device).
         batch: points evaluated at once per device (a point is a pair of models). Results
             are bit-identical for any chunk size, device count and resume history at equal
-            batch; a batch over ``memory`` is refused before compute.
+            batch; a batch over ``memory`` is refused before compute. Default: the engine's
+            (8; denoisers 1, measured faster on a CPU).
         mode: what to do with ``out``: ``"new"`` (refuse a non-empty one), ``"overwrite"``
             (delete only a store memgen created, and only what memgen wrote into it) or
             ``"resume"`` (compute only the points its chunks lack).
@@ -133,6 +134,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
                              "out= (--out), a directory every process sees")
         dt = check_dtype(dtype)
         engine = engines.build(data, model, grid, dt)
+        batch = engine.batch if batch is None else batch
         budget = None if memory is None else parse_memory(memory)
         th = theory_mod.theory(data, grid, model) if theory else None  # fails before any compute
         engine.validate()

@@ -342,7 +342,7 @@ def test_memorises_at_tiny_n_generalises_at_large_n():
     training image up to its translations, so it cannot copy it (m stays low).
     """
     data = ImageField(size=SIZE, alpha=2.0, k=5)
-    model = ConvDenoiser(depth=5, width=16, steps=600, batch=16, lr=3e-3, samples=8, sample_steps=15, test=16,
+    model = ConvDenoiser(depth=5, width=16, steps=1200, batch=16, lr=3e-3, samples=8, sample_steps=15, test=16,
                          padding="zeros", mse_sigmas=(0.3,))
     grid = Grid(gamma=(1 / 64, 4.0), lam=(0.0,), seeds=1)
     ds = memgen.scan(data, model, grid, progress=False, dtype=jnp.float32)
@@ -354,10 +354,37 @@ def test_memorises_at_tiny_n_generalises_at_large_n():
     def rises(x, by):
         return x[1] > x[0] + by
 
-    assert v["m"][0] > 0.65 and falls(v["m"], 0.1), v
+    assert v["m"][0] > 0.8 and falls(v["m"], 0.3), v
     # copying: far above what fresh images score against the one training image
     assert v["m"][0] > v["m_heldout"][0] + 0.2, v
-    assert rises(v["q"], 0.1) and rises(v["Q_jac"], 0.3), v
-    assert not falls(v["m_heldout"], 0.1) and not rises(v["Q_jac_heldout"], 0.3), v  # negative controls
+    assert rises(v["q"], 0.4) and rises(v["Q_jac"], 0.3), v  # measured: q 0.21 -> 0.95, Q_jac 0.07 -> 0.73
+    assert not falls(v["m_heldout"], 0.3) and not rises(v["Q_jac_heldout"], 0.3), v  # negative controls
     ratio = float(ds.mse.values[1, 0, 0, 0] / ds.mse_wiener.values[1, 0, 0, 0])
     assert ratio < 1.3, ratio
+
+
+def test_bench_flop_count_matches_xla():
+    """bench_denoisers' conv_flop_fraction counts 3 x the forward multiply-adds x 2 per training
+    step; XLA's own count of the compiled step agrees to within its extras (ReLUs, gains, AdamW).
+    Negative control: counting the forward pass alone is rejected."""
+    import importlib.util
+    import pathlib
+
+    from memgen.engines.denoisers import model as model_mod
+    from memgen.engines.denoisers.train import optimizer, train_step
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_denoisers.py"
+    spec_ = importlib.util.spec_from_file_location("bench_denoisers", path)
+    bench = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench)
+    spec = ConvDenoiser(depth=4, width=16, batch=8, conditional=False)
+    params = model_mod.init_params(jax.random.key(0), spec, jnp.float32)
+    with jax.numpy_dtype_promotion("standard"):
+        opt = optimizer(spec, jnp.float32(0.0)).init(params)
+    data = jnp.zeros((32, 16, 16), jnp.float32)
+    fn = jax.jit(lambda p, s: train_step(p, s, jax.random.key(1), data, 32, jnp.float32(0.0), spec=spec))
+    xla = fn.lower(params, opt).compile().cost_analysis()
+    xla = (xla[0] if isinstance(xla, list) else xla)["flops"]
+    ours = bench.training_flops(spec.depth, spec.width, 16, spec.batch)
+    assert 0.9 < xla / ours < 1.25, (xla, ours)
+    assert not 0.9 < xla / (ours / 3) < 1.25  # negative control: the forward pass alone

@@ -15,7 +15,7 @@ SCAN_DEFAULTS = {
     "data": "spiked", "d": 200, "beta": "2", "rank": 1, "spikes": None, "alpha": "1", "k": 1,
     "directions": "random", "gamma": "0.1:8:24", "lam": "0,0.01,0.1,1", "seeds": 4, "seed": 0,
     "samples": 32, "out": None, "overwrite": False, "resume": None, "x64": False, "memory": None,
-    "chunk": None, "batch": 8, "theory": None, "progress": True, "cache": True,
+    "chunk": None, "batch": None, "theory": None, "progress": True, "cache": True,
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
     "sampler": "ddim", "schedule": "ve", "steps": 10, "sigma_max": None, "sigma_min": None, "flow_time": None,
     "parameterisation": "x0", "centre": None, "mean": 10.0, "std": 1.0, "horizon": 2.0, "fresh": 10_000,
@@ -26,7 +26,7 @@ DIFFUSION_OPTIONS = ("sampler", "schedule", "steps", "sigma_max", "sigma_min", "
                      "centre")
 MODEL_OPTIONS = {"diffusion": DIFFUSION_OPTIONS, "onestep": ("horizon", "fresh")}
 CONV_DEFAULTS = {"gamma": "0.02,0.25,1,4", "lam": "0,0.001", "seeds": 2}  # --model conv: what differs
-# --preset quick: a scan that shows memorisation -> generalisation in ~1.5 min on 2 CPU cores
+# --preset quick: a scan that shows memorisation -> generalisation in under a minute on 2 CPU cores
 # (README): 8x8 fields with the spectrum of the denoiser figure, n = 1 ... 512 per model, and
 # ConvDenoiser.quick(). What the user gives wins; what they leave out comes from here first.
 PRESETS = {"quick": {"size": "8x8", "alpha": "2", "gamma": "0.015625,0.0625,0.25,2,8", "lam": "0", "seeds": 2}}

@@ -22,6 +22,7 @@ class Engine(Protocol):
         name: stored as the ``memgen_engine`` attribute (e.g. ``"linear"``).
         point_name: what one point is, for messages (e.g. ``"pair of linear models"``).
         per_device: micro-batches per device in a default chunk.
+        batch: the default micro-batch, points evaluated at once per device (``scan(batch=None)``).
         values_per_point: grid values (combinations of gamma, lam, seed, ...) one point
             computes, e.g. every lam of a linear fit; progress counts grid values.
         axes: the point axes in flat (C) order, each ``(dim, values)``; a point's flat index
@@ -35,6 +36,7 @@ class Engine(Protocol):
     name: str
     point_name: str
     per_device: int
+    batch: int
     values_per_point: int
     axes: tuple[tuple[str, tuple], ...]
     variables: Mapping[str, tuple[str, ...]]

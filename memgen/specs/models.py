@@ -239,7 +239,7 @@ class ConvDenoiser:
     def quick(cls) -> "ConvDenoiser":
         """The ``--preset quick`` denoiser: on 8x8 fields (alpha = 2) it copies its one training
         image at n = 1 and draws new images close to the held-out baseline by n = 512, in about
-        1.5 min for 5 loads x 2 seeds on 2 CPU cores (README).
+        under a minute for 5 loads x 2 seeds on 2 CPU cores (README).
 
         Scaled down from the denoiser figure: as deep and wide, trained as long (at n = 1 copying
         needs the steps; 300 steps copied nothing), sampled by stochastic ascent (with DDIM the

@@ -116,6 +116,7 @@ class OneStepEngine:
     name = "onestep"
     point_name = "point (a pair of one-step models)"
     per_device = 2
+    batch = 8
     variables = VARIABLES
     values_per_point = 1
 

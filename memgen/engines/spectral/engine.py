@@ -201,6 +201,7 @@ class SpectralEngine:
     """``Linear`` or ``LinearDiffusion`` over Spiked, PowerLaw or Isotropic data (an ``Engine``)."""
 
     per_device = 4
+    batch = 8
     variables = VARIABLES
 
     def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
