@@ -54,6 +54,23 @@ def pad_groups(sizes, models: float, pad: Callable[[int], int], flops: Callable[
     return out
 
 
+def buckets_by_load(sizes, pads: dict[int, int], points: np.ndarray, axis: int) -> dict[int, np.ndarray]:
+    """Flat point indices per static size, for an engine whose points have a gamma axis.
+
+    Args:
+        sizes: the training-set size of each load; pads: size -> static size (``pad_groups``).
+        points: the flat point indices in the engine's point layout (``np.arange`` reshaped).
+        axis: the gamma axis of ``points``: the points of load g are ``points`` at g along it.
+
+    Returns:
+        static size -> sorted flat indices, in increasing static size.
+    """
+    out: dict[int, list] = {}
+    for g, n in enumerate(sizes):
+        out.setdefault(pads[int(n)], []).extend(np.take(points, g, axis=axis).ravel())
+    return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
+
+
 @dataclass(frozen=True)
 class Chunk:
     """Points (flat indices) that run together (one compiled program, one call per micro-step)

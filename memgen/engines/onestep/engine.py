@@ -27,7 +27,7 @@ from ... import data as data_mod
 from ... import observables
 from ...specs import Grid, Isotropic, OneStep, n_samples
 from ..protocol import spec_kernel
-from ...run.plan import pad_groups
+from ...run.plan import buckets_by_load, pad_groups
 from ..spectral.engine import pad_rows
 from . import model as onestep
 
@@ -146,11 +146,8 @@ class OneStepEngine:
         pass
 
     def buckets(self) -> dict[int, np.ndarray]:
-        out: dict[int, list] = {}
         flat = np.arange(len(self.grid.gamma) * self.grid.seeds).reshape(len(self.grid.gamma), self.grid.seeds)
-        for g, n in enumerate(self.ns):
-            out.setdefault(self.pads[int(n)], []).extend(flat[g])
-        return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
+        return buckets_by_load(self.ns, self.pads, flat, axis=0)
 
     def describe(self, n_pad: int) -> str:
         return f"d={self.data.d}, n_pad={n_pad}, fresh={self.model.fresh}"

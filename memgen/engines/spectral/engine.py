@@ -38,7 +38,7 @@ import numpy as np
 from ... import data as data_mod
 from ... import observables
 from ...specs import Grid, Isotropic, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
-from ...run.plan import pad_groups
+from ...run.plan import buckets_by_load, pad_groups
 from ..protocol import spec_kernel
 from . import fit as fit_mod
 from .gains import noises, spectral, start_scale
@@ -248,10 +248,7 @@ class SpectralEngine:
 
     def buckets(self) -> dict[int, np.ndarray]:
         flat = np.arange(math.prod(self._shape())).reshape(-1, len(self.grid.gamma), self.grid.seeds)
-        out: dict[int, list] = {}
-        for g, n in enumerate(self.ns):
-            out.setdefault(self.pads[int(n)], []).extend(flat[:, g, :].ravel())
-        return {n_pad: np.sort(np.asarray(idx)) for n_pad, idx in sorted(out.items())}
+        return buckets_by_load(self.ns, self.pads, flat, axis=1)
 
     def describe(self, n_pad: int) -> str:
         return f"d={self.data.d}, n_pad={n_pad}"
