@@ -22,13 +22,13 @@ def test_block_lanczos_equals_eigh(rng):
     d, k = 64, 5
     A, U, ev = _operator(rng, d, [5.0, 4.0, 3.0, 2.5, 2.0])
     V0 = jnp.asarray(rng.normal(size=(d, k + jacobian.OVERSAMPLE)))
-    s, V = linalg.top_eigh_matfree(lambda X: jnp.asarray(A) @ X, V0, k, jacobian.BLOCKS)
+    s, V = linalg.top_eigh_matfree(lambda X: X @ jnp.asarray(A), V0.T, k, jacobian.BLOCKS)
     np.testing.assert_allclose(np.asarray(s), ev[:k], rtol=1e-4)
     overlap = np.sum((np.asarray(V).T @ U[:, :k]) ** 2) / k
     assert overlap > 1 - 1e-4
     np.testing.assert_allclose(np.asarray(V).T @ np.asarray(V), np.eye(k), atol=1e-10)
     # negative control: one block (no Krylov depth) is plain Rayleigh-Ritz on a random space
-    _, V1 = linalg.top_eigh_matfree(lambda X: jnp.asarray(A) @ X, V0, k, 1)
+    _, V1 = linalg.top_eigh_matfree(lambda X: X @ jnp.asarray(A), V0.T, k, 1)
     assert np.sum((np.asarray(V1).T @ U[:, :k]) ** 2) / k < 0.9
 
 

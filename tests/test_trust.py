@@ -81,6 +81,14 @@ def test_spectral_kernel_has_no_batched_lapack(data, model):
         _assert_unbatched(_lowered(SpectralEngine(data, model, g, jnp.float32), n_pad))
 
 
+def test_krylov_kernel_has_no_batched_lapack():
+    """The matrix-free route: S small Ritz problems per model (vmapped) and the top block's qr."""
+    g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0, 0.1], seeds=2)
+    engine = SpectralEngine(memgen.Spiked(d=16, beta=2.0), memgen.Linear(samples=3, method="krylov"), g, jnp.float32)
+    for n_pad in sorted(engine.depth_of):
+        _assert_unbatched(_lowered(engine, n_pad))
+
+
 def test_onestep_kernel_has_no_batched_lapack():
     g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0], seeds=2)
     for n_pad in (8, 32):
@@ -113,7 +121,7 @@ _ALL_KINDS = textwrap.dedent("""
     datas = {"spiked": memgen.Spiked(d=24, beta=2.0), "powerlaw": memgen.PowerLaw(d=24, alpha=1.0, k=2),
              "isotropic": memgen.Isotropic(d=24),
              "field": memgen.ImageField(size=(4, 4), alpha=2.0), "images": memgen.Images(source="disks", size=(4, 4))}
-    models = {"linear": memgen.Linear(samples=4), "diffusion": memgen.LinearDiffusion(samples=4, steps=3),
+    models = {"linear": memgen.Linear(samples=4), "krylov": memgen.Linear(samples=4, method="krylov"), "diffusion": memgen.LinearDiffusion(samples=4, steps=3),
               "onestep": memgen.OneStep(samples=4, fresh=64), "conv": conv}
     for dn, data in datas.items():
         for mn, model in models.items():
@@ -138,10 +146,11 @@ def test_every_data_and_model_kind_finishes_on_two_devices():
         pytest.fail(f"a scan hung (no result in 240 s); got so far:\n{e.stdout}")
     assert r.returncode == 0, r.stderr[-3000:]
     ok = [line.split()[:2] for line in r.stdout.splitlines() if line.endswith("ok 2")]
-    assert sorted(ok) == [["field", "conv"], ["images", "conv"], ["isotropic", "diffusion"], ["isotropic", "linear"],
-                          ["isotropic", "onestep"], ["powerlaw", "diffusion"], ["powerlaw", "linear"],
-                          ["spiked", "diffusion"], ["spiked", "linear"]], r.stdout
-    assert r.stdout.count("refused:") == 11, r.stdout
+    assert sorted(ok) == [["field", "conv"], ["images", "conv"], ["isotropic", "diffusion"], ["isotropic", "krylov"],
+                          ["isotropic", "linear"], ["isotropic", "onestep"], ["powerlaw", "diffusion"],
+                          ["powerlaw", "linear"], ["spiked", "diffusion"], ["spiked", "krylov"],
+                          ["spiked", "linear"]], r.stdout
+    assert r.stdout.count("refused:") == 14, r.stdout
 
 
 def test_powerlaw_scan_from_the_issue_finishes(tmp_path):

@@ -19,12 +19,13 @@ SCAN_DEFAULTS = {
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
     "sampler": "ddim", "schedule": "ve", "steps": 10, "sigma_max": None, "sigma_min": None, "flow_time": None,
     "parameterisation": "x0", "centre": None, "mean": 10.0, "std": 1.0, "horizon": 2.0, "fresh": 10_000,
+    "method": "auto",
     "coordinator": None, "num_processes": None, "process_id": None,  # many hosts (memgen.run.multihost)
 }
 # --model diffusion: the LinearDiffusion spec's fields (None: the spec's default); --model onestep: OneStep's
 DIFFUSION_OPTIONS = ("sampler", "schedule", "steps", "sigma_max", "sigma_min", "flow_time", "parameterisation",
                      "centre")
-MODEL_OPTIONS = {"diffusion": DIFFUSION_OPTIONS, "onestep": ("horizon", "fresh")}
+MODEL_OPTIONS = {"linear": ("method",), "diffusion": DIFFUSION_OPTIONS, "onestep": ("horizon", "fresh")}
 CONV_DEFAULTS = {"gamma": "0.02,0.25,1,4", "lam": "0,0.001", "seeds": 2}  # --model conv: what differs
 # --preset quick: a scan that shows memorisation -> generalisation in under a minute on 2 CPU cores
 # (README): 8x8 fields with the spectrum of the denoiser figure, n = 1 ... 512 per model, and
@@ -199,7 +200,7 @@ def _spectral_model(opts: dict):
     from .. import specs
 
     if opts["model"] != "diffusion":
-        return specs.Linear(samples=opts["samples"])
+        return specs.Linear(samples=opts["samples"], method=opts["method"])
     fields = {k: opts[k] for k in DIFFUSION_OPTIONS if opts[k] is not None}
     return specs.LinearDiffusion(samples=opts["samples"], **fields)
 
@@ -239,7 +240,7 @@ def _image_specs(opts: dict):
 
 SPEC_OPTIONS = ("data", "d", "beta", "rank", "spikes", "alpha", "k", "directions", "gamma", "lam", "seeds", "seed",
                  "samples", "model", "preset", "size", "source", "x64", "out", "batch", "theory", "mean", "std",
-                 *DIFFUSION_OPTIONS, *MODEL_OPTIONS["onestep"])
+                 *DIFFUSION_OPTIONS, *MODEL_OPTIONS["onestep"], *MODEL_OPTIONS["linear"])
 
 
 def resume_specs(opts: dict):

@@ -47,6 +47,11 @@ def _add_model_options(p: argparse.ArgumentParser, scan: bool) -> None:
                    "linear denoiser sampled as a diffusion model) for spiked|powerlaw|isotropic"
                    + ", onestep (Halder's one-step denoiser) for isotropic"
                    + (", conv (a bias-free CNN denoiser) for field|images" if scan else "") + f" (default: {D['model']})")
+    if scan:  # the theory does not depend on it
+        p.add_argument("--method", choices=["auto", "eigh", "krylov"], help="linear: apply (C + lam I)^(1/2) through "
+                       "one eigh per training set, or matrix-free (Lanczos: m, q, Q, top_eig to ~1e-5, w2 with its "
+                       "error w2_err, no kl/kl_rev/h2; spiked|isotropic); auto takes krylov from d = 8192 up "
+                       f"(default: {D['method']})")
     p.add_argument("--sampler", choices=["ode", "ddim", "heun", "ddpm"], help="diffusion: exact probability-flow ODE, "
                    "DDIM (Euler), Heun (EDM) or DDPM (ancestral: fresh noise each step, shared by the pair) "
                    f"(default: {D['sampler']})")

@@ -30,6 +30,8 @@ def to_dict(spec) -> dict:
     out = {"kind": type(spec).__name__}
     for f in dataclasses.fields(spec):
         v = getattr(spec, f.name)
+        if "absent" in f.metadata and v == f.metadata["absent"]:
+            continue  # a field added later, at the value its absence means: old stores keep their hash
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
 
@@ -45,6 +47,9 @@ def from_dict(d: dict):
     unknown = sorted(set(d) - {f.name for f in dataclasses.fields(SPECS[kind])})
     if unknown:
         raise ValueError(f"{kind}: unknown fields {unknown}")
+    for f in dataclasses.fields(SPECS[kind]):  # what a missing later-added field meant
+        if "absent" in f.metadata and f.name not in d:
+            d[f.name] = f.metadata["absent"]
     return SPECS[kind](**d)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .checks import check_float, check_int, fail
 
@@ -13,12 +13,24 @@ class Linear:
 
     Attributes:
         samples: generated samples z per model and grid point (the E_z average).
+        method: how ``(C + lam I)^(1/2)`` is applied. ``"eigh"``: one eigendecomposition of C
+            (or of the Gram matrix) per training set, every stored variable exact.
+            ``"krylov"``: matrix-free, C only applied as ``X^T (X v) / n`` (Lanczos spaces of
+            the noise vectors, block Lanczos for the top eigenpairs; O(n d) per vector instead
+            of O(n d^2 + d^3)); m, q, Q and top_eig to ~1e-5, w2 by stochastic Lanczos
+            quadrature with its standard error ``w2_err``, no divergences (kl, kl_rev, h2);
+            Spiked and Isotropic data; a grid point that cannot converge (n = d at lam = 0)
+            is refused by name. ``"auto"`` (the CLI's default): krylov from d = 8192 up when
+            every point converges, else eigh; a store records the method that ran.
     """
 
     samples: int = 32
+    method: str = field(default="eigh", metadata={"absent": "eigh"})
 
     def __post_init__(self):
         check_int("Linear.samples", self.samples, 1)
+        if self.method not in ("auto", "eigh", "krylov"):
+            fail("Linear.method", "'auto', 'eigh' or 'krylov'", self.method)
 
 
 @dataclass(frozen=True)

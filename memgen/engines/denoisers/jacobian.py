@@ -55,4 +55,4 @@ def wiener(pop_u: jax.Array, pop_s: jax.Array, sigma) -> Callable:
 def top_subspace(matvec: Callable, key: jax.Array, d: int, k: int, dtype) -> jax.Array:
     """Top-k eigenvectors [d, k] of a symmetric ``matvec`` from a random start drawn from ``key``."""
     V0 = jax.random.normal(key, (d, k + OVERSAMPLE), dtype)
-    return linalg.top_eigh_matfree(matvec, V0, k, BLOCKS)[1]
+    return linalg.top_eigh_matfree(lambda V: matvec(V.T).T, V0.T, k, BLOCKS)[1]

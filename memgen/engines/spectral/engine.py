@@ -36,11 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ... import data as data_mod
-from ... import observables
+from ... import linalg, observables
+from ... import specs as specs_mod
 from ...specs import Grid, Isotropic, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
 from ...run.plan import buckets_by_load, pad_groups
 from ..protocol import spec_kernel
 from . import fit as fit_mod
+from . import krylov
 from .gains import noises, spectral, start_scale
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
@@ -57,7 +59,19 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "top_eig": (),
 }
 
-_TAG_POP, _TAG_A, _TAG_B, _TAG_Z, _TAG_STEPS = 0, 1, 2, 3, 4
+# The Krylov route stores no divergences (they need log-determinants and inverse traces of C +
+# lam, which a few Krylov spaces do not give to the accuracy the rest has) and the standard
+# error of its stochastic w2.
+KRYLOV_VARIABLES: dict[str, tuple[str, ...]] = {
+    **{k: v for k, v in VARIABLES.items() if k not in ("kl", "kl_rev", "h2")}, "w2_err": ("lam",)}
+
+KRYLOV_OVERSAMPLE = 4  # block Lanczos starts from k + 4 vectors for the top k
+
+# ``Linear(method="auto")`` takes the Krylov route from this dimension up (where a d x d eigh
+# costs minutes on a CPU), when every grid point can converge (``krylov.depth``).
+KRYLOV_FROM_D = 8192
+
+_TAG_POP, _TAG_A, _TAG_B, _TAG_Z, _TAG_STEPS, _TAG_KRYLOV = 0, 1, 2, 3, 4, 5
 
 
 # ------------------------------------------------------------------ the point kernel
@@ -95,6 +109,41 @@ def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool, unit: float, m
     return out, x
 
 
+def _krylov_model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, depth: int):
+    """One linear generator of a pair by the matrix-free route (``krylov``): C is only applied.
+
+    The samples ``(C + lam I)^(1/2) z`` come from one Lanczos space per noise vector (every lam
+    from it); Q and top_eig from block Lanczos on ``start`` [d, b]; w2 from the same spaces by
+    stochastic Lanczos quadrature of ``tr (C + lam I)^(1/2)``, with a control variate (the
+    tangent of the square root at C's mean eigenvalue, whose trace is exact), and its standard
+    error over the S noise vectors.
+    """
+    X = data_mod.sample(key_rows, pop, n_pad)
+    d = X.shape[1]
+    matvec = krylov.operator(X, n)
+    f, block = krylov.lanczos(matvec, z[0], depth, start)
+    # Ritz values of C's null space (n < d) come out at rounding level, eps times C's largest
+    # eigenvalue (a mean or spike can put that 10^4 above the bulk); their square roots would
+    # pollute the lam = 0 generator (as in ``fit.fit``). They are cut to 0 below half the MP
+    # bulk's lower edge, unit^2 (1 - sqrt(d / n))^2; at n >= d there is no null space.
+    nf = jnp.asarray(n, X.dtype)
+    floor = jnp.where(nf < d, unit**2 * (1 - jnp.sqrt(d / nf)) ** 2 / 2, 0)
+    theta = jnp.where(f.ritz > floor, f.ritz, 0)[None]  # [1, S, m], >= 0
+    G = jnp.sqrt(theta + lam[:, None, None])  # [L, S, m]
+    x = krylov.apply(f, G)
+    out = observables.memorisation(x, X, n)
+    k = pop.latent.shape[1]
+    top, U = linalg.top_pairs(*block, k)
+    out["Q"] = observables.subspace_overlap(U, pop.latent)
+    out["top_eig"] = top[0]
+    tr_c = jnp.sum(X * X * fit_mod.row_mask(n_pad, n, X.dtype)[:, None]) / jnp.asarray(n, X.dtype)
+    rank = jnp.minimum(jnp.asarray(n, X.dtype), d)  # of the uncentred C, almost surely
+    tr_root, err = krylov.sqrt_trace(f, theta[0], lam, tr_c, rank, top, U, z[0])
+    out["w2"] = (tr_c + d * lam + d * unit**2 - 2 * unit * tr_root) / d
+    out["w2_err"] = 2 * unit * err / d
+    return out, x
+
+
 def noise(root: jax.Array, seed_idx, k_z: jax.Array, model, shape: tuple[int, int], dtype) -> jax.Array:
     """The noise vectors of a seed [J, S, d] (``J = noises(model)``), shared by both models of a pair.
 
@@ -117,7 +166,7 @@ def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Arr
     return tuple(jax.random.fold_in(k_seed, t) for t in (_TAG_POP, _TAG_A, _TAG_B, _TAG_Z))
 
 
-def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype):
+def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype, depth: int | None = None):
     """All order parameters of one grid point (a pair of models), every lam at once.
 
     Args:
@@ -127,6 +176,7 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
         lam: regularisations [L].
         root: the root PRNG key.
         spec, model, n_pad, dtype: static (the data and model specs).
+        depth: static Lanczos depth of the Krylov route (``Linear(method="krylov")``), else None.
 
     Returns:
         dict of arrays: lam-dependent variables [L], the others [] (see ``VARIABLES``).
@@ -137,8 +187,14 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
         z = noise(root, seed_idx, k_z, model, (model.samples, spec.d), dtype)
         halves = jnp.stack([k_a, k_b])
         unit = spec.std if isinstance(spec, Isotropic) else 1.0
-        one = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model)
-        per, x = jax.vmap(one, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
+        if depth is None:
+            one = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model)
+            per, x = jax.vmap(one, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
+        else:  # one random start block for both models' top eigenpairs
+            k_start = jax.random.fold_in(jax.random.fold_in(root, seed_idx), _TAG_KRYLOV)
+            start = data_mod.normal(k_start, (pop.latent.shape[1] + KRYLOV_OVERSAMPLE, spec.d), dtype)
+            one = partial(_krylov_model, n_pad=n_pad, unit=unit, depth=depth)
+            per, x = jax.vmap(one, in_axes=(0, None, None, None, None, None))(halves, pop, n, lam, z, start)
         out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
         out["q"] = observables.convergence(x[0], x[1])
         return out
@@ -194,6 +250,19 @@ def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int, noise
     return (2 * per_model + noises * samples * d) * itemsize
 
 
+def krylov_point_bytes(d: int, n_pad: int, n_lam: int, samples: int, m: int, block: int, itemsize: int) -> int:
+    """Estimated peak bytes of one point (both models) by the Krylov route."""
+    per_model = (
+        2 * n_pad * d  # X and its masked copy
+        + 3 * samples * m * d  # the bases, C times them, the spare row
+        + 3 * n_lam * samples * d  # generated samples, centred copies
+        + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
+        + 3 * (m + 1) * block * d  # block Lanczos: basis, C times it, Ritz vectors
+        + samples * n_pad  # X V^T of one step
+    )
+    return (2 * per_model + samples * d) * itemsize
+
+
 # ------------------------------------------------------------------------ the engine
 
 
@@ -220,7 +289,8 @@ class SpectralEngine:
         if isinstance(data, Isotropic) and grid.beta is not None:
             raise ValueError(f"Grid.beta must be unset for Isotropic data (it has no spikes), "
                              f"got {list(grid.beta)}")
-        self.data, self.model, self.grid, self.dtype = data, model, grid, jnp.dtype(dtype)
+        self.data, self.grid, self.dtype = data, grid, jnp.dtype(dtype)
+        self.model = self._route(model)
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
             self.extra = ("beta", grid.beta)
@@ -231,14 +301,65 @@ class SpectralEngine:
         self.axes = ((self.extra,) if self.extra else ()) + (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
         self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)  # per gamma
         extra_points = len(self.extra[1]) if self.extra else 1
+        if self.depths is None:
+            cost = partial(model_flops, d=data.d, n_lam=len(grid.lam), samples=model.samples, noises=noises(model),
+                           dense=isinstance(data, PowerLaw))
+        else:
+            cost = partial(krylov.flops, d=data.d, samples=model.samples, m=max(self.depths), block=self._block())
         self.pads = pad_groups(  # n -> n_pad, a function of the spec alone
-            self.ns, 2 * grid.seeds * extra_points, partial(pad_rows, d=data.d),
-            partial(model_flops, d=data.d, n_lam=len(grid.lam), samples=model.samples, noises=noises(model),
-                    dense=isinstance(data, PowerLaw)))
+            self.ns, 2 * grid.seeds * extra_points, partial(pad_rows, d=data.d), cost)
+        if self.depths is not None:  # a bucket's depth: the deepest of its loads
+            self.variables = KRYLOV_VARIABLES
+            self.depth_of = {}
+            for n, m in zip(self.ns, self.depths):
+                pad = int(self.pads[int(n)])
+                self.depth_of[pad] = max(m, self.depth_of.get(pad, 0))
         self.coords = {"gamma": list(grid.gamma), "lam": list(grid.lam), "seed": np.arange(grid.seeds),
                        "n": ("gamma", self.ns.tolist())}
         if self.extra:
             self.coords[self.extra[0]] = list(self.extra[1])
+
+    def _route(self, model):
+        """The model with its method resolved (``Linear.method``); sets ``self.depths``, the Lanczos
+        depth per load (None: the eigh route). Refuses, by name, what the Krylov route cannot do."""
+        self.depths = None
+        if not isinstance(model, Linear) or model.method == "eigh":
+            return model
+        data, grid = self.data, self.grid
+        why = None
+        if isinstance(data, PowerLaw):
+            why = ("Spiked or Isotropic data (its depth rule knows the Marchenko-Pastur edges of a flat bulk; a "
+                   "power-law spectrum reaches down to d^-alpha)")
+        elif model.samples < 2:
+            why = f"Linear.samples >= 2 (w2's error is estimated over the samples), got {model.samples}"
+        else:
+            scale = data.std**2 if isinstance(data, Isotropic) else 1.0
+            outliers = 1 if isinstance(data, Isotropic) else len(data.beta)
+            depths = []
+            for g in grid.gamma:
+                n = n_samples(g, data.d)
+                per = [krylov.depth(n / data.d, lam, scale, outliers) for lam in grid.lam]
+                bad = [lam for lam, m in zip(grid.lam, per) if m is None]
+                if bad:
+                    why = (f"every grid point to converge: at gamma={g} (n={n}, d={data.d}) lam={bad[0]} needs a "
+                           f"Lanczos depth over {krylov.MAX_DEPTH} (C's spectrum reaches the square root's branch "
+                           f"point at 0 near n = d); raise lam there or use method='eigh'")
+                    break
+                depths.append(max(per))
+            if why is None:
+                self.depths = depths
+        if model.method == "auto":
+            if why is not None or data.d < KRYLOV_FROM_D:
+                self.depths = None
+                return specs_mod.replace(model, method="eigh")
+            return specs_mod.replace(model, method="krylov")
+        if why is not None:
+            raise ValueError(f"Linear.method: 'krylov' needs {why}")
+        return model
+
+    def _block(self) -> int:
+        """Start vectors of the block Lanczos for the top eigenpairs."""
+        return (1 if isinstance(self.data, Isotropic) else self.data.rank) + KRYLOV_OVERSAMPLE
 
     def validate(self) -> None:
         pass
@@ -251,9 +372,13 @@ class SpectralEngine:
         return buckets_by_load(self.ns, self.pads, flat, axis=1)
 
     def describe(self, n_pad: int) -> str:
-        return f"d={self.data.d}, n_pad={n_pad}"
+        route = "" if self.depths is None else f", Krylov depth {self.depth_of[n_pad]}"
+        return f"d={self.data.d}, n_pad={n_pad}{route}"
 
     def point_bytes(self, n_pad: int, itemsize: int) -> int:
+        if self.depths is not None:
+            return krylov_point_bytes(self.data.d, n_pad, len(self.grid.lam), self.model.samples,
+                                      self.depth_of[n_pad], self._block(), itemsize)
         mean = isinstance(self.data, Isotropic) or getattr(self.model, "centre", False)
         return point_bytes(self.data, n_pad, len(self.grid.lam), self.model.samples, itemsize,
                            noises(self.model), mean)
@@ -282,8 +407,10 @@ class SpectralEngine:
         return np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
 
     def static(self):
-        return self.data, self.model, self.dtype.name
+        depths = None if self.depths is None else tuple(sorted(self.depth_of.items()))
+        return self.data, self.model, self.dtype.name, depths
 
     @staticmethod
     def kernel(static, n_pad: int):
-        return spec_kernel(point, static, n_pad=n_pad)
+        *static, depths = static
+        return spec_kernel(point, tuple(static), n_pad=n_pad, depth=None if depths is None else dict(depths)[n_pad])
