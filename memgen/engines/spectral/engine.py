@@ -193,8 +193,9 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
         else:  # one random start block for both models' top eigenpairs
             k_start = jax.random.fold_in(jax.random.fold_in(root, seed_idx), _TAG_KRYLOV)
             start = data_mod.normal(k_start, (pop.latent.shape[1] + KRYLOV_OVERSAMPLE, spec.d), dtype)
-            one = partial(_krylov_model, n_pad=n_pad, unit=unit, depth=depth)
-            per, x = jax.vmap(one, in_axes=(0, None, None, None, None, None))(halves, pop, n, lam, z, start)
+            # one model at a time: the route is for large d, where a training set is the memory
+            one = partial(_krylov_model, pop=pop, n=n, lam=lam, z=z, start=start, n_pad=n_pad, unit=unit, depth=depth)
+            per, x = jax.lax.map(one, halves)
         out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
         out["q"] = observables.convergence(x[0], x[1])
         return out
@@ -251,16 +252,16 @@ def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int, noise
 
 
 def krylov_point_bytes(d: int, n_pad: int, n_lam: int, samples: int, m: int, block: int, itemsize: int) -> int:
-    """Estimated peak bytes of one point (both models) by the Krylov route."""
+    """Estimated peak bytes of one point by the Krylov route (its two models run one after the other)."""
     per_model = (
-        2 * n_pad * d  # X and its masked copy
+        2 * n_pad * d  # X, and a temporary of its size while it is drawn
         + 3 * samples * m * d  # the bases, C times them, the spare row
         + 3 * n_lam * samples * d  # generated samples, centred copies
         + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
         + 3 * (m + 1) * block * d  # block Lanczos: basis, C times it, Ritz vectors
         + samples * n_pad  # X V^T of one step
     )
-    return (2 * per_model + samples * d) * itemsize
+    return (per_model + 2 * n_lam * samples * d + samples * d) * itemsize  # + the first model's samples
 
 
 # ------------------------------------------------------------------------ the engine

@@ -60,9 +60,8 @@ class KrylovFit(NamedTuple):
 
 def operator(X: jax.Array, n):
     """``V [b, d] -> V C`` for ``C = X_r^T X_r / n`` on the first ``n`` rows of X [n_pad, d]."""
-    Xm = X * row_mask(X.shape[0], n, X.dtype)[:, None]
-    nf = jnp.asarray(n, X.dtype)
-    return lambda V: ((V @ Xm.T) @ Xm) / nf
+    mask = row_mask(X.shape[0], n, X.dtype)[None, :] / jnp.asarray(n, X.dtype)
+    return lambda V: ((V @ X.T) * mask) @ X  # the mask on [p, n_pad]: no masked copy of X
 
 
 def lanczos(matvec, z: jax.Array, m: int, start: jax.Array | None = None):
