@@ -234,6 +234,7 @@ def test_preset_fills_only_what_the_user_left_out():
     data, _, _ = build_specs(from_args(build_parser().parse_args(  # no preset: the conv defaults, as before
         ["scan", "--data", "field", "--model", "conv"])))
     assert (data.size, data.alpha) == ((16, 16), 1.0)
+    assert specs("--spikes", "4,1")[0].beta == (4.0, 1.0) and data.beta == ()  # planted spikes, scored by Q
 
 
 @pytest.mark.parametrize("out", ["file", "/proc/memgen-x"])

@@ -388,3 +388,51 @@ def test_bench_flop_count_matches_xla():
     ours = bench.training_flops(spec.depth, spec.width, 16, spec.batch)
     assert 0.9 < xla / ours < 1.25, (xla, ours)
     assert not 0.9 < xla / (ours / 3) < 1.25  # negative control: the forward pass alone
+
+
+# ------------------------------------------------------------------ planted spikes
+
+
+def test_spike_directions_are_smooth_and_orthonormal(rng):
+    v = I.spike_directions((8, 8), 3)
+    np.testing.assert_allclose(v.T @ v, np.eye(3), atol=1e-12)
+
+    def roughness(u):  # mean squared difference of neighbouring pixels over the mean square
+        im = u.reshape(8, 8, -1)
+        return (np.mean(np.diff(im, axis=0) ** 2) + np.mean(np.diff(im, axis=1) ** 2)) / np.mean(im**2)
+
+    assert max(roughness(v[:, i : i + 1]) for i in range(3)) < 1.0  # measured 0.53-0.65
+    assert roughness(rng.standard_normal((64, 1))) > 2.0  # negative control: a random direction (~3.7)
+
+
+@pytest.mark.parametrize("beta", [(4.0,), ()], ids=["spiked", "control"])
+def test_planted_field_has_the_spiked_covariance(beta):
+    """A white field plus a spike of strength 4 has covariance I + 4 v v^T (float64 NumPy on the
+    drawn pool, within 4 standard errors); the population eigenpairs and Q's directions follow.
+    Control: without the spike, the same check of v^T C v = 5 fails."""
+    from memgen.engines.denoisers.engine import _Source
+
+    n = 6000
+    src = _Source(ImageField(size=SIZE, alpha=0.0, beta=beta), n, 8, jnp.float64)
+    pool, test = src.draw(jax.random.key(3), 0)
+    x = pool.reshape(n, -1)
+    v = I.spike_directions(SIZE, 1)[:, 0]
+    proj = (x @ v) ** 2  # mean 1 + beta, variance 2 (1 + beta)^2
+    assert abs(proj.mean() - 5.0) < 4 * np.sqrt(2 * 25 / n) if beta else abs(proj.mean() - 5.0) > 1
+    other = np.linalg.qr(np.stack([v, np.random.default_rng(0).standard_normal(64)], axis=1))[0][:, 1]
+    assert abs(np.mean((x @ other) ** 2) - 1.0) < 4 * np.sqrt(2 / n)
+    if beta:
+        np.testing.assert_allclose(src.latent[:, 0], v)
+        assert abs(src.s[0] - 5.0) < 1e-9 and abs(abs(src.u[:, 0] @ v) - 1) < 1e-9
+        assert test.shape == (8, *SIZE) and np.mean((test.reshape(8, -1) @ v) ** 2) > 1.5
+    else:
+        assert src.latent.shape == (64, 5)
+
+
+def test_spiked_field_scan_scores_the_spike():
+    """Q's directions are the spike: the Wiener baseline (the population's top eigenvector) scores 1."""
+    data = ImageField(size=SIZE, alpha=0.0, beta=(9.0,))
+    ds = memgen.scan(data, TINY, Grid(gamma=(0.25,), lam=(0.0,), seeds=1), progress=False)
+    assert float(ds.Q_jac_heldout.min()) > 0.99
+    assert all(np.isfinite(ds[v].values).all() for v in ("Q", "Q_jac", "Q_heldout", "m", "q"))
+    assert memgen.specs.to_dict(ImageField()).get("beta") is None  # old stores keep their hash

@@ -22,7 +22,7 @@ TINY = dict(
     spec_d=40, spec_gammas=(0.5, 2.0),
     img_size=(8, 8), img_gamma=(0.125, 1.0), img_lam=(0.0,), img_seeds=1,
     denoiser=dict(depth=2, width=2, steps=4, batch=4, sample_steps=2, samples=5, test=2),
-    pair_n=(8, 64), pair_show=4,
+    pair_n=(8, 64), pair_show=4, spike_betas=(1.0, 4.0),
     bench_d=(8, 16), bench_seeds=2, naive_seeds=1,
     halder_d=10, halder_gamma=(0.5, 4.0, 2), halder_seeds=2, halder_fresh=50,
 )
@@ -52,10 +52,11 @@ def test_every_figure_writes_png_and_pdf(made):
             assert p.exists() and p.stat().st_size > 1000, p
     names = {p.name for p in stems}
     for name in ("order_parameters", "phase_diagrams", "latent_recovery", "powerlaw", "spectra",
-                 "denoisers", "benchmark", "linear_diffusion"):
+                 "denoisers", "denoiser_spikes", "benchmark", "linear_diffusion"):
         assert name in names
     assert any(n.startswith("denoisers_samples_field_") for n in names)
     assert any(n.startswith("denoisers_samples_hopper_") for n in names)
+    assert {f"denoiser_spikes_samples_{t}_n64" for t in ("strong", "weak", "digits")} <= names
     # the PNG really is a PNG
     assert (out / "order_parameters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -81,6 +82,7 @@ def test_index_lists_files_and_specs(made):
     assert by["powerlaw"]["specs"][0]["grid"]["alpha"] == list(TINY["alphas"])
     assert by["powerlaw"]["specs"][0]["data"]["kind"] == "PowerLaw"
     assert by["denoisers"]["specs"][0]["model"]["kind"] == "ConvDenoiser"
+    assert [s["data"].get("beta") for s in by["denoiser_spikes"]["specs"][:3]] == [[4.0], [1.0], None]
     bench = by["benchmark"]["seconds_per_point"]
     assert len(bench) == 3 and all(len(v) == len(TINY["bench_d"]) for v in bench.values())
     assert all(t > 0 for v in bench.values() for t in v.values())

@@ -113,8 +113,8 @@ APPLIES = {
     "spiked": {"d", "beta", "rank", "spikes", "directions", "samples", "theory"},
     "powerlaw": {"d", "spikes", "alpha", "k", "directions", "samples", "theory"},
     "isotropic": {"d", "mean", "std", "samples", "theory"},
-    "field": {"alpha", "preset", "size"},
-    "images": {"preset", "size", "source"},
+    "field": {"alpha", "preset", "size", "spikes"},
+    "images": {"preset", "size", "source", "spikes"},
 }
 DATA_OPTIONS = set().union(*APPLIES.values())
 
@@ -229,9 +229,11 @@ def _image_specs(opts: dict):
         alphas = parse_range("alpha", pick("alpha"), log=False)
         if len(alphas) > 1:
             raise ValueError(f"--alpha: one exponent for --data field, got {opts['alpha']!r}")
-        data = ImageField(size=size, alpha=alphas[0])
+    spikes = () if opts["spikes"] is None else tuple(parse_range("spikes", opts["spikes"], log=False))
+    if opts["data"] == "field":
+        data = ImageField(size=size, alpha=alphas[0], beta=spikes)
     else:
-        data = Images(source=opts["source"], size=size)
+        data = Images(source=opts["source"], size=size, beta=spikes)
     model = ConvDenoiser.quick() if opts["preset"] == "quick" else ConvDenoiser()
     grid = specs.Grid(gamma=parse_range("gamma", pick("gamma")), lam=parse_range("lam", pick("lam"), log=False),
                        seeds=pick("seeds"), seed=opts["seed"])

@@ -24,7 +24,7 @@ def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
     p.add_argument("--beta", help=f"spike strength; a list sweeps it (default: {D['beta']})")
     p.add_argument("--rank", type=int, help=f"number of equal spikes (default: {D['rank']})")
     p.add_argument("--spikes", help="explicit strengths of several spikes, e.g. 4,2 (default: none; spiked: "
-                   "--rank spikes of strength --beta)")
+                   "--rank spikes of strength --beta; field|images: planted along smooth bumps, scored by Q)")
     p.add_argument("--alpha", help=f"power-law exponent; a list sweeps it{' (field: spectral exponent)' if scan else ''} "
                    f"(default: {D['alpha']})")
     p.add_argument("--k", type=int, help=f"power law without spikes: top population directions scored by Q "
@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "./memgen-figures; the committed gallery lives in the repository's figures/ and is only "
                    "rewritten when you pass --out figures)")
     f.add_argument("--only", help="comma list of figures to (re)make, keeping the others' index entries "
-                   "(order_parameters, phase_diagrams, latent_recovery, powerlaw, spectra, denoisers, benchmark, "
-                   "linear_diffusion, halder)")
+                   "(order_parameters, phase_diagrams, latent_recovery, powerlaw, spectra, denoisers, denoiser_spikes, "
+                   "benchmark, linear_diffusion, halder)")
     mode = f.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="d = 200 (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the paper-sized set")

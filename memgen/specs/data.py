@@ -4,7 +4,7 @@ data (ImageField, Images) for the denoisers."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .checks import as_tuple, check_all, check_directions, check_float, check_int, check_size, fail
 
@@ -122,7 +122,7 @@ def shell_sizes(size: tuple[int, int]) -> tuple[int, ...]:
 
 
 class _ImageShape:
-    """d = H W pixels; Q scores the top ``k`` directions."""
+    """d = H W pixels; Q scores the top ``k`` directions, or the planted spikes when there are any."""
 
     @property
     def d(self) -> int:
@@ -130,7 +130,19 @@ class _ImageShape:
 
     @property
     def rank(self) -> int:
-        return self.k
+        """Latent directions Q scores: the spikes (``len(beta)``) if planted, else the top ``k``."""
+        return len(self.beta) if self.beta else self.k
+
+    def _check_spikes(self, kind: str) -> None:
+        object.__setattr__(self, "beta", as_tuple(f"{kind}.beta", self.beta))
+        if self.beta:
+            check_all(f"{kind}.beta", self.beta, "> 0", lambda b: b > 0)
+        if len(self.beta) > 8:
+            fail(f"{kind}.beta", "at most 8 spikes (their smooth bumps sit on a circle in the image)", len(self.beta))
+
+
+# Images get planted spikes in a later version: absent means none (old stores keep their hash).
+_NO_SPIKES = field(default=(), metadata={"absent": ()})
 
 
 @dataclass(frozen=True)
@@ -146,19 +158,26 @@ class ImageField(_ImageShape):
         alpha: spectral exponent >= 0 (natural images: about 2; 0 is white noise).
         f0: frequency offset > 0 that keeps the DC mode finite.
         k: number of top eigenvectors scored by Q; must end a frequency shell (see
-            :func:`shell_sizes`: 1, 5, 9, ... on square grids).
+            :func:`shell_sizes`: 1, 5, 9, ... on square grids). Unused with spikes.
+        beta: strengths of planted spikes (default none): each image gets
+            ``sum_i sqrt(beta_i) h_i v_i``, h ~ N(0, 1), along fixed smooth directions v_i
+            (orthonormalised Gaussian bumps, ``images.spike_directions``), and Q then scores
+            those directions. With alpha = 0 (a white bulk) the covariance is ``I + V diag(beta)
+            V^T`` exactly: the linear model recovers spike i from gamma = 1/beta_i^2 (BBP).
     """
 
     size: tuple[int, int] = (16, 16)
     alpha: float = 2.0
     f0: float = 1.0
     k: int = 5
+    beta: tuple[float, ...] = _NO_SPIKES
 
     def __post_init__(self):
         object.__setattr__(self, "size", check_size("ImageField.size", self.size))
         object.__setattr__(self, "alpha", check_float("ImageField.alpha", self.alpha, ">= 0", lambda a: a >= 0))
         object.__setattr__(self, "f0", check_float("ImageField.f0", self.f0, "> 0", lambda f: f > 0))
         check_int("ImageField.k", self.k, 1)
+        self._check_spikes("ImageField")
         shells = shell_sizes(self.size)
         valid = [s for s in shells if s < self.d]
         if self.k not in valid:
@@ -178,17 +197,22 @@ class Images(_ImageShape):
             100 LFW faces) or the patches of a scikit-image texture (``"brick"``, ``"grass"``,
             ``"gravel"``).
         size: image shape (H, W), each >= 4.
-        k: number of top eigenvectors of the whole set's covariance scored by Q.
+        k: number of top eigenvectors of the whole set's covariance scored by Q (unused with
+            spikes).
+        beta: strengths of planted spikes (default none), as for ``ImageField``: added to the
+            standardised images, and scored by Q.
     """
 
     source: str = "grace_hopper"
     size: tuple[int, int] = (16, 16)
     k: int = 5
+    beta: tuple[float, ...] = _NO_SPIKES
 
     def __post_init__(self):
         if not isinstance(self.source, str) or not self.source:
             fail("Images.source", f"a path or one of {list(BUILTIN_IMAGES)}", self.source)
         object.__setattr__(self, "size", check_size("Images.size", self.size))
         check_int("Images.k", self.k, 1)
+        self._check_spikes("Images")
         if self.k >= self.d:
             fail("Images.k", f"< d={self.d}", self.k)

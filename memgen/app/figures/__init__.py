@@ -40,7 +40,7 @@ import jax
 
 from .benchmark import fig_benchmark
 from .common import CACHE, MODES, SIZES, record, sizes, spec_record
-from .denoisers import fig_denoisers
+from .denoisers import fig_denoiser_spikes, fig_denoisers
 from .halder import fig_halder
 from .linear import (fig_latent_recovery, fig_linear_diffusion, fig_order_parameters, fig_phase_diagrams, fig_powerlaw,
                      fig_spectra, spiked_eigenvalues)
@@ -53,6 +53,7 @@ FIGURES = {
     "powerlaw": fig_powerlaw,
     "spectra": fig_spectra,
     "denoisers": fig_denoisers,
+    "denoiser_spikes": fig_denoiser_spikes,
     "benchmark": fig_benchmark,
     "linear_diffusion": fig_linear_diffusion,
     "halder": fig_halder,

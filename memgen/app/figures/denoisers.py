@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 from ... import plots
 from ...engines.denoisers.engine import DenoiserEngine
 from ...scan import scan
-from ...specs import Grid, ImageField, Images, n_samples
+from ...specs import Grid, ImageField, Images, Linear, Spiked, n_samples
+from ...theory import theory
 from .common import denoiser_spec, finish, record, save_data, sizes, spec_record, styled
 
 
@@ -51,6 +52,78 @@ def _unit_images(pr: dict):
     return near * np.where(sign == 0, 1.0, sign), a, b
 
 
+def _n_axis(axes, d: int) -> None:
+    """A top axis in training images n = gamma d on each panel."""
+    for ax in axes:
+        sec = ax.secondary_xaxis("top", functions=(lambda g, d=d: g * d, lambda n, d=d: n / d))
+        sec.set_xlabel(r"training images $n$", fontsize=7)
+        sec.tick_params(labelsize=6)
+        sec.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def _sample_grid(engine, data, model, grid, title: str, n: int, ns: list, show: int, out_dir, name: str):
+    """The sample grid of the scan's seed-0 pair at n (first lam); returns (files, spec record)."""
+    pr = nearest_pairs(**engine.pair_samples(ns.index(n), 0, 0), show=show)
+    g = plots.sample_grid(*_unit_images(pr), titles=("nearest\ntraining (A)", "model A", "model B"))
+    g.suptitle(rf"{title}: $n = {n}$ training images per model (the scan's seed-0 pair)" "\n"
+               rf"|cos| of A's samples to their nearest training image "
+               rf"{pr['cos_nearest'].mean():.2f} ($m$), cos(A, B) {pr['cos_ab'].mean():.2f} ($q$); "
+               "images scaled to unit norm",
+               fontsize=7)
+    return finish(g, out_dir, name), spec_record(data, model, grid, label=name, n=n, seed=0, lam=float(grid.lam[0]))
+
+
+@styled
+def fig_denoiser_spikes(out_dir, mode: str = "quick", log: list | None = None) -> list[Path]:
+    """Figure 7: planted latent factors. m, q, Q and Q_jac against n for conv denoisers on white
+    8x8 fields with one strong and one weak planted spike (Q scores the spike; the linear
+    model's theory Q and its threshold gamma_c = 1/beta^2 drawn on the Q_jac panel), and on
+    scikit-learn's handwritten digits; sample grids of the scan's own models at the largest n."""
+    t0 = time.perf_counter()
+    z = sizes(mode)
+    model = denoiser_spec(z)
+    size = z["img_size"]
+    weak, strong = z["spike_betas"]
+    sets = [("strong", ImageField(size=size, alpha=0.0, beta=(strong,)), rf"white field + a strong spike ($\beta$ = {strong:g})"),
+            ("weak", ImageField(size=size, alpha=0.0, beta=(weak,)), rf"white field + a weak spike ($\beta$ = {weak:g})"),
+            ("digits", Images(source="digits", size=size, k=5), "handwritten digits (scikit-learn)")]
+    grid = Grid(gamma=z["img_gamma"], lam=z["img_lam"], seeds=z["img_seeds"])
+    ns = [n_samples(g, sets[0][1].d) for g in grid.gamma]
+    n_show = max(z["pair_n"])
+    if n_show not in ns:
+        raise ValueError(f"SIZES[{mode!r}]['pair_n']: {n_show} is not a training-set size of the scan ({ns})")
+    files, used = [], []
+    fig = Figure(figsize=(9.0, 6.6), layout="constrained")
+    for (tag, data, title), sub in zip(sets, fig.subfigures(3, 1)):
+        ds = scan(data, model, grid, progress=False)
+        save_data(ds, out_dir, f"denoiser_spikes_{tag}")
+        axes = sub.subplots(1, 4)
+        plots.order_parameters(ds, variables=("m", "q", "Q", "Q_jac"), axes=axes)
+        _n_axis(axes, data.d)
+        what = rf"top-{data.k} eigenvectors of the data"
+        if data.beta:  # the linear generator's theory on the same spiked law, and its BBP threshold
+            beta = data.beta[0]
+            dense = np.geomspace(min(grid.gamma), max(grid.gamma), 60)
+            th = theory(Spiked(d=data.d, beta=(beta,)), Grid(gamma=list(dense), lam=(0.0,)), Linear())
+            axes[3].plot(dense, th.Q.values, "k:", lw=1, label="linear theory")
+            axes[3].axvline(1 / beta**2, color="0.5", lw=0.8, ls="--", label=r"$\gamma_c = 1/\beta^2$")
+            axes[3].legend(fontsize=6)
+            what = "the planted spike"
+        sub.suptitle(rf"{title}, {size[0]}$\times${size[1]} (d = {data.d}), {grid.seeds} seed(s); "
+                     rf"$Q$, $Q_J$: overlap with {what} of the samples' / mean Jacobian's top eigenvectors",
+                     fontsize=8)
+        used.append(spec_record(data, model, grid, label=f"curves_{tag}"))
+    files += finish(fig, out_dir, "denoiser_spikes")
+    for tag, data, title in sets:
+        engine = DenoiserEngine(data, model, grid, "float32")
+        f, rec = _sample_grid(engine, data, model, grid, title, n_show, ns, z["pair_show"], out_dir,
+                              f"denoiser_spikes_samples_{tag}_n{n_show}")
+        files += f
+        used.append(rec)
+    record(log, "denoiser_spikes", files, used, mode, t0)
+    return files
+
+
 @styled
 def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list[Path]:
     """Figure 6: m, q, Q and Q_jac against n for conv denoisers on a Gaussian field and on photo patches,
@@ -75,11 +148,7 @@ def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list
         save_data(ds, out_dir, f"denoisers_{tag}")
         axes = sub.subplots(1, 4)
         plots.order_parameters(ds, variables=("m", "q", "Q", "Q_jac"), axes=axes)
-        for ax in axes:
-            sec = ax.secondary_xaxis("top", functions=(lambda g, d=data.d: g * d, lambda n, d=data.d: n / d))
-            sec.set_xlabel(r"training images $n$", fontsize=7)
-            sec.tick_params(labelsize=6)
-            sec.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        _n_axis(axes, data.d)
         sub.suptitle(rf"{title}, {size[0]}$\times${size[1]} (d = {data.d}), {grid.seeds} seed(s); "
                      rf"$Q$: top-{data.k} eigenvectors of samples, $Q_J$: of the model's mean Jacobian", fontsize=8)
         used.append(spec_record(data, model, grid, label=f"curves_{tag}"))
@@ -87,15 +156,9 @@ def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list
     for tag, data, title in sets:
         engine = DenoiserEngine(data, model, grid, "float32")
         for n in z["pair_n"]:
-            pr = nearest_pairs(**engine.pair_samples(ns.index(n), 0, 0), show=z["pair_show"])
-            g = plots.sample_grid(*_unit_images(pr), titles=("nearest\ntraining (A)", "model A", "model B"))
-            g.suptitle(rf"{title}: $n = {n}$ training images per model (the scan's seed-0 pair)" "\n"
-                       rf"|cos| of A's samples to their nearest training image "
-                       rf"{pr['cos_nearest'].mean():.2f} ($m$), cos(A, B) {pr['cos_ab'].mean():.2f} ($q$); "
-                       "images scaled to unit norm",
-                       fontsize=7)
-            name = f"denoisers_samples_{tag}_n{n}"
-            files += finish(g, out_dir, name)
-            used.append(spec_record(data, model, grid, label=name, n=n, seed=0, lam=float(grid.lam[0])))
+            f, rec = _sample_grid(engine, data, model, grid, title, n, ns, z["pair_show"], out_dir,
+                                  f"denoisers_samples_{tag}_n{n}")
+            files += f
+            used.append(rec)
     record(log, "denoisers", files, used, mode, t0)
     return files

@@ -12,6 +12,7 @@ Keys come from ``fold_in`` of grid coordinates:
 * model (g, l, s, split): ``fold_in(...fold_in(fold_in(root, MODEL), g), l), s), split)``
 * sampler noise:          ``fold_in(fold_in(root, SAMPLE), s)``: shared by both members of a
   pair (and across gamma, lam: common random numbers).
+* planted spikes of seed s: ``fold_in(fold_in(fold_in(root, SPIKES), s), 0)`` (pool), ``1`` (test).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from . import references
 from . import sample as _sample
 from . import train as _train
 
-DATA, TEST, MODEL, SAMPLE, TEST_NOISE = range(5)
+DATA, TEST, MODEL, SAMPLE, TEST_NOISE, SPIKES = range(6)
 _REF_DRAWS = 4096
 
 
@@ -65,6 +66,12 @@ class _Source:
             flat = pool.reshape(pool.shape[0], d)
             s, u = np.linalg.eigh(flat.T @ flat / flat.shape[0])
             s, u = np.maximum(s[::-1], 0.0), u[:, ::-1]
+        self.latent = u[:, : data.rank]  # what Q scores: the top-k directions, or the spikes
+        if data.beta:  # the population with the planted spikes (dense, once: d <= a few thousand)
+            v = self.spikes = _images.spike_directions(data.size, len(data.beta))
+            s, u = np.linalg.eigh((u * s) @ u.T + (v * np.asarray(data.beta)) @ v.T)
+            s, u = np.maximum(s[::-1], 0.0), u[:, ::-1]
+            self.latent = v
         self.u, self.s = u, s
 
     def _synthetic(self, key, n):
@@ -72,6 +79,14 @@ class _Source:
         return fn(key, self.data.size, n, dtype=self.dtype)
 
     def draw(self, root, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        pool, test = self._draw(root, seed)
+        if not self.data.beta:
+            return pool, test
+        k_spikes = jax.random.fold_in(jax.random.fold_in(root, SPIKES), seed)
+        return tuple(_images.plant_spikes(jax.random.fold_in(k_spikes, i), x, self.spikes, self.data.beta)
+                     for i, x in enumerate((pool, test)))
+
+    def _draw(self, root, seed: int) -> tuple[np.ndarray, np.ndarray]:
         k_data = jax.random.fold_in(jax.random.fold_in(root, DATA), seed)
         k_test = jax.random.fold_in(jax.random.fold_in(root, TEST), seed)
         if isinstance(self.data, ImageField):
@@ -90,7 +105,7 @@ class _Source:
 # ---------------------------------------------------------------- one grid point
 
 
-def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec: ConvDenoiser, k: int):
+def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, latent, *, spec: ConvDenoiser, k: int):
     """Train, sample and score ONE model (single-example semantics; vmapped by the scan).
 
     Args:
@@ -101,6 +116,7 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         n: training-set size (traced int); lam: weight decay (traced scalar).
         test: held-out images [T, H, W].
         pop_u, pop_s: population eigenpairs [d, d], [d] (decreasing).
+        latent: the directions Q scores [d, k] (the top k of pop_u, or the planted spikes).
         spec: the denoiser spec; k: number of latent directions for Q.
 
     Returns:
@@ -137,11 +153,11 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, *, spec:
         "samples": gen,
         "m": observables.memorisation(gen, xtr, n)["m"],
         "m_heldout": observables.memorisation(xt, xtr, n)["m"],
-        "Q": observables.subspace_overlap(observables.top_eigvecs(gen, k), pop_u[:, :k]),
+        "Q": observables.subspace_overlap(observables.top_eigvecs(gen, k), latent),
         # the same procedure on true images: the Q a perfect model scores with this many samples
-        "Q_heldout": observables.subspace_overlap(observables.top_eigvecs(xt[: spec.samples], k), pop_u[:, :k]),
-        "Q_jac": observables.subspace_overlap(u_jac, pop_u[:, :k]),
-        "Q_jac_heldout": observables.subspace_overlap(u_wiener, pop_u[:, :k]),
+        "Q_heldout": observables.subspace_overlap(observables.top_eigvecs(xt[: spec.samples], k), latent),
+        "Q_jac": observables.subspace_overlap(u_jac, latent),
+        "Q_jac_heldout": observables.subspace_overlap(u_wiener, latent),
         "loss": jnp.mean(losses[-tail:]),
         "mse": jnp.stack(net),
         "mse_wiener": jnp.stack(wie),
@@ -159,17 +175,17 @@ def pair_keys(root, g, l, s):
     return k_models, k_sample, k_noise
 
 
-def _both(k_models, k_sample, k_noise, halves, n, lam, test, pop_u, pop_s, *, spec, k):
+def _both(k_models, k_sample, k_noise, halves, n, lam, test, pop_u, pop_s, latent, *, spec, k):
     """``point`` for both members of a pair (``halves`` [2, n_max, H, W])."""
     fn = functools.partial(point, spec=spec, k=k)
-    return jax.vmap(fn, in_axes=(0, None, None, 0, None, None, None, None, None))(
-        k_models, k_sample, k_noise, halves, n, lam, test, pop_u, pop_s)
+    return jax.vmap(fn, in_axes=(0, None, None, 0, None, None, None, None, None, None))(
+        k_models, k_sample, k_noise, halves, n, lam, test, pop_u, pop_s, latent)
 
 
 _both_jit = jax.jit(_both, static_argnames=("spec", "k"))
 
 
-def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoiser, k: int):
+def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, latent, *, spec: ConvDenoiser, k: int):
     """ONE grid point (gamma index g, lam index l, seed s): a pair of models A, B.
 
     Both members train on their own half of seed s's draw (``pools[s, 0]``, ``pools[s, 1]``),
@@ -178,14 +194,15 @@ def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, *, spec: ConvDenoise
     Args:
         g, l, s: grid indices [] (uint32): they fix the keys (module doc).
         n: training-set size [] (int); lam: weight decay [].
-        root: root key; pools [S, 2, n_max, H, W]; tests [S, T, H, W]; pop_u [d, d]; pop_s [d].
+        root: root key; pools [S, 2, n_max, H, W]; tests [S, T, H, W]; pop_u [d, d]; pop_s [d];
+            latent [d, k].
         spec, k: static.
 
     Returns:
         dict: m, m_heldout, q, Q, Q_heldout, Q_jac, Q_jac_heldout, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
         of A and B; q between them, computed on the device in the scan's dtype).
     """
-    per = _both(*pair_keys(root, g, l, s), pools[s], n, lam, tests[s], pop_u, pop_s, spec=spec, k=k)
+    per = _both(*pair_keys(root, g, l, s), pools[s], n, lam, tests[s], pop_u, pop_s, latent, spec=spec, k=k)
     gen = per.pop("samples")
     out = {key: jnp.mean(v, axis=0) for key, v in per.items()}
     out["q"] = observables.convergence(gen[0], gen[1])
@@ -212,8 +229,8 @@ def check(data, model, grid: Grid) -> None:
     if grid.beta is not None or grid.alpha is not None:
         fail("Grid.beta/alpha", "unset for denoiser scans", (grid.beta, grid.alpha))
     grid.check(data)  # every gamma gives n >= 1 training image
-    if model.samples < data.k:
-        fail("ConvDenoiser.samples", f">= k={data.k} (Q needs a rank-k sample covariance)", model.samples)
+    if model.samples < data.rank:
+        fail("ConvDenoiser.samples", f">= k={data.rank} (Q needs a rank-k sample covariance)", model.samples)
 
 
 class DenoiserEngine:
@@ -267,7 +284,7 @@ class DenoiserEngine:
     def shared_bytes(self, itemsize: int) -> int:
         """All seeds' pools and tests, and the population eigenpairs."""
         d = self.data.d
-        return itemsize * (self.grid.seeds * (2 * self.n_max + self.model.test) * d + d * d + d)
+        return itemsize * (self.grid.seeds * (2 * self.n_max + self.model.test) * d + d * d + d + d * self.data.rank)
 
     def inputs(self, index: np.ndarray):
         """(gamma index, lam index, seed index [k] uint32, n [k], lam [k])."""
@@ -276,15 +293,16 @@ class DenoiserEngine:
                 np.asarray(self.grid.lam, self.dtype)[l])
 
     def shared(self):
-        """(root key, pools [S, 2, n_max, H, W], tests [S, T, H, W], pop_u [d, d], pop_s [d])."""
+        """(root key, pools [S, 2, n_max, H, W], tests [S, T, H, W], pop_u [d, d], pop_s [d], latent [d, k])."""
         root = jax.random.key(self.grid.seed)
         draws = [self.source.draw(root, s) for s in range(self.grid.seeds)]
         pools = np.stack([p.reshape(2, self.n_max, *self.data.size) for p, _ in draws])
         tests = np.stack([t for _, t in draws])
-        return root, pools, tests, self.source.u.astype(self.dtype), self.source.s.astype(self.dtype)
+        src = self.source
+        return root, pools, tests, src.u.astype(self.dtype), src.s.astype(self.dtype), src.latent.astype(self.dtype)
 
     def static(self):
-        return self.model, self.data.k
+        return self.model, self.data.rank
 
     def pair_samples(self, g: int, l: int, s: int) -> dict:
         """The scan's pair of models at grid indices (gamma ``g``, lam ``l``, seed ``s``), trained
@@ -295,11 +313,11 @@ class DenoiserEngine:
             dict of NumPy arrays: ``train`` [2, n, H, W] (each model's training images) and
             ``samples`` [2, S, H, W] (both models from the same noise).
         """
-        root, pools, tests, pop_u, pop_s = self.shared()
+        root, pools, tests, pop_u, pop_s, latent = self.shared()
         n = int(self.ns[g])
         out = _both_jit(*pair_keys(root, g, l, s), pools[s], jnp.asarray(self.ns[g]),  # the dtype the scan gives n
-                        jnp.asarray(self.grid.lam[l], self.dtype), tests[s], pop_u, pop_s,
-                        spec=self.model, k=self.data.k)
+                        jnp.asarray(self.grid.lam[l], self.dtype), tests[s], pop_u, pop_s, latent,
+                        spec=self.model, k=self.data.rank)
         return {"train": pools[s][:, :n], "samples": np.asarray(out["samples"]).reshape(2, -1, *self.data.size)}
 
     @staticmethod

@@ -101,6 +101,37 @@ def field_eigen(spec: ImageField) -> tuple[np.ndarray, np.ndarray]:
     return u, p[idx[:, 0], idx[:, 1]]
 
 
+def spike_directions(size: tuple[int, int], r: int) -> np.ndarray:
+    """r fixed smooth orthonormal directions [d, r] for planted spikes (float64).
+
+    Gaussian bumps of width min(H, W) / 6, centred on a circle of radius min(H, W) / 4 about
+    the image centre (r = 1: at the centre), orthonormalised in order (Gram-Schmidt by QR,
+    signs positive). Smooth and local, so a small convolutional network can represent them,
+    and not eigenvectors of a stationary field.
+    """
+    h, w = size
+    yy, xx = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    width, radius = min(h, w) / 6, (min(h, w) / 4 if r > 1 else 0.0)
+    cols = []
+    for i in range(r):
+        cy = h / 2 + radius * np.sin(2 * np.pi * i / r)
+        cx = w / 2 + radius * np.cos(2 * np.pi * i / r)
+        cols.append(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * width**2)).ravel())
+    q, rr = np.linalg.qr(np.stack(cols, axis=1))
+    return q * np.sign(np.diagonal(rr))[None, :]
+
+
+def plant_spikes(key: jax.Array, x: np.ndarray, v: np.ndarray, beta) -> np.ndarray:
+    """Images x [n, H, W] plus ``sum_i sqrt(beta_i) h_i v_i`` per image, h ~ N(0, I_r) from ``key``.
+
+    The normals are drawn in float32 (one stream for both precisions, as everywhere).
+    """
+    n = x.shape[0]
+    h = np.asarray(jax.random.normal(key, (n, v.shape[1]), jnp.float32), np.float64)
+    spikes = (h * np.sqrt(np.asarray(beta, np.float64))) @ v.T
+    return (x + spikes.reshape(x.shape)).astype(x.dtype)
+
+
 # ------------------------------------------------------------------- synthetic sets
 
 
