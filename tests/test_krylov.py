@@ -83,8 +83,9 @@ def test_krylov_route_matches_eigh_route(data, monkeypatch):
     assert _agree(a, b, 1e-4) == {}
     z = abs(a.w2 - b.w2) / b.w2_err
     assert float(z.max()) < 4 and float(b.w2_err.max()) < 0.05, (float(z.max()), float(b.w2_err.max()))
-    monkeypatch.setattr(krylov, "depth", lambda *args: 3)
-    assert _agree(a, _scan(data, "krylov"), 1e-4) != {}
+    if isinstance(data, Spiked):  # negative control (once): too shallow a space fails the same check
+        monkeypatch.setattr(krylov, "depth", lambda *args: 3)
+        assert _agree(a, _scan(data, "krylov"), 1e-4) != {}
 
 
 def test_float32_krylov_route(rng):

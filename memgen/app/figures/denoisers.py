@@ -61,16 +61,23 @@ def _n_axis(axes, d: int) -> None:
         sec.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
 
 
-def _sample_grid(engine, data, model, grid, title: str, n: int, ns: list, show: int, out_dir, name: str):
-    """The sample grid of the scan's seed-0 pair at n (first lam); returns (files, spec record)."""
-    pr = nearest_pairs(**engine.pair_samples(ns.index(n), 0, 0), show=show)
-    g = plots.sample_grid(*_unit_images(pr), titles=("nearest\ntraining (A)", "model A", "model B"))
-    g.suptitle(rf"{title}: $n = {n}$ training images per model (the scan's seed-0 pair)" "\n"
-               rf"|cos| of A's samples to their nearest training image "
-               rf"{pr['cos_nearest'].mean():.2f} ($m$), cos(A, B) {pr['cos_ab'].mean():.2f} ($q$); "
-               "images scaled to unit norm",
-               fontsize=7)
-    return finish(g, out_dir, name), spec_record(data, model, grid, label=name, n=n, seed=0, lam=float(grid.lam[0]))
+def _sample_grids(sets, model, grid, ns: list, n_list, show: int, out_dir, prefix: str) -> tuple[list, list]:
+    """Sample grids of each set's seed-0 pair (first lam) at every n of ``n_list``: (files, spec records)."""
+    files, used = [], []
+    for tag, data, title in sets:
+        engine = DenoiserEngine(data, model, grid, "float32")
+        for n in n_list:
+            pr = nearest_pairs(**engine.pair_samples(ns.index(n), 0, 0), show=show)
+            g = plots.sample_grid(*_unit_images(pr), titles=("nearest\ntraining (A)", "model A", "model B"))
+            g.suptitle(rf"{title}: $n = {n}$ training images per model (the scan's seed-0 pair)" "\n"
+                       rf"|cos| of A's samples to their nearest training image "
+                       rf"{pr['cos_nearest'].mean():.2f} ($m$), cos(A, B) {pr['cos_ab'].mean():.2f} ($q$); "
+                       "images scaled to unit norm",
+                       fontsize=7)
+            name = f"{prefix}_{tag}_n{n}"
+            files += finish(g, out_dir, name)
+            used.append(spec_record(data, model, grid, label=name, n=n, seed=0, lam=float(grid.lam[0])))
+    return files, used
 
 
 @styled
@@ -114,14 +121,9 @@ def fig_denoiser_spikes(out_dir, mode: str = "quick", log: list | None = None) -
                      fontsize=8)
         used.append(spec_record(data, model, grid, label=f"curves_{tag}"))
     files += finish(fig, out_dir, "denoiser_spikes")
-    for tag, data, title in sets:
-        engine = DenoiserEngine(data, model, grid, "float32")
-        f, rec = _sample_grid(engine, data, model, grid, title, n_show, ns, z["pair_show"], out_dir,
-                              f"denoiser_spikes_samples_{tag}_n{n_show}")
-        files += f
-        used.append(rec)
-    record(log, "denoiser_spikes", files, used, mode, t0)
-    return files
+    f, u = _sample_grids(sets, model, grid, ns, (n_show,), z["pair_show"], out_dir, "denoiser_spikes_samples")
+    record(log, "denoiser_spikes", files + f, used + u, mode, t0)
+    return files + f
 
 
 @styled
@@ -153,12 +155,6 @@ def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list
                      rf"$Q$: top-{data.k} eigenvectors of samples, $Q_J$: of the model's mean Jacobian", fontsize=8)
         used.append(spec_record(data, model, grid, label=f"curves_{tag}"))
     files += finish(fig, out_dir, "denoisers")
-    for tag, data, title in sets:
-        engine = DenoiserEngine(data, model, grid, "float32")
-        for n in z["pair_n"]:
-            f, rec = _sample_grid(engine, data, model, grid, title, n, ns, z["pair_show"], out_dir,
-                                  f"denoisers_samples_{tag}_n{n}")
-            files += f
-            used.append(rec)
-    record(log, "denoisers", files, used, mode, t0)
-    return files
+    f, u = _sample_grids(sets, model, grid, ns, z["pair_n"], z["pair_show"], out_dir, "denoisers_samples")
+    record(log, "denoisers", files + f, used + u, mode, t0)
+    return files + f
