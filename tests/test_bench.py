@@ -18,6 +18,8 @@ import pytest
 
 from memgen.app import bench
 
+pytestmark = pytest.mark.xdist_group("test_bench")  # its module-scoped fixture runs once, on one worker
+
 # Test-only sizes: one gamma (one padding bucket) per linear size, d = 16 for the lam axis.
 TINY = dict(gammas=(2.0,), lam_axis_d=16, lam_axis_many=4, lam_axis_gammas=(2.0,), theory_shape=(8, 8),
             denoiser=dict(K=2, size=4, depth=2, width=2, batch=2, steps=3, n=4))

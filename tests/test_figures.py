@@ -14,6 +14,8 @@ import pytest
 from memgen import specs
 from memgen.app import figures
 
+pytestmark = pytest.mark.xdist_group("test_figures")  # its module-scoped fixture runs once, on one worker
+
 # The test-only sizes (seconds; the numbers mean nothing): a row the tests add to SIZES.
 TINY = dict(
     diff_models=(("ode", 1), ("ddim", 3)), diff_d=16,

@@ -5,6 +5,8 @@ import pytest
 
 import memgen
 
+pytestmark = pytest.mark.xdist_group("test_scan_theory")  # its module-scoped fixture runs once, on one worker
+
 D_CI = 256
 
 
