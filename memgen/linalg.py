@@ -116,7 +116,7 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[t
         G, b, d = B.shape[1:]
         K = jnp.moveaxis(B[:blocks], 0, 1).reshape(G, blocks * b, d)
         AK = jnp.moveaxis(AB, 0, 1).reshape(G, blocks * b, d)
-        s, Y = jax.vmap(ritz)(jnp.swapaxes(K, 1, 2), jnp.swapaxes(AK, 1, 2))
+        s, Y = jax.vmap(ritz)(K, AK)
         out.append((K, s, Y))
     return tuple(out)
 
@@ -152,22 +152,22 @@ def ritz(K: jax.Array, AK: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     Once a Krylov space is exhausted (A of rank below its dimension), the next "direction" is
     rounding noise; normalised (or completed by ``qr``) it need not be orthogonal to the basis,
-    and ``K^T A K`` is then no projection of A (Ritz values above A's largest, seen at
+    and ``K A K^T`` is then no projection of A (Ritz values above A's largest, seen at
     rank 128, d = 512). Orthonormalising K through its Gram matrix and dropping the directions
     it does not span (Gram eigenvalue < 1e-2: the columns are unit or zero) makes the pairs
-    exact on the span whatever K's state, since ``AK`` is A applied to the very columns of K.
+    exact on the span whatever K's state, since ``AK`` is A applied to the very rows of K.
 
     Args:
-        K: basis [d, m] (columns of norm 1 or 0); AK: A K [d, m].
+        K: basis [m, d] (rows of norm 1 or 0); AK: its rows times A [m, d].
 
     Returns:
         (Ritz values [m] ascending; 0 for dropped directions, coordinates Y [m, m] of the Ritz
-        vectors ``K Y``: orthonormal columns, zero for dropped directions).
+        vectors ``K^T Y``: orthonormal columns, zero for dropped directions).
     """
-    G = K.T @ K
+    G = K @ K.T
     g, P = eigh((G + G.T) / 2)
     keep = g > 1e-2
-    W = jnp.where(keep[None, :], P / jnp.sqrt(jnp.where(keep, g, 1))[None, :], 0)  # K W: orthonormal
-    T = W.T @ (K.T @ AK) @ W
+    W = jnp.where(keep[None, :], P / jnp.sqrt(jnp.where(keep, g, 1))[None, :], 0)  # K^T W: orthonormal
+    T = W.T @ (K @ AK.T) @ W
     s, Z = eigh((T + T.T) / 2)
     return s, W @ Z

@@ -230,10 +230,8 @@ def _image_specs(opts: dict):
         if len(alphas) > 1:
             raise ValueError(f"--alpha: one exponent for --data field, got {opts['alpha']!r}")
     spikes = () if opts["spikes"] is None else tuple(parse_range("spikes", opts["spikes"], log=False))
-    if opts["data"] == "field":
-        data = ImageField(size=size, alpha=alphas[0], beta=spikes)
-    else:
-        data = Images(source=opts["source"], size=size, beta=spikes)
+    data = (ImageField(size=size, alpha=alphas[0], beta=spikes) if opts["data"] == "field"
+            else Images(source=opts["source"], size=size, beta=spikes))
     model = ConvDenoiser.quick() if opts["preset"] == "quick" else ConvDenoiser()
     grid = specs.Grid(gamma=parse_range("gamma", pick("gamma")), lam=parse_range("lam", pick("lam"), log=False),
                        seeds=pick("seeds"), seed=opts["seed"])

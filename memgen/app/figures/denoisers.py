@@ -91,9 +91,9 @@ def fig_denoiser_spikes(out_dir, mode: str = "quick", log: list | None = None) -
     model = denoiser_spec(z)
     size = z["img_size"]
     weak, strong = z["spike_betas"]
-    sets = [("strong", ImageField(size=size, alpha=0.0, beta=(strong,)), rf"white field + a strong spike ($\beta$ = {strong:g})"),
-            ("weak", ImageField(size=size, alpha=0.0, beta=(weak,)), rf"white field + a weak spike ($\beta$ = {weak:g})"),
-            ("digits", Images(source="digits", size=size, k=5), "handwritten digits (scikit-learn)")]
+    sets = [(tag, ImageField(size=size, alpha=0.0, beta=(b,)), rf"white field + a {tag} spike ($\beta$ = {b:g})")
+            for tag, b in (("strong", strong), ("weak", weak))]
+    sets.append(("digits", Images(source="digits", size=size, k=5), "handwritten digits (scikit-learn)"))
     grid = Grid(gamma=z["img_gamma"], lam=z["img_lam"], seeds=z["img_seeds"])
     ns = [n_samples(g, sets[0][1].d) for g in grid.gamma]
     n_show = max(z["pair_n"])

@@ -66,13 +66,12 @@ class _Source:
             flat = pool.reshape(pool.shape[0], d)
             s, u = np.linalg.eigh(flat.T @ flat / flat.shape[0])
             s, u = np.maximum(s[::-1], 0.0), u[:, ::-1]
-        self.latent = u[:, : data.rank]  # what Q scores: the top-k directions, or the spikes
         if data.beta:  # the population with the planted spikes (dense, once: d <= a few thousand)
             v = self.spikes = _images.spike_directions(data.size, len(data.beta))
             s, u = np.linalg.eigh((u * s) @ u.T + (v * np.asarray(data.beta)) @ v.T)
             s, u = np.maximum(s[::-1], 0.0), u[:, ::-1]
-            self.latent = v
         self.u, self.s = u, s
+        self.latent = self.spikes if data.beta else u[:, : data.k]  # what Q scores
 
     def _synthetic(self, key, n):
         fn = _images.sample_disks if self.data.source == "disks" else _images.sample_calpha

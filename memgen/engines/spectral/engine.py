@@ -113,10 +113,9 @@ def _krylov_model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, dept
     """One linear generator of a pair by the matrix-free route (``krylov``): C is only applied.
 
     The samples ``(C + lam I)^(1/2) z`` come from one Lanczos space per noise vector (every lam
-    from it); Q and top_eig from block Lanczos on ``start`` [d, b]; w2 from the same spaces by
-    stochastic Lanczos quadrature of ``tr (C + lam I)^(1/2)``, with a control variate (the
-    tangent of the square root at C's mean eigenvalue, whose trace is exact), and its standard
-    error over the S noise vectors.
+    from it); Q and top_eig from the block space of ``start`` [b, d], grown in the same loop; w2
+    from the noise vectors' spaces by stochastic Lanczos quadrature of ``tr (C + lam I)^(1/2)``
+    (``krylov.sqrt_trace``), with its standard error over the S noise vectors.
     """
     X = data_mod.sample(key_rows, pop, n_pad)
     d = X.shape[1]
@@ -194,7 +193,8 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
             k_start = jax.random.fold_in(jax.random.fold_in(root, seed_idx), _TAG_KRYLOV)
             start = data_mod.normal(k_start, (pop.latent.shape[1] + KRYLOV_OVERSAMPLE, spec.d), dtype)
             # one model at a time: the route is for large d, where a training set is the memory
-            one = partial(_krylov_model, pop=pop, n=n, lam=lam, z=z, start=start, n_pad=n_pad, unit=unit, depth=depth)
+            one = partial(_krylov_model, pop=pop, n=n, lam=lam, z=z, start=start, n_pad=n_pad, unit=unit,
+                          depth=depth)
             per, x = jax.lax.map(one, halves)
         out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
         out["q"] = observables.convergence(x[0], x[1])
@@ -291,7 +291,7 @@ class SpectralEngine:
             raise ValueError(f"Grid.beta must be unset for Isotropic data (it has no spikes), "
                              f"got {list(grid.beta)}")
         self.data, self.grid, self.dtype = data, grid, jnp.dtype(dtype)
-        self.model = self._route(model)
+        self.model, self.depths = self._route(model)
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
             self.extra = ("beta", grid.beta)
@@ -320,47 +320,48 @@ class SpectralEngine:
         if self.extra:
             self.coords[self.extra[0]] = list(self.extra[1])
 
-    def _route(self, model):
-        """The model with its method resolved (``Linear.method``); sets ``self.depths``, the Lanczos
-        depth per load (None: the eigh route). Refuses, by name, what the Krylov route cannot do."""
-        self.depths = None
+    def _route(self, model) -> tuple:
+        """(the model with its method resolved, the Lanczos depth per load or None for the eigh
+        route); ``Linear.method``. Refuses, by name, what the Krylov route cannot do."""
         if not isinstance(model, Linear) or model.method == "eigh":
-            return model
-        data, grid = self.data, self.grid
-        why = None
-        if isinstance(data, PowerLaw):
-            why = ("Spiked or Isotropic data (its depth rule knows the Marchenko-Pastur edges of a flat bulk; a "
-                   "power-law spectrum reaches down to d^-alpha)")
-        elif model.samples < 2:
-            why = f"Linear.samples >= 2 (w2's error is estimated over the samples), got {model.samples}"
-        else:
-            scale = data.std**2 if isinstance(data, Isotropic) else 1.0
-            outliers = 1 if isinstance(data, Isotropic) else len(data.beta)
-            depths = []
-            for g in grid.gamma:
-                n = n_samples(g, data.d)
-                per = [krylov.depth(n / data.d, lam, scale, outliers) for lam in grid.lam]
-                bad = [lam for lam, m in zip(grid.lam, per) if m is None]
-                if bad:
-                    why = (f"every grid point to converge: at gamma={g} (n={n}, d={data.d}) lam={bad[0]} needs a "
-                           f"Lanczos depth over {krylov.MAX_DEPTH} (C's spectrum reaches the square root's branch "
-                           f"point at 0 near n = d); raise lam there or use method='eigh'")
-                    break
-                depths.append(max(per))
-            if why is None:
-                self.depths = depths
+            return model, None
+        if model.method == "auto" and self.data.d < KRYLOV_FROM_D:
+            return specs_mod.replace(model, method="eigh"), None
+        depths, why = self._krylov_depths(model)
         if model.method == "auto":
-            if why is not None or data.d < KRYLOV_FROM_D:
-                self.depths = None
-                return specs_mod.replace(model, method="eigh")
-            return specs_mod.replace(model, method="krylov")
+            return specs_mod.replace(model, method="eigh" if why else "krylov"), None if why else depths
         if why is not None:
             raise ValueError(f"Linear.method: 'krylov' needs {why}")
-        return model
+        return model, depths
+
+    def _krylov_depths(self, model) -> tuple[list[int] | None, str | None]:
+        """(the Lanczos depth of each load, None) or (None, why the Krylov route cannot run this grid)."""
+        data, grid = self.data, self.grid
+        if isinstance(data, PowerLaw):
+            return None, ("Spiked or Isotropic data (its depth rule knows the Marchenko-Pastur edges of a flat "
+                          "bulk; a power-law spectrum reaches down to d^-alpha)")
+        if model.samples < 2:
+            return None, f"Linear.samples >= 2 (w2's error is estimated over the samples), got {model.samples}"
+        scale = data.std**2 if isinstance(data, Isotropic) else 1.0
+        depths = []
+        for g in grid.gamma:
+            n = n_samples(g, data.d)
+            per = [krylov.depth(n / data.d, lam, scale, self._latent_count()) for lam in grid.lam]
+            bad = [lam for lam, m in zip(grid.lam, per) if m is None]
+            if bad:
+                return None, (f"every grid point to converge: at gamma={g} (n={n}, d={data.d}) lam={bad[0]} needs a "
+                              f"Lanczos depth over {krylov.MAX_DEPTH} (C's spectrum reaches the square root's branch "
+                              f"point at 0 near n = d); raise lam there or use method='eigh'")
+            depths.append(max(per))
+        return depths, None
+
+    def _latent_count(self) -> int:
+        """Directions Q scores: the spikes, or Isotropic data's mean (C's outliers, for the Krylov route)."""
+        return 1 if isinstance(self.data, Isotropic) else self.data.rank
 
     def _block(self) -> int:
         """Start vectors of the block Lanczos for the top eigenpairs."""
-        return (1 if isinstance(self.data, Isotropic) else self.data.rank) + KRYLOV_OVERSAMPLE
+        return self._latent_count() + KRYLOV_OVERSAMPLE
 
     def validate(self) -> None:
         pass

@@ -46,7 +46,8 @@ class KrylovFit(NamedTuple):
     """Per-noise Lanczos spaces of one training set's C.
 
     Attributes:
-        basis: orthonormal Lanczos bases V [S, m, d], one space per noise vector.
+        basis: Lanczos bases V [S, m, d], one space per noise vector (rows orthonormal but for
+            what an exhausted space repeats, which the Ritz coordinates drop: ``linalg.ritz``).
         ritz: Ritz values theta of C on each space [S, m] (ascending).
         coef: the noise vector in Ritz coordinates, ``Y^T V z`` [S, m].
         vecs: the Ritz vectors in basis coordinates Y [S, m, m].
