@@ -24,6 +24,7 @@ Compile time is reported separately; steady state is ``min(timeit.repeat(...))``
 
     python benchmarks/bench_denoisers.py --K 32
     python benchmarks/bench_denoisers.py --K 16 --size 16 --width 32 --depth 5 --steps 20
+    python benchmarks/bench_denoisers.py --network unet --K 16 --size 16 --width 32 --depth 3 --steps 20
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ import time
 import timeit
 
 
-def training_flops(depth: int, width: int, size: int, batch: int) -> float:
-    """Floating-point operations of one AdamW step of one BF-CNN: 3 x 2 x the multiply-adds of
-    its 3x3 convolutions on ``batch`` images (the ReLUs, gains and optimiser are O(params))."""
-    chans = [1] + [width] * (depth - 1) + [1]
-    macs = sum(size * size * 9 * ci * co for ci, co in zip(chans[:-1], chans[1:]))
-    return 3.0 * 2.0 * macs * batch
+def training_flops(spec, size: int) -> float:
+    """Floating-point operations of one AdamW step of one model: 3 x 2 x the multiply-adds of its
+    convolutions (``model.conv_macs``) on ``spec.batch`` images of ``size`` x ``size`` (the
+    ReLUs, gains, norms and optimiser are O(activations + params))."""
+    from memgen.engines.denoisers.model import conv_macs
+
+    return 3.0 * 2.0 * conv_macs(spec, (size, size)) * spec.batch
 
 
 def matmul_rate(dtype, n: int = 1024, repeat: int = 5) -> float:
@@ -75,7 +77,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--K", type=int, default=32, help="models in the ensemble")
     ap.add_argument("--size", type=int, default=8, help="image side")
-    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--network", choices=["bfcnn", "unet"], default="bfcnn")
+    ap.add_argument("--depth", type=int, default=3, help="BF-CNN: layers; UNet: levels")
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=100)
@@ -104,7 +107,7 @@ def main(argv=None):
     if args.layout == "xla":
         model_mod.conv3x3 = xla_conv3x3  # the bench's own process: every route uses it
     dtype = jnp.dtype(args.dtype)
-    spec = ConvDenoiser(depth=args.depth, width=args.width, batch=args.batch, steps=args.steps)
+    spec = ConvDenoiser(network=args.network, depth=args.depth, width=args.width, batch=args.batch, steps=args.steps)
     field = ImageField(size=(args.size, args.size), alpha=1.0, k=1)
     K = args.K
     root = jax.random.key(0)
@@ -117,9 +120,9 @@ def main(argv=None):
     @functools.partial(jax.jit, static_argnames="spec")
     def init(key, lam, *, spec):
         k_init, k_steps = jax.random.split(key)
-        params = model_mod.init_params(k_init, spec, dtype)
+        variables = model_mod.init_params(k_init, spec, dtype)
         with jax.numpy_dtype_promotion("standard"):
-            return params, optimizer(spec, lam).init(params), k_steps
+            return variables, optimizer(spec, lam).init(variables[0]), k_steps
 
     @functools.partial(jax.jit, static_argnames="spec")
     def step(params, opt_state, k_steps, t, data, n, lam, *, spec):
@@ -155,23 +158,26 @@ def main(argv=None):
 
     # float32: a route compiled otherwise (per-step jit, another micro-batch) fuses each step
     # otherwise, and AdamW divides by sqrt(v): rounding grows along the trajectory (a weight
-    # tensor 1.7% off after 100 steps at width 16, 5 layers). The exact check is float64: every
-    # route to 1e-8 (--dtype float64).
-    tol = dict.fromkeys(("loop", "scan_loop"), 5e-2 if dtype == jnp.float32 else 1e-8)
+    # tensor 1.7% off after 100 steps at width 16, 5 layers; the UNet's normalised layers
+    # amplify it further: running statistics 6% off after 20 steps at width 32, a model trained
+    # on n = 1). The losses stay within 1e-3. The exact check is float64: every route to 1e-8
+    # (--dtype float64, and tests/test_denoisers.py).
+    f32 = dtype == jnp.float32
+    tol = {"loss": 1e-2 if f32 else 1e-8, "params": (5e-2 if spec.network == "bfcnn" else 0.5) if f32 else 1e-8}
     pe, le = jax.device_get((pe, le))
     errs = {}
     for name, outs in (("loop", loop()), ("scan_loop", scan_loop())):
-        e = 0.0
+        e = {"loss": 0.0, "params": 0.0}
         for i, (p1, l1) in enumerate(jax.device_get(outs)):
-            e = max(e, float(np.max(np.abs(le[i] - l1) / (np.abs(l1) + 1e-6))))
-            for a, b in zip(jax.tree.leaves(pe), jax.tree.leaves(p1)):
-                e = max(e, float(np.linalg.norm(a[i] - b) / (np.linalg.norm(b) + 1e-12)))  # per weight tensor
+            e["loss"] = max(e["loss"], float(np.max(np.abs(le[i] - l1) / (np.abs(l1) + 1e-6))))
+            for a, b in zip(jax.tree.leaves(pe), jax.tree.leaves(p1)):  # per weight tensor and statistic
+                e["params"] = max(e["params"], float(np.linalg.norm(a[i] - b) / (np.linalg.norm(b) + 1e-12)))
         errs[name] = e
-    bad = {k: f"{e:.3g} > {tol[k]}" for k, e in errs.items() if e > tol[k]}
+    bad = {f"{k}.{w}": f"{e:.3g} > {tol[w]}" for k, ew in errs.items() for w, e in ew.items() if e > tol[w]}
     if bad:
         raise SystemExit(f"ensemble and one-by-one training disagree (max relative error): {bad}")
 
-    flops = training_flops(spec.depth, spec.width, args.size, spec.batch) * K * spec.steps
+    flops = training_flops(spec, args.size) * K * spec.steps
     peak = matmul_rate(dtype)
     dev = jax.devices()[0]
     rec = {
@@ -182,7 +188,7 @@ def main(argv=None):
         "dtype": str(dtype),
         "precision": "highest",
         "K": K,
-        "spec": {"depth": spec.depth, "width": spec.width, "batch": spec.batch, "steps": spec.steps},
+        "spec": {"network": spec.network, "depth": spec.depth, "width": spec.width, "batch": spec.batch, "steps": spec.steps},
         "image": list(field.size),
         "compile_ensemble_s": round(compile_ens, 3),
         "compile_single_s": round(compile_one, 3),

@@ -235,6 +235,15 @@ def test_preset_fills_only_what_the_user_left_out():
         ["scan", "--data", "field", "--model", "conv"])))
     assert (data.size, data.alpha) == ((16, 16), 1.0)
     assert specs("--spikes", "4,1")[0].beta == (4.0, 1.0) and data.beta == ()  # planted spikes, scored by Q
+    # --model unet: the same preset with a UNet; --width and --depth reach either network
+    unet = build_specs(from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "unet",
+                                                            "--preset", "quick"])))[1]
+    assert unet == ConvDenoiser.quick("unet") and (unet.network, unet.depth, unet.width) == ("unet", 3, 8)
+    assert unet.steps == ConvDenoiser.quick().steps
+    small = build_specs(from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "unet",
+                                                             "--width", "4", "--depth", "2"])))[1]
+    assert (small.network, small.depth, small.width) == ("unet", 2, 4) and small.steps == ConvDenoiser().steps
+    assert specs("--width", "6")[1] == ConvDenoiser.quick(width=6)
 
 
 @pytest.mark.parametrize("out", ["file", "/proc/memgen-x"])
@@ -315,6 +324,9 @@ def test_resume_names_what_is_wrong_with_spec_json(tmp_path, text, message):
     (["--data", "field", "--model", "conv", "--d", "64"], "--d do(es) not apply to --data field"),
     (["--spikes", "4,2", "--rank", "2"], "--spikes sets every spike strength"),
     (["--memory", "0.5"], "memory must be a positive size"),
+    (["--width", "8"], "--width applies only to --model conv or unet (got --model linear)"),
+    (["--data", "field", "--model", "unet", "--depth", "9"], "ConvDenoiser.depth must be an integer in [1, 6] "
+     "for network='unet' (encoder-decoder levels), got 9"),
 ])
 def test_options_that_do_not_apply_are_refused(args, message, tmp_path):
     assert_one_line_error(memgen("scan", *args, "--out", str(tmp_path / "x")), message)

@@ -5,6 +5,7 @@ on 2 CPU cores.
 """
 
 import json
+import re
 import sys
 import textwrap
 
@@ -35,6 +36,9 @@ TINY = ConvDenoiser(depth=3, width=8, steps=60, batch=8, samples=6, sample_steps
     "make, msg",
     [
         (lambda: ConvDenoiser(depth=0), "ConvDenoiser.depth must be an integer >= 2, got 0"),
+        (lambda: ConvDenoiser(network="unet", depth=7),
+         "ConvDenoiser.depth must be an integer in [1, 6] for network='unet' (encoder-decoder levels), got 7"),
+        (lambda: ConvDenoiser(network="resnet"), "ConvDenoiser.network must be 'bfcnn' or 'unet', got 'resnet'"),
         (lambda: ConvDenoiser(lr=-1.0), "ConvDenoiser.lr must be > 0, got -1.0"),
         (lambda: ConvDenoiser(sigma_min=1.0, sigma_max=0.5), "ConvDenoiser.sigma_max must be > sigma_min=1.0"),
         (lambda: ConvDenoiser(sampler="euler"), "ConvDenoiser.sampler must be 'ddim' or 'ascent'"),
@@ -48,7 +52,7 @@ TINY = ConvDenoiser(depth=3, width=8, steps=60, batch=8, samples=6, sample_steps
     ],
 )
 def test_spec_validation(make, msg):
-    with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(msg)):
         make()
 
 
@@ -156,8 +160,9 @@ def test_packaged_image_sets(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("padding", ["circular", "zeros"])
-def test_bias_free(seed, dtype, padding):
-    spec = ConvDenoiser(depth=4, width=6, padding=padding)
+@pytest.mark.parametrize("network", ["bfcnn", "unet"])
+def test_bias_free(seed, dtype, padding, network):
+    spec = ConvDenoiser(network=network, depth=4 if network == "bfcnn" else 2, width=6, padding=padding)
     graph = M.graphdef(spec, dtype)
     params = M.init_params(jax.random.key(seed), spec, dtype)
     apply = jax.jit(lambda p, y, s: M.apply(graph, p, y, s))
@@ -168,17 +173,139 @@ def test_bias_free(seed, dtype, padding):
     d1 = apply(params, y, sig)
     assert d1.dtype == dtype and d1.shape == SIZE
     assert M.apply(graph, params, y[..., None], sig).shape == (8, 8, 1)
-    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    # float32: D = y - f(y) cancels; the UNet's 18 layers leave ~1e-5 of |y| (not of |D|)
+    tol = (1e-5 if network == "bfcnn" else 1e-4) if dtype == jnp.float32 else 1e-12
     for a in (0.01, 3.0, 250.0):
-        np.testing.assert_allclose(apply(params, a * y, sig), a * d1, rtol=tol, atol=tol * a)
+        np.testing.assert_allclose(apply(params, a * y, sig), a * d1, rtol=tol, atol=tol * a * float(jnp.abs(y).max()))
     assert float(jnp.abs(apply(params, jnp.zeros(SIZE, dtype), sig)).max()) == 0.0
+
+
+def _unet_numpy(variables, y, sigma, spec, batch_ms=False):
+    """The UNet in plain float64 NumPy, loop by loop (the reference of ``model.UNet``).
+
+    ``y`` [B, H, W]. Norms divide by the running mean squares, or with ``batch_ms`` by the
+    batch's (then the mean squares are returned too)."""
+    params, stats = variables
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), nnx_pure(params))
+    kern, scales, ups, gains = p["kernels"], p["scales"], p["ups"], p.get("gains", {})
+    lo, hi = np.log(spec.sigma_min), np.log(spec.sigma_max)
+    centres = np.linspace(lo, hi, 8)
+    feat = np.exp(-0.5 * ((np.log(sigma) - centres) / ((hi - lo) / 7)) ** 2)
+
+    def conv(x, w):  # x [B, H, W, C], w [3, 3, C, O]: correlation, zero or circular padding
+        b, h, wd, _ = x.shape
+        xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="wrap" if spec.padding == "circular" else "constant")
+        out = np.zeros((b, h, wd, w.shape[-1]))
+        for i in range(3):
+            for j in range(3):
+                out += np.einsum("bhwc,co->bhwo", xp[:, i:i + h, j:j + wd], w[i, j])
+        return out
+
+    seen = []
+
+    def layer(i, x):
+        x = conv(x, kern[i])
+        ms = np.mean(x**2, axis=(0, 1, 2)) if batch_ms else np.asarray(stats[i], np.float64)
+        seen.append(ms)
+        x = x * scales[i] / np.sqrt(ms + 1e-5)
+        if gains:
+            x = x * np.exp(feat @ gains[i])
+        return np.maximum(x, 0.0)
+
+    x, i, skips = y[..., None].astype(np.float64), 0, []
+    for _ in range(spec.depth):
+        x = layer(i + 1, layer(i, x))
+        i += 2
+        skips.append(x)
+        b, h, wd, c = x.shape
+        pooled = np.zeros((b, h // 2, wd // 2, c))
+        for a in range(h // 2):
+            for e in range(wd // 2):
+                pooled[:, a, e] = x[:, 2 * a:2 * a + 2, 2 * e:2 * e + 2].mean(axis=(1, 2))
+        x = pooled
+    x = layer(i + 1, layer(i, x))
+    i += 2
+    for u in range(spec.depth):
+        w = ups[u]
+        b, h, wd, _ = x.shape
+        o = w.shape[-1] // 4
+        big = np.zeros((b, 2 * h, 2 * wd, o))
+        for a in range(h):
+            for e in range(wd):
+                block = (x[:, a, e] @ w).reshape(b, 2, 2, o)
+                big[:, 2 * a:2 * a + 2, 2 * e:2 * e + 2] = block
+        x = np.concatenate([skips[spec.depth - 1 - u], big], axis=-1)
+        x = layer(i + 1, layer(i, x))
+        i += 2
+    out = y - conv(x, p["out"])[..., 0]
+    return (out, seen) if batch_ms else out
+
+
+def nnx_pure(state):
+    """An ``nnx.State`` as nested dicts of arrays, list indices as ints."""
+    from flax import nnx
+
+    return nnx.to_pure_dict(state)
+
+
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+def test_unet_against_numpy(seed, padding):
+    """The UNet at evaluation (running statistics) and in a training batch (batch statistics, a
+    pmean over the vmapped batch) against the loop-by-loop NumPy reference, in float64 on fresh
+    parameters with the scales, gains and statistics moved away from their initial values.
+    Negative control: evaluation is not the batch-statistics model."""
+    spec = ConvDenoiser(network="unet", depth=2, width=3, padding=padding)
+    dt = jnp.float64
+    graph = M.graphdef(spec, dt)
+    params, stats = M.init_params(jax.random.key(seed), spec, dt)
+    rng = np.random.default_rng(seed)
+    params = jax.tree.map(lambda a: a + 0.3 * jnp.asarray(rng.standard_normal(a.shape)), params)
+    stats = [jnp.asarray(rng.uniform(0.5, 2.0, s.shape)) for s in stats]
+    y = jnp.asarray(rng.standard_normal((4, *SIZE)))
+    sigma = 0.4
+    got = jax.vmap(lambda yy: M.apply(graph, (params, stats), yy, sigma))(y)
+    want = _unet_numpy((params, stats), np.asarray(y), sigma, spec)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    got_t, seen = jax.vmap(lambda yy: M.apply_train(graph, (params, stats), yy, sigma), axis_name=M.BATCH)(y)
+    want_t, ms = _unet_numpy((params, stats), np.asarray(y), sigma, spec, batch_ms=True)
+    np.testing.assert_allclose(got_t, want_t, rtol=1e-10, atol=1e-10)
+    assert len(seen) == len(ms) == 4 * spec.depth + 2
+    for a, b in zip(seen, ms):
+        np.testing.assert_allclose(a[0], b, rtol=1e-10)
+    assert not np.allclose(got_t, want, atol=1e-3)  # negative control
+
+
+def test_unet_shapes_and_flop_count():
+    """``model.conv_macs`` counts the UNet's multiply-adds: XLA's count of the forward pass is
+    2x it within the extras (norms, gains, ReLUs, pooling); the negative control is the
+    BF-CNN's count for the same width, rejected."""
+    spec = ConvDenoiser(network="unet", depth=3, width=8, conditional=False)
+    graph = M.graphdef(spec, jnp.float32)
+    v = M.init_params(jax.random.key(0), spec, jnp.float32)
+    y = jnp.zeros((16, 16), jnp.float32)
+    fn = jax.jit(lambda v, y: M.apply(graph, v, y))
+    assert fn(v, y).shape == (16, 16)
+    xla = fn.lower(v, y).compile().cost_analysis()
+    xla = (xla[0] if isinstance(xla, list) else xla)["flops"]
+    ours = 2 * M.conv_macs(spec, (16, 16))
+    assert 0.95 < xla / ours < 1.15, (xla, ours)
+    bf = 2 * M.conv_macs(ConvDenoiser(depth=spec.depth, width=8), (16, 16))
+    assert not 0.95 < xla / bf < 1.15  # negative control
+
+
+def test_unet_depth_must_fit_the_image():
+    grid = Grid(gamma=(1 / 64,), lam=(0.0,), seeds=1)
+    with pytest.raises(ValueError, match=r"^ConvDenoiser.depth must be <= the halvings the image size 12x12 allows "
+                                         r"\(the UNet's 3 levels need sides divisible by 8\), got 3$"):
+        memgen.scan(ImageField(size=(12, 12), alpha=1.0, k=1), ConvDenoiser(network="unet"), grid, progress=False)
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def test_ensemble_equals_single_models(seed):
-    spec = ConvDenoiser(depth=3, width=6, steps=20, batch=8)
+@pytest.mark.parametrize("network", ["bfcnn", "unet"])
+def test_ensemble_equals_single_models(seed, network):
+    spec = ConvDenoiser(network=network, depth=3 if network == "bfcnn" else 2, width=6, steps=20, batch=8)
     field = ImageField(size=SIZE, alpha=1.0, k=5)
     K = 3
     data = I.sample_field(jax.random.key(seed), field, K * 16).reshape(K, 16, *SIZE)
@@ -363,10 +490,11 @@ def test_memorises_at_tiny_n_generalises_at_large_n():
     assert ratio < 1.3, ratio
 
 
-def test_bench_flop_count_matches_xla():
+@pytest.mark.parametrize("network", ["bfcnn", "unet"])
+def test_bench_flop_count_matches_xla(network):
     """bench_denoisers' conv_flop_fraction counts 3 x the forward multiply-adds x 2 per training
-    step; XLA's own count of the compiled step agrees to within its extras (ReLUs, gains, AdamW).
-    Negative control: counting the forward pass alone is rejected."""
+    step; XLA's own count of the compiled step agrees to within its extras (ReLUs, gains, norms,
+    AdamW). Negative control: counting the forward pass alone is rejected."""
     import importlib.util
     import pathlib
 
@@ -377,15 +505,15 @@ def test_bench_flop_count_matches_xla():
     spec_ = importlib.util.spec_from_file_location("bench_denoisers", path)
     bench = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(bench)
-    spec = ConvDenoiser(depth=4, width=16, batch=8, conditional=False)
+    spec = ConvDenoiser(network=network, depth=4 if network == "bfcnn" else 2, width=16, batch=8, conditional=False)
     params = model_mod.init_params(jax.random.key(0), spec, jnp.float32)
     with jax.numpy_dtype_promotion("standard"):
-        opt = optimizer(spec, jnp.float32(0.0)).init(params)
+        opt = optimizer(spec, jnp.float32(0.0)).init(params[0])
     data = jnp.zeros((32, 16, 16), jnp.float32)
     fn = jax.jit(lambda p, s: train_step(p, s, jax.random.key(1), data, 32, jnp.float32(0.0), spec=spec))
     xla = fn.lower(params, opt).compile().cost_analysis()
     xla = (xla[0] if isinstance(xla, list) else xla)["flops"]
-    ours = bench.training_flops(spec.depth, spec.width, 16, spec.batch)
+    ours = bench.training_flops(spec, 16)
     assert 0.9 < xla / ours < 1.25, (xla, ours)
     assert not 0.9 < xla / (ours / 3) < 1.25  # negative control: the forward pass alone
 

@@ -60,6 +60,7 @@ RUN = [("bash", INSTALL.split("&&", 1)[1].strip())] + COMMANDS[2:]
 
 
 CONV = "memgen scan --data field --model conv --preset quick --out runs/conv"
+UNET = "memgen scan --data field --model unet --preset quick --out runs/unet"
 
 
 def _run(cwd, kind, text):
@@ -82,14 +83,17 @@ def _table(text: str) -> dict[str, list[float]]:
     return {name: [float(r[j]) for r in rows] for name, j in cols.items()}
 
 
-def test_conv_preset_shows_the_transition_the_readme_prints(cwd):
-    """The issue's checks of --preset quick on the README command's own store, and the README's
-    table reproduced (to 0.03: another CPU rounds differently; the values move by over 0.1)."""
+@pytest.mark.parametrize("command", [CONV, UNET], ids=["bfcnn", "unet"])
+def test_conv_preset_shows_the_transition_the_readme_prints(cwd, command):
+    """The issue's checks of --preset quick (BF-CNN and UNet) on the README command's own store,
+    and the README's table reproduced (to 0.03: another CPU rounds differently; the values move
+    by over 0.1)."""
     import memgen
 
-    if not (cwd / "runs" / "conv" / "results.nc").exists():  # run alone (-k): make the store
-        _run(cwd, "bash", CONV)
-    ds = memgen.load(cwd / "runs" / "conv").isel(lam=0).mean("seed").sortby("gamma")
+    out = cwd / command.split("--out ")[1]
+    if not (out / "results.nc").exists():  # run alone (-k): make the store
+        _run(cwd, "bash", command)
+    ds = memgen.load(out).isel(lam=0).mean("seed").sortby("gamma")
     m, base, q, Qj = (ds[v].values for v in ("m", "m_heldout", "q", "Q_jac"))
     assert list(ds.n.values) == [1, 4, 16, 128, 512]
     assert m[0] >= 0.9 and abs(m[-1] - base[-1]) <= 0.05, (m, base)  # copies at n = 1, not at n = 512
@@ -97,7 +101,7 @@ def test_conv_preset_shows_the_transition_the_readme_prints(cwd):
     assert Qj[-1] >= 0.7 and float(ds.Q_jac_heldout.min()) >= 0.9, (Qj, ds.Q_jac_heldout.values)
     # negative control: the same checks reject the held-out baseline (fresh images copy nothing)
     assert not base[0] >= 0.9
-    shown = _table(README.split(CONV, 1)[1].split("```text", 1)[1].split("```", 1)[0])
+    shown = _table(README.split(command, 1)[1].split("```text", 1)[1].split("```", 1)[0])
     assert shown["n"] == [1, 4, 16, 128, 512], shown
     for name, vals in (("m", m), ("m_heldout", base), ("q", q), ("Q_jac", Qj)):
         np.testing.assert_allclose(vals, shown[name], atol=0.03, err_msg=name)

@@ -19,13 +19,15 @@ SCAN_DEFAULTS = {
     "model": "linear", "preset": None, "size": "16x16", "source": "grace_hopper",
     "sampler": "ddim", "schedule": "ve", "steps": 10, "sigma_max": None, "sigma_min": None, "flow_time": None,
     "parameterisation": "x0", "centre": None, "mean": 10.0, "std": 1.0, "horizon": 2.0, "fresh": 10_000,
-    "method": "auto",
+    "method": "auto", "width": None, "depth": None,
     "coordinator": None, "num_processes": None, "process_id": None,  # many hosts (memgen.run.multihost)
 }
 # --model diffusion: the LinearDiffusion spec's fields (None: the spec's default); --model onestep: OneStep's
 DIFFUSION_OPTIONS = ("sampler", "schedule", "steps", "sigma_max", "sigma_min", "flow_time", "parameterisation",
                      "centre")
-MODEL_OPTIONS = {"linear": ("method",), "diffusion": DIFFUSION_OPTIONS, "onestep": ("horizon", "fresh")}
+DENOISERS = ("conv", "unet")  # --model for field|images: ConvDenoiser(network="bfcnn" | "unet")
+MODEL_OPTIONS = {"linear": ("method",), "diffusion": DIFFUSION_OPTIONS, "onestep": ("horizon", "fresh"),
+                 "conv": ("width", "depth"), "unet": ("width", "depth")}
 CONV_DEFAULTS = {"gamma": "0.02,0.25,1,4", "lam": "0,0.001", "seeds": 2}  # --model conv: what differs
 # --preset quick: a scan that shows memorisation -> generalisation in under a minute on 2 CPU cores
 # (README): 8x8 fields with the spectrum of the denoiser figure, n = 1 ... 512 per model, and
@@ -158,8 +160,8 @@ def build_specs(opts: dict):
         sweep = dict(alpha=alphas if len(alphas) > 1 else None)
     else:
         raise ValueError(f"--data must be one of spiked, powerlaw, field, images; got {opts['data']!r}")
-    if opts["model"] in ("conv", "onestep"):
-        need = "image data (--data field or images)" if opts["model"] == "conv" else "--data isotropic"
+    if opts["model"] in (*DENOISERS, "onestep"):
+        need = "image data (--data field or images)" if opts["model"] in DENOISERS else "--data isotropic"
         raise ValueError(f"--model {opts['model']} needs {need}, got --data {opts['data']}")
     model = _spectral_model(opts)
     grid = specs.Grid(gamma=parse_range("gamma", opts["gamma"]), lam=parse_range("lam", opts["lam"], log=False),
@@ -170,10 +172,13 @@ def build_specs(opts: dict):
 
 def _refuse_model_options(opts: dict) -> None:
     """Options of another model than --model are errors, not no-ops."""
+    mine = set(MODEL_OPTIONS.get(opts["model"], ()))
     for kind, names in MODEL_OPTIONS.items():
-        bad = [f"--{k.replace('_', '-')}" for k in names if k in opts.get("_given", set())]
-        if bad and opts["model"] != kind:
-            raise ValueError(f"{', '.join(bad)} {'applies' if len(bad) == 1 else 'apply'} only to --model {kind} "
+        bad = [k for k in names if k in opts.get("_given", set()) and k not in mine]
+        if bad:
+            kinds = [k for k, v in MODEL_OPTIONS.items() if bad[0] in v]
+            raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in bad)} "
+                             f"{'applies' if len(bad) == 1 else 'apply'} only to --model {' or '.join(kinds)} "
                              f"(got --model {opts['model']})")
 
 
@@ -181,8 +186,8 @@ def _isotropic_specs(opts: dict):
     """--data isotropic with --model onestep (Halder's setting), linear or diffusion."""
     from .. import specs
 
-    if opts["model"] == "conv":
-        raise ValueError("--model conv needs image data (--data field or images), got --data isotropic")
+    if opts["model"] in DENOISERS:
+        raise ValueError(f"--model {opts['model']} needs image data (--data field or images), got --data isotropic")
     data = specs.Isotropic(d=opts["d"], mean=opts["mean"], std=opts["std"])
     lam = opts["lam"]
     if opts["model"] == "onestep":
@@ -206,12 +211,12 @@ def _spectral_model(opts: dict):
 
 
 def _image_specs(opts: dict):
-    """--data field|images with --model conv."""
+    """--data field|images with --model conv|unet."""
     from .. import specs
     from ..engines.denoisers import ConvDenoiser, ImageField, Images
 
-    if opts["model"] != "conv":
-        raise ValueError(f"--data {opts['data']} needs --model conv")
+    if opts["model"] not in DENOISERS:
+        raise ValueError(f"--data {opts['data']} needs --model conv or unet")
     if opts["preset"] not in (None, *PRESETS):
         raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {opts['preset']!r}")
     preset, given = PRESETS.get(opts["preset"], {}), opts.get("_given", set())
@@ -232,7 +237,10 @@ def _image_specs(opts: dict):
     spikes = () if opts["spikes"] is None else tuple(parse_range("spikes", opts["spikes"], log=False))
     data = (ImageField(size=size, alpha=alphas[0], beta=spikes) if opts["data"] == "field"
             else Images(source=opts["source"], size=size, beta=spikes))
-    model = ConvDenoiser.quick() if opts["preset"] == "quick" else ConvDenoiser()
+    network = "unet" if opts["model"] == "unet" else "bfcnn"
+    net = {k: opts[k] for k in ("width", "depth") if opts[k] is not None}
+    model = (ConvDenoiser.quick(network, **net) if opts["preset"] == "quick"
+             else ConvDenoiser(network=network, **net))
     grid = specs.Grid(gamma=parse_range("gamma", pick("gamma")), lam=parse_range("lam", pick("lam"), log=False),
                        seeds=pick("seeds"), seed=opts["seed"])
     return data, model, grid
@@ -240,7 +248,7 @@ def _image_specs(opts: dict):
 
 SPEC_OPTIONS = ("data", "d", "beta", "rank", "spikes", "alpha", "k", "directions", "gamma", "lam", "seeds", "seed",
                  "samples", "model", "preset", "size", "source", "x64", "out", "batch", "theory", "mean", "std",
-                 *DIFFUSION_OPTIONS, *MODEL_OPTIONS["onestep"], *MODEL_OPTIONS["linear"])
+                 *DIFFUSION_OPTIONS, *MODEL_OPTIONS["onestep"], *MODEL_OPTIONS["linear"], *MODEL_OPTIONS["conv"])
 
 
 def resume_specs(opts: dict):

@@ -42,11 +42,17 @@ def _add_data_options(p: argparse.ArgumentParser, scan: bool) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser, scan: bool) -> None:
     D = SCAN_DEFAULTS
-    kinds = ["linear", "diffusion", "onestep", "conv"] if scan else ["linear", "diffusion", "onestep"]
+    kinds = ["linear", "diffusion", "onestep", "conv", "unet"] if scan else ["linear", "diffusion", "onestep"]
     p.add_argument("--model", choices=kinds, help="generator: linear (x = (C + lam I)^(1/2) z) or diffusion (a "
                    "linear denoiser sampled as a diffusion model) for spiked|powerlaw|isotropic"
                    + ", onestep (Halder's one-step denoiser) for isotropic"
-                   + (", conv (a bias-free CNN denoiser) for field|images" if scan else "") + f" (default: {D['model']})")
+                   + (", conv (a bias-free CNN denoiser, BF-CNN) or unet (a bias-free UNet) for field|images"
+                      if scan else "") + f" (default: {D['model']})")
+    if scan:
+        p.add_argument("--width", type=int, help="conv, unet: hidden channels (the UNet's finest level; it doubles "
+                       "per level) (default: 16)")
+        p.add_argument("--depth", type=int, help="conv: 3x3 layers (default: 5); unet: encoder-decoder levels, the "
+                       "image side divisible by 2**depth (default: 3)")
     if scan:  # the theory does not depend on it
         p.add_argument("--method", choices=["auto", "eigh", "krylov"], help="linear: apply (C + lam I)^(1/2) through "
                        "one eigh per training set, or matrix-free (Lanczos: m, q, Q, top_eig to ~1e-5, w2 with its "
@@ -96,13 +102,13 @@ def _variables() -> str:
     return (f"output (DIR/results.nc, an xarray Dataset; plots study.png/.pdf and phase_q.png/.pdf):\n{rows}\n"
             f"  {'<v>_theory':<13} the asymptotic theory of <v> (where one exists; --no-theory to skip)\n"
             "  linear and diffusion models store m, q, w2, m_kad, mem_frac, kl, kl_rev, h2, Q, top_eig;\n"
-            "  conv models m, m_heldout, q, Q, Q_heldout, Q_jac, Q_jac_heldout, loss and the MSEs per noise level.\n")
+            "  conv and unet models m, m_heldout, q, Q, Q_heldout, Q_jac, Q_jac_heldout, loss and the MSEs per noise level.\n")
 
 
 def _scan_epilog() -> str:
     rows = "\n".join(f"  {k:<9} " + " ".join(f"--{o}" for o in sorted(v)) for k, v in APPLIES.items())
     return (f"options that depend on --data (the others apply to all; one given to data that does not use it "
-            f"is refused):\n{rows}\n  field and images need --model conv; there --lam is the weight decay of "
+            f"is refused):\n{rows}\n  field and images need --model conv or unet; there --lam is the weight decay of "
             f"AdamW.\n\n{_variables()}\nexample:\n  memgen scan --data spiked --beta 2 --d 400 --gamma 0.1:8:24 "
             f"--lam 0,0.01,0.1,1 --seeds 8 --out runs/spiked --theory\n"
             "two processes (here on one host; on two, give process 0's address and a shared --out):\n"
@@ -124,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or underscores (resume = \"DIR\"); the command line wins (default: none)")
     _add_data_options(s, scan=True)
     _add_model_options(s, scan=True)
-    s.add_argument("--preset", choices=["quick"], help="conv: a scan that shows memorisation -> generalisation in "
+    s.add_argument("--preset", choices=["quick"], help="conv, unet: a scan that shows memorisation -> generalisation in "
                    "minutes on a CPU: ConvDenoiser.quick() on 8x8 images (fields: alpha 2), n = 1 ... 512, lam 0, "
                    "2 seeds, each overridden by its own option (default: none, the full-size ConvDenoiser())")
     s.add_argument("--size", help=f"field|images: image size HxW (default: {D['size']})")

@@ -25,7 +25,7 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     axis (length a multiple of ``batch * len(devices)``), and ``shared``, a pytree replicated
     on every device. Each step of ``batch * len(devices)`` points is one call of one compiled
     program: ``batch`` points per device, vmapped. It returns ``fn``'s pytree with the points
-    axis leading (on the host's side of the devices: concatenated step outputs).
+    axis leading: one step's output on the devices, several steps' joined on the host (numpy).
     """
     P = jax.sharding.PartitionSpec
     mesh = jax.sharding.Mesh(np.array(devices), ("points",))
@@ -63,10 +63,15 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     def call(per_point, shared):
         shared = jax.device_put(shared, everywhere)  # inputs committed elsewhere are moved, not refused
         outs = []
-        for i in starts(per_point):
+        for i in starts(per_point):  # every step dispatched before any is awaited
             per = placed_step(per_point, i)
             outs.append(executable(per, shared)(per, shared))
-        return outs[0] if len(outs) == 1 else jax.tree.map(lambda *xs: jax.numpy.concatenate(xs), *outs)
+        if len(outs) == 1:
+            return outs[0]
+        # Joined on the host. On the devices, concatenating step outputs sharded over them is a
+        # collective (an all-to-all), and XLA:CPU aborts the process when one device's queue of
+        # steps runs 40 s behind another's (seen with UNets on 2 CPU devices).
+        return jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(outs))
 
     call.compile = compile
     call.executables = executables  # one per step shape: what has been compiled

@@ -160,11 +160,14 @@ class OneStep:
 
 @dataclass(frozen=True)
 class ConvDenoiser:
-    """A bias-free CNN denoiser (BF-CNN, Kadkhodaie et al.) trained and sampled per grid point.
+    """A bias-free convolutional denoiser (Kadkhodaie et al.) trained and sampled per grid point.
 
     Attributes:
-        depth: number of 3x3 conv layers, >= 2.
-        width: channels of the hidden layers, >= 1.
+        network: ``"bfcnn"`` (a stack of 3x3 layers at one resolution, BF-CNN) or ``"unet"``
+            (a bias-free UNet with bias-free normalisation: ``denoisers.model.UNet``).
+        depth: BF-CNN: number of 3x3 conv layers, >= 2 (default 5). UNet: encoder-decoder
+            levels, 1 to 6 (default 3); the image side must be divisible by ``2**depth``.
+        width: channels of the hidden layers (the UNet's finest level; it doubles per level), >= 1.
         steps: optimiser steps per model, >= 1.
         batch: images per step, >= 1.
         lr: AdamW learning rate > 0 (the weight decay is the grid's ``lam``).
@@ -191,7 +194,7 @@ class ConvDenoiser:
         ascent_beta: injected-noise control of the ascent sampler, in (0, 1] (1: none).
     """
 
-    depth: int = 5
+    depth: int | None = None
     width: int = 16
     steps: int = 400
     batch: int = 32
@@ -208,9 +211,20 @@ class ConvDenoiser:
     test: int = 32
     ascent_h0: float = 0.1
     ascent_beta: float = 0.5
+    # added with the UNet: absent means the BF-CNN (old stores keep their hash)
+    network: str = field(default="bfcnn", metadata={"absent": "bfcnn"})
 
     def __post_init__(self):
-        check_int("ConvDenoiser.depth", self.depth, 2)
+        if self.network not in ("bfcnn", "unet"):
+            fail("ConvDenoiser.network", "'bfcnn' or 'unet'", self.network)
+        if self.depth is None:
+            object.__setattr__(self, "depth", 3 if self.network == "unet" else 5)
+        if self.network == "unet":
+            if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= 6:
+                fail("ConvDenoiser.depth", "an integer in [1, 6] for network='unet' (encoder-decoder levels)",
+                     self.depth)
+        else:
+            check_int("ConvDenoiser.depth", self.depth, 2)
         check_int("ConvDenoiser.width", self.width, 1)
         check_int("ConvDenoiser.steps", self.steps, 1)
         check_int("ConvDenoiser.batch", self.batch, 1)
@@ -248,13 +262,17 @@ class ConvDenoiser:
             object.__setattr__(self, name, v)
 
     @classmethod
-    def quick(cls) -> "ConvDenoiser":
-        """The ``--preset quick`` denoiser: on 8x8 fields (alpha = 2) it copies its one training
-        image at n = 1 and draws new images close to the held-out baseline by n = 512, in about
-        under a minute for 5 loads x 2 seeds on 2 CPU cores (README).
+    def quick(cls, network: str = "bfcnn", **fields) -> "ConvDenoiser":
+        """The ``--preset quick`` denoiser (``fields`` override it): on 8x8 fields (alpha = 2) it
+        copies its one training image at n = 1 and draws new images close to the held-out
+        baseline by n = 512, in about a minute for 5 loads x 2 seeds on 2 CPU cores (README).
 
         Scaled down from the denoiser figure: as deep and wide, trained as long (at n = 1 copying
         needs the steps; 300 steps copied nothing), sampled by stochastic ascent (with DDIM the
-        samples at large n scored m 0.05 below the held-out baseline: too smooth)."""
-        return cls(depth=5, width=16, steps=2000, batch=16, lr=3e-3, sampler="ascent", sample_steps=25,
-                   samples=16, test=32)
+        samples at large n scored m 0.05 below the held-out baseline: too smooth). The UNet's
+        preset keeps everything but the network: 3 levels of 8 to 64 channels."""
+        base = dict(depth=5, width=16, steps=2000, batch=16, lr=3e-3, sampler="ascent", sample_steps=25,
+                    samples=16, test=32)
+        if network == "unet":
+            base.update(depth=3, width=8)
+        return cls(network=network, **{**base, **fields})

@@ -1,7 +1,7 @@
 """Convolutional denoisers as generative models (theory.md §5).
 
 Data flow: ``specs`` (ImageField, Images, ConvDenoiser) -> ``images`` (FFT fields,
-synthetic sets, loaders) -> ``model`` (bias-free CNN, one image) -> ``train`` (pure AdamW
+synthetic sets, loaders) -> ``model`` (bias-free BF-CNN or UNet, one image) -> ``train`` (pure AdamW
 step, lax.scan, ensembles by vmap) -> ``sample`` (DDIM / ascent from shared noise) ->
 ``references`` (Wiener / empirical denoisers; m, q, Q are ``memgen.observables``) -> ``engine`` (the pair kernel and
 ``DenoiserEngine``, which ``memgen.scan`` runs like any engine).
@@ -16,7 +16,7 @@ from .images import (
     sample_disks as sample_disks,
     sample_field as sample_field,
 )
-from .model import BFCNN as BFCNN
+from .model import BFCNN as BFCNN, UNet as UNet
 from ...specs import ConvDenoiser as ConvDenoiser, ImageField as ImageField, Images as Images
 from .train import train_ensemble as train_ensemble, train_one as train_one, train_step as train_step
 
@@ -25,6 +25,7 @@ __all__ = [
     "ImageField",
     "Images",
     "BFCNN",
+    "UNet",
     "sample_field",
     "field_spectrum",
     "field_eigen",

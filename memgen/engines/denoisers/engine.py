@@ -124,7 +124,7 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, latent, 
         mse_empirical [n_sigma].
     """
     dt = data.dtype
-    params, losses = _train.train(k_model, data, n, lam, spec=spec)
+    params, losses = _train.train(k_model, data, n, lam, spec=spec)  # (params, stats): model.apply's
     graph = _model.graphdef(spec, dt)
     h, w = data.shape[1:]
     z = jax.random.normal(jax.random.fold_in(k_sample, 0), (spec.samples, h, w), dt)
@@ -211,10 +211,17 @@ def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, latent, *, spec: Con
 def model_bytes(data, model: ConvDenoiser, n_max: int, itemsize: int) -> int:
     """Rough device memory of one model in flight (activations kept for backprop dominate)."""
     d = data.d
-    act = model.batch * d * model.width * 9 * model.depth * 4  # patches + activations, fwd + bwd
-    smp = (model.samples + model.test) * d * model.width * 9 * 2
+    # channels per pixel summed over the layers (a UNet's level b has 4**-b of the pixels at 2**b
+    # times the channels, 5 layers per level with the skip), and the weights' count
+    if model.network == "unet":
+        chans = sum(5 * model.width * 2**b / 4**b for b in range(model.depth)) + 2 * model.width / 2**model.depth
+        weights = 9 * model.width**2 * sum(7 * 4**b for b in range(model.depth + 1))
+    else:
+        chans, weights = model.width * model.depth, 9 * model.width**2 * model.depth
+    act = int(model.batch * d * chans * 9 * 4)  # patches + activations, fwd + bwd
+    smp = int((model.samples + model.test) * d * chans / model.depth * 9 * 2)
     data_copy = (n_max + model.test) * d  # its half of the pool and the test set, gathered per pair
-    return itemsize * (act + smp + data_copy + d * d) + 4 * (9 * model.width**2 * model.depth)
+    return itemsize * (act + smp + data_copy + d * d) + 4 * weights
 
 
 def check(data, model, grid: Grid) -> None:
@@ -228,6 +235,10 @@ def check(data, model, grid: Grid) -> None:
     if grid.beta is not None or grid.alpha is not None:
         fail("Grid.beta/alpha", "unset for denoiser scans", (grid.beta, grid.alpha))
     grid.check(data)  # every gamma gives n >= 1 training image
+    side = 2**model.depth
+    if model.network == "unet" and any(v % side for v in data.size):
+        fail("ConvDenoiser.depth", f"<= the halvings the image size {data.size[0]}x{data.size[1]} allows "
+             f"(the UNet's {model.depth} levels need sides divisible by {side})", model.depth)
     if model.samples < data.rank:
         fail("ConvDenoiser.samples", f">= k={data.rank} (Q needs a rank-k sample covariance)", model.samples)
 

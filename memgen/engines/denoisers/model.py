@@ -1,21 +1,29 @@
-"""Bias-free CNN denoiser (BF-CNN) in flax nnx, single-example semantics.
+"""Bias-free denoisers in flax nnx, single-example semantics: the BF-CNN and a UNet.
 
-``BFCNN(y, sigma)`` maps one noisy image ``y`` [H, W] (or [H, W, 1]) to its denoised estimate
-``D(y)`` of the same shape. The network computes the residual ``f(y)`` (the noise estimate)
-with 3x3 convolutions and ReLUs and no additive constant anywhere, and returns
+``BFCNN(y, sigma)`` and ``UNet(y, sigma)`` map one noisy image ``y`` [H, W] (or [H, W, 1]) to
+its denoised estimate ``D(y)`` of the same shape. The network computes the residual ``f(y)``
+(the noise estimate) with convolutions, ReLUs and no additive constant anywhere, and returns
 ``D(y) = y - f(y)``. Every layer is positively homogeneous in y, so ``D(a y, sigma) =
 a D(y, sigma)`` for ``a > 0``. The noise level enters only through positive per-channel
 gains (rescale-only conditioning); with ``conditional=False`` the denoiser is *blind*, as
 in Kadkhodaie et al., and ignores sigma.
 
+A model's variables are ``(params, stats)``: the trained parameters (an ``nnx.State``) and
+the running statistics of the UNet's bias-free normalisation (a list of arrays, empty for
+the BF-CNN), kept apart because the optimiser must not touch them. :func:`apply` is the
+model at evaluation (fixed statistics: exactly homogeneous); :func:`apply_train` is the
+model inside a training batch (batch statistics over the vmap axis :data:`BATCH`).
+
 Nothing here vmaps or jits. Ensembles are built by :func:`init_params` vmapped over keys,
-and applied by :func:`apply` vmapped over stacked parameters (see ``train.py``).
+and applied by :func:`apply` vmapped over stacked variables (see ``train.py``).
 
 References:
     Mohan, Kadkhodaie, Simoncelli, Fernandez-Granda, "Robust and interpretable blind image
     denoising via bias-free convolutional neural networks", ICLR 2020.
     Kadkhodaie, Guth, Simoncelli, Mallat, "Generalization in diffusion models arises from
     geometry-adaptive harmonic representations", ICLR 2024.
+    Ronneberger, Fischer, Brox, "U-Net: convolutional networks for biomedical image
+    segmentation", MICCAI 2015.
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ...specs import ConvDenoiser
+
+BATCH = "batch"  # the vmap axis of a training batch, over which the UNet's norms take statistics
+MOMENTUM = 0.1  # weight of a batch in the running statistics (as torch's BatchNorm)
+EPS = 1e-5  # added to the mean square before the norm's division
 
 
 def conv3x3(x: jax.Array, w: jax.Array, padding: str) -> jax.Array:
@@ -91,8 +103,11 @@ class BFCNN(nnx.Module):
         self.padding = padding
         self.sigma_range = tuple(sigma_range)
 
-    def __call__(self, y: jax.Array, sigma: jax.Array | float | None = None) -> jax.Array:
-        """D(y, sigma) for one image y [H, W] or [H, W, 1] and a scalar noise level sigma."""
+    def __call__(self, y: jax.Array, sigma: jax.Array | float | None = None, stats=(), batch_axis=None):
+        """D(y, sigma) for one image y [H, W] or [H, W, 1] and a scalar noise level sigma.
+
+        ``stats`` and ``batch_axis`` are the UNet's (the BF-CNN has no normalisation); with a
+        ``batch_axis`` it returns ``(D(y), [])`` like the UNet."""
         x = y[..., None] if y.ndim == 2 else y
         feat = None
         if len(self.gains):
@@ -106,12 +121,131 @@ class BFCNN(nnx.Module):
                 hdn = hdn * jnp.exp(feat @ self.gains[li][...])[None, None, :]
             hdn = jax.nn.relu(hdn)
         resid = conv3x3(hdn, self.kernels[-1][...], self.padding)
-        return y - resid.reshape(y.shape)
+        out = y - resid.reshape(y.shape)
+        return out if batch_axis is None else (out, [])
 
 
-def build(spec: ConvDenoiser, key: jax.Array, dtype) -> BFCNN:
-    """A freshly initialised :class:`BFCNN` for ``spec`` (parameters in ``dtype``)."""
-    return BFCNN(
+def pool2(x: jax.Array) -> jax.Array:
+    """2x2 average pooling of [H, W, C] (H, W even) -> [H/2, W/2, C]: linear, bias-free."""
+    h, w, c = x.shape
+    return x.reshape(h // 2, 2, w // 2, 2, c).mean(axis=(1, 3))
+
+
+def up2(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Bias-free 2x2 transposed convolution with stride 2: [H, W, C] -> [2H, 2W, O].
+
+    Each input pixel spreads into its own 2x2 output block, so it is one matmul by the
+    kernel ``w`` [C, 4 O] and a depth-to-space reshape."""
+    h, wd, _ = x.shape
+    o = w.shape[-1] // 4
+    y = jnp.matmul(x, w, precision="highest").reshape(h, wd, 2, 2, o)
+    return y.transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * wd, o)
+
+
+class UNet(nnx.Module):
+    """Bias-free UNet (Kadkhodaie et al. 2024, after Ronneberger et al.): ``blocks`` levels.
+
+    Level b (0 <= b < blocks) has ``width * 2**b`` channels. The encoder applies two 3x3
+    layers per level and keeps their output for the skip connection, then halves the image
+    (2x2 average pooling); the middle applies two layers at ``width * 2**blocks`` channels
+    on the coarsest image; the decoder doubles the image by a 2x2 transposed convolution,
+    concatenates the skip and applies two layers. A final 3x3 convolution gives the
+    residual. Every layer is ``conv3x3 -> bias-free norm -> (gain) -> ReLU``.
+
+    The bias-free normalisation (Mohan et al. 2020) divides each channel by its root mean
+    square and multiplies it by a learned scale; nothing is subtracted, nothing added. In
+    training the mean square is over the batch and the pixels (a ``pmean`` over
+    ``batch_axis``), and ``__call__`` returns it so the training loop can keep running
+    averages; at evaluation those running averages are fixed scales, so ``D(a y) = a D(y)``
+    exactly. (Mohan et al. divide by the batch's standard deviation about its mean; the
+    root mean square is the bias-free choice that needs no mean.)
+
+    Args:
+        blocks: encoder-decoder levels (the image side must be divisible by ``2**blocks``).
+        width: channels at the finest level.
+        padding, conditional, sigma_range, dtype, rngs: as :class:`BFCNN`.
+    """
+
+    n_feat = 8
+
+    def __init__(self, blocks: int, width: int, *, padding: str, conditional: bool, sigma_range, dtype,
+                 rngs: nnx.Rngs):
+        chans = [width * 2**b for b in range(blocks + 1)]
+        layers = []  # (in, out) of every normalised 3x3 layer, in call order
+        for b in range(blocks):
+            layers += [(1 if b == 0 else chans[b - 1], chans[b]), (chans[b], chans[b])]
+        layers += [(chans[blocks - 1], chans[blocks]), (chans[blocks], chans[blocks])]
+        for b in reversed(range(blocks)):
+            layers += [(2 * chans[b], chans[b]), (chans[b], chans[b])]
+
+        def normal(shape, std):
+            return nnx.Param(std * jax.random.normal(rngs.params(), shape, dtype))
+
+        self.kernels = nnx.List([normal((3, 3, ci, co), math.sqrt(2.0 / (9 * ci))) for ci, co in layers])
+        self.scales = nnx.List([nnx.Param(jnp.ones((co,), dtype)) for _, co in layers])
+        self.ups = nnx.List([normal((chans[b + 1], 4 * chans[b]), math.sqrt(1.0 / chans[b + 1]))
+                             for b in reversed(range(blocks))])
+        # the last layer starts small so that D starts near the identity
+        self.out = normal((3, 3, width, 1), 0.1 * math.sqrt(1.0 / (9 * width)))
+        self.gains = nnx.List([nnx.Param(jnp.zeros((self.n_feat, co), dtype)) for _, co in layers]
+                              if conditional else [])
+        self.blocks = blocks
+        self.padding = padding
+        self.sigma_range = tuple(sigma_range)
+
+    def stat_shapes(self) -> list[tuple[int]]:
+        """Shapes of the running mean squares, one [channels] per normalised layer."""
+        return [(k.shape[-1],) for k in self.kernels]
+
+    def __call__(self, y: jax.Array, sigma: jax.Array | float | None = None, stats=(), batch_axis=None):
+        """D(y, sigma) for one image y [H, W] or [H, W, 1].
+
+        Args:
+            stats: the running mean squares (``init_stats``), used when ``batch_axis`` is None.
+            batch_axis: in training, the vmap axis name of the batch: the norms use the batch's
+                mean squares, and the call returns ``(D(y), mean squares)``.
+        """
+        x = y[..., None] if y.ndim == 2 else y
+        feat = None
+        if len(self.gains):
+            if sigma is None:
+                raise ValueError("a conditional UNet needs sigma")
+            feat = sigma_features(jnp.asarray(sigma, y.dtype), *self.sigma_range, self.n_feat)
+        seen = []
+
+        def layer(i, h):
+            h = conv3x3(h, self.kernels[i][...], self.padding)
+            if batch_axis is None:
+                ms = stats[i]
+            else:
+                ms = jax.lax.pmean(jnp.mean(h * h, axis=(0, 1)), batch_axis)
+                seen.append(ms)
+            h = h * (self.scales[i][...] * jax.lax.rsqrt(ms + EPS))[None, None, :]
+            if feat is not None:
+                h = h * jnp.exp(feat @ self.gains[i][...])[None, None, :]
+            return jax.nn.relu(h)
+
+        i, skips, h = 0, [], x
+        for _ in range(self.blocks):
+            h = layer(i + 1, layer(i, h))
+            i += 2
+            skips.append(h)
+            h = pool2(h)
+        h = layer(i + 1, layer(i, h))
+        i += 2
+        for up, skip in zip(self.ups, reversed(skips)):
+            h = jnp.concatenate([skip, up2(h, up[...])], axis=-1)
+            h = layer(i + 1, layer(i, h))
+            i += 2
+        resid = conv3x3(h, self.out[...], self.padding)
+        out = y - resid.reshape(y.shape)
+        return out if batch_axis is None else (out, seen)
+
+
+def build(spec: ConvDenoiser, key: jax.Array, dtype) -> BFCNN | UNet:
+    """A freshly initialised network for ``spec`` (parameters in ``dtype``)."""
+    net = UNet if spec.network == "unet" else BFCNN
+    return net(
         spec.depth,
         spec.width,
         padding=spec.padding,
@@ -127,14 +261,52 @@ def graphdef(spec: ConvDenoiser, dtype):
     return nnx.split(nnx.eval_shape(lambda: build(spec, jax.random.key(0), dtype)))[0]
 
 
-def init_params(key: jax.Array, spec: ConvDenoiser, dtype) -> nnx.State:
-    """Parameters of one model: a pytree of arrays; vmap over keys for an ensemble."""
-    return nnx.split(build(spec, key, dtype))[1]
+def init_params(key: jax.Array, spec: ConvDenoiser, dtype) -> tuple[nnx.State, list]:
+    """Variables ``(params, stats)`` of one model: pytrees of arrays; vmap over keys for an ensemble.
+
+    ``stats``: the UNet's running mean squares, ones [channels] per normalised layer ([] for
+    the BF-CNN)."""
+    net = build(spec, key, dtype)
+    stats = [jnp.ones(s, dtype) for s in net.stat_shapes()] if isinstance(net, UNet) else []
+    return nnx.split(net)[1], stats
 
 
-def apply(graph, params: nnx.State, y: jax.Array, sigma=None) -> jax.Array:
-    """D(y) for one image with parameters ``params`` (pure; merge happens at trace time)."""
-    return nnx.merge(graph, params)(y, sigma)
+def apply(graph, variables, y: jax.Array, sigma=None) -> jax.Array:
+    """D(y) for one image at evaluation (pure; merge happens at trace time)."""
+    params, stats = variables
+    return nnx.merge(graph, params)(y, sigma, stats)
 
 
-__all__ = ["BFCNN", "conv3x3", "sigma_features", "build", "graphdef", "init_params", "apply"]
+def apply_train(graph, variables, y: jax.Array, sigma) -> tuple[jax.Array, list]:
+    """``(D(y), batch mean squares)`` for one image of a training batch: vmap over the batch
+    with ``axis_name=BATCH``."""
+    params, _ = variables
+    return nnx.merge(graph, params)(y, sigma, batch_axis=BATCH)
+
+
+def update_stats(stats: list, seen: list) -> list:
+    """Running averages after one batch: ``(1 - MOMENTUM) stats + MOMENTUM seen``."""
+    return [(1.0 - MOMENTUM) * s + MOMENTUM * jax.lax.stop_gradient(b) for s, b in zip(stats, seen)]
+
+
+def conv_macs(spec: ConvDenoiser, size: tuple[int, int]) -> int:
+    """Multiply-adds of the network's convolutions on one image of ``size`` (H, W): what a
+    forward pass costs, the norms, gains and ReLUs aside (O(activations))."""
+    h, w = size
+    if spec.network == "bfcnn":
+        chans = [1] + [spec.width] * (spec.depth - 1) + [1]
+        return sum(h * w * 9 * ci * co for ci, co in zip(chans[:-1], chans[1:]))
+    c = [spec.width * 2**b for b in range(spec.depth + 1)]
+    macs = 0
+    for b in range(spec.depth):
+        px = (h >> b) * (w >> b)
+        macs += px * 9 * ((1 if b == 0 else c[b - 1]) * c[b] + c[b] * c[b])  # encoder
+        macs += px * 9 * (2 * c[b] * c[b] + c[b] * c[b])  # decoder
+        macs += (px // 4) * c[b + 1] * 4 * c[b]  # transposed convolution
+    px = (h >> spec.depth) * (w >> spec.depth)
+    macs += px * 9 * (c[-2] * c[-1] + c[-1] * c[-1])  # middle
+    return macs + h * w * 9 * spec.width
+
+
+__all__ = ["BFCNN", "UNet", "BATCH", "conv3x3", "pool2", "up2", "sigma_features", "build", "graphdef",
+           "init_params", "apply", "apply_train", "update_stats", "conv_macs"]

@@ -33,19 +33,26 @@ def optimizer(spec: ConvDenoiser, lam: jax.Array) -> optax.GradientTransformatio
     return optax.adamw(learning_rate=spec.lr, weight_decay=lam)
 
 
-def denoise_loss(params, graph, key: jax.Array, x: jax.Array, spec: ConvDenoiser) -> jax.Array:
+def denoise_loss(params, stats, graph, key: jax.Array, x: jax.Array, spec: ConvDenoiser):
     """Weighted per-pixel denoising error of a batch x [B, H, W] at log-uniform noise levels.
 
     The error at level sigma is weighted by ``1 + 1 / sigma^2`` (Karras et al. 2022 with unit
     data variance): the relative error counts at small sigma, the absolute one at large sigma.
+    The batch goes through the model in training mode (``model.apply_train``: the UNet's norms
+    use the batch's statistics).
+
+    Returns:
+        (loss, the batch's mean squares per normalised layer: [] for the BF-CNN)
     """
     k_sig, k_e = jax.random.split(key)
     lo, hi = math.log(spec.sigma_min), math.log(spec.sigma_max)
     sigma = jnp.exp(jax.random.uniform(k_sig, (x.shape[0],), x.dtype, minval=lo, maxval=hi))
     y = x + sigma[:, None, None] * jax.random.normal(k_e, x.shape, x.dtype)
-    den = jax.vmap(_model.apply, in_axes=(None, None, 0, 0))(graph, params, y, sigma)
+    one = functools.partial(_model.apply_train, graph, (params, stats))
+    den, seen = jax.vmap(one, axis_name=_model.BATCH)(y, sigma)
     err = jnp.mean((den - x) ** 2, axis=(1, 2))
-    return jnp.mean(err * (1.0 + 1.0 / sigma**2))
+    # every image of the batch saw the same statistics (a pmean): keep one copy
+    return jnp.mean(err * (1.0 + 1.0 / sigma**2)), [s[0] for s in seen]
 
 
 def sample_batch(key: jax.Array, data: jax.Array, n: jax.Array, batch: int) -> jax.Array:
@@ -54,11 +61,13 @@ def sample_batch(key: jax.Array, data: jax.Array, n: jax.Array, batch: int) -> j
     return data[idx]
 
 
-def train_step(params, opt_state, key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *, spec: ConvDenoiser):
+def train_step(variables, opt_state, key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *,
+               spec: ConvDenoiser):
     """One AdamW step on one model.
 
     Args:
-        params: model parameters (``nnx.State``).
+        variables: ``(params, stats)`` (``model.init_params``); AdamW updates the params, the
+            step's batch statistics update the running ``stats``.
         opt_state: AdamW state.
         key: this step's key.
         data: training pool [n_max, H, W]; the model sees rows ``[0, n)``.
@@ -67,17 +76,18 @@ def train_step(params, opt_state, key: jax.Array, data: jax.Array, n: jax.Array,
         spec: the denoiser spec (static).
 
     Returns:
-        (params, opt_state, loss)
+        (variables, opt_state, loss)
     """
+    params, stats = variables
     graph = _model.graphdef(spec, data.dtype)
     k_batch, k_noise = jax.random.split(key)
     x = sample_batch(k_batch, data, n, spec.batch)
-    loss, grads = jax.value_and_grad(denoise_loss)(params, graph, k_noise, x, spec)
+    (loss, seen), grads = jax.value_and_grad(denoise_loss, has_aux=True)(params, stats, graph, k_noise, x, spec)
     lam = jnp.asarray(lam, data.dtype)
     # optax mixes Python floats and int32 step counts; allow that even under strict promotion.
     with jax.numpy_dtype_promotion("standard"):
         updates, opt_state = optimizer(spec, lam).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+    return (optax.apply_updates(params, updates), _model.update_stats(stats, seen)), opt_state, loss
 
 
 def train(key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *, spec: ConvDenoiser):
@@ -92,21 +102,21 @@ def train(key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *, spec
         spec: the denoiser spec (static).
 
     Returns:
-        (params, losses [steps])
+        (variables ``(params, stats)``, losses [steps])
     """
     k_init, k_steps = jax.random.split(key)
-    params = _model.init_params(k_init, spec, data.dtype)
+    variables = _model.init_params(k_init, spec, data.dtype)
     lam = jnp.asarray(lam, data.dtype)
     with jax.numpy_dtype_promotion("standard"):
-        opt_state = optimizer(spec, lam).init(params)
+        opt_state = optimizer(spec, lam).init(variables[0])
 
     def body(carry, t):
         p, s = carry
         p, s, loss = train_step(p, s, jax.random.fold_in(k_steps, t), data, n, lam, spec=spec)
         return (p, s), loss
 
-    (params, _), losses = jax.lax.scan(body, (params, opt_state), jnp.arange(spec.steps))
-    return params, losses
+    (variables, _), losses = jax.lax.scan(body, (variables, opt_state), jnp.arange(spec.steps))
+    return variables, losses
 
 
 @functools.partial(jax.jit, static_argnames="spec")
@@ -125,7 +135,7 @@ def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None 
     """K models at once, laid out as the scan trains them (``run.batching.sharded_map``).
 
     The K models are sharded over every local device and each device trains its share in
-    micro-batches of ``batch`` models (default ``min(K, 16)``) with one vmapped step. K is
+    micro-batches of ``batch`` models (default: its share of K, at most 16) with one vmapped step. K is
     padded to a whole number of micro-batches on every device by repeating the last model.
     The micro-batch, not the device count, fixes the arithmetic: results are identical on any
     number of devices.
@@ -135,7 +145,7 @@ def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None 
         batch: models vmapped at once per device (>= 1).
 
     Returns:
-        (params stacked on a leading K axis, losses [K, steps])
+        (variables ``(params, stats)`` stacked on a leading K axis, losses [K, steps])
 
     Raises:
         ValueError: K = 0 or batch < 1.
@@ -144,7 +154,7 @@ def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None 
     K = keys.shape[0]
     if K < 1:
         raise ValueError("train_ensemble: keys must hold at least one model (K >= 1), got K=0")
-    b = min(K, 16) if batch is None else batch
+    b = min(-(-K // len(devices)), 16) if batch is None else batch  # no padding when K fills the devices
     if isinstance(b, bool) or not isinstance(b, int) or b < 1:
         raise ValueError(f"train_ensemble: batch must be an integer >= 1, got {batch!r}")
     size = -(-K // (b * len(devices))) * b * len(devices)
