@@ -25,7 +25,7 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     axis (length a multiple of ``batch * len(devices)``), and ``shared``, a pytree replicated
     on every device. Each step of ``batch * len(devices)`` points is one call of one compiled
     program: ``batch`` points per device, vmapped. It returns ``fn``'s pytree with the points
-    axis leading: one step's output on the devices, several steps' joined on the host (numpy).
+    axis leading: one step's output sharded over the devices, several steps' joined on the first.
     """
     P = jax.sharding.PartitionSpec
     mesh = jax.sharding.Mesh(np.array(devices), ("points",))
@@ -68,10 +68,11 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
             outs.append(executable(per, shared)(per, shared))
         if len(outs) == 1:
             return outs[0]
-        # Joined on the host. On the devices, concatenating step outputs sharded over them is a
-        # collective (an all-to-all), and XLA:CPU aborts the process when one device's queue of
-        # steps runs 40 s behind another's (seen with UNets on 2 CPU devices).
-        return jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(outs))
+        # Joined on ONE device, each step's shards moved there by a transfer. Concatenating the
+        # steps where they lie, sharded over the devices, is a collective (an all-to-all), and
+        # XLA:CPU aborts the process when one device's queue of steps runs 40 s behind another's
+        # (seen with UNets on 2 CPU devices); a transfer waits for its source without a timeout.
+        return jax.tree.map(lambda *xs: jax.numpy.concatenate([jax.device_put(x, devices[0]) for x in xs]), *outs)
 
     call.compile = compile
     call.executables = executables  # one per step shape: what has been compiled

@@ -103,6 +103,10 @@ class BFCNN(nnx.Module):
         self.padding = padding
         self.sigma_range = tuple(sigma_range)
 
+    def stat_shapes(self) -> list[tuple[int]]:
+        """No normalisation, no running statistics."""
+        return []
+
     def __call__(self, y: jax.Array, sigma: jax.Array | float | None = None, stats=(), batch_axis=None):
         """D(y, sigma) for one image y [H, W] or [H, W, 1] and a scalar noise level sigma.
 
@@ -201,7 +205,8 @@ class UNet(nnx.Module):
         """D(y, sigma) for one image y [H, W] or [H, W, 1].
 
         Args:
-            stats: the running mean squares (``init_stats``), used when ``batch_axis`` is None.
+            stats: the running mean squares (the second half of ``init_params``), used when
+                ``batch_axis`` is None.
             batch_axis: in training, the vmap axis name of the batch: the norms use the batch's
                 mean squares, and the call returns ``(D(y), mean squares)``.
         """
@@ -267,8 +272,7 @@ def init_params(key: jax.Array, spec: ConvDenoiser, dtype) -> tuple[nnx.State, l
     ``stats``: the UNet's running mean squares, ones [channels] per normalised layer ([] for
     the BF-CNN)."""
     net = build(spec, key, dtype)
-    stats = [jnp.ones(s, dtype) for s in net.stat_shapes()] if isinstance(net, UNet) else []
-    return nnx.split(net)[1], stats
+    return nnx.split(net)[1], [jnp.ones(s, dtype) for s in net.stat_shapes()]
 
 
 def apply(graph, variables, y: jax.Array, sigma=None) -> jax.Array:
