@@ -238,7 +238,7 @@ def test_preset_fills_only_what_the_user_left_out():
     # --model unet: the same preset with a UNet; --width and --depth reach either network
     unet = build_specs(from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "unet",
                                                             "--preset", "quick"])))[1]
-    assert unet == ConvDenoiser.quick("unet") and (unet.network, unet.depth, unet.width) == ("unet", 3, 8)
+    assert unet == ConvDenoiser.quick("unet") and (unet.network, unet.depth, unet.width) == ("unet", 2, 8)
     assert unet.steps == ConvDenoiser.quick().steps
     small = build_specs(from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "unet",
                                                              "--width", "4", "--depth", "2"])))[1]
