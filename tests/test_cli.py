@@ -244,6 +244,12 @@ def test_preset_fills_only_what_the_user_left_out():
                                                              "--width", "4", "--depth", "2"])))[1]
     assert (small.network, small.depth, small.width) == ("unet", 2, 4) and small.steps == ConvDenoiser().steps
     assert specs("--width", "6")[1] == ConvDenoiser.quick(width=6)
+    # --preset full: 16x16, n = 1 ... 1024, a UNet that sees the whole image (README: its run)
+    data, full, grid = build_specs(from_args(build_parser().parse_args(["scan", "--data", "field", "--model", "unet",
+                                                                        "--preset", "full"])))
+    assert (data.size, data.alpha, full) == ((16, 16), 2.0, ConvDenoiser.full())
+    assert [round(g * data.d) for g in grid.gamma] == [1, 4, 16, 128, 1024] and grid.lam == (0,)
+    assert (full.network, full.depth, full.width, full.steps) == ("unet", 3, 16, ConvDenoiser.quick().steps)
 
 
 @pytest.mark.parametrize("out", ["file", "/proc/memgen-x"])
@@ -325,6 +331,7 @@ def test_resume_names_what_is_wrong_with_spec_json(tmp_path, text, message):
     (["--spikes", "4,2", "--rank", "2"], "--spikes sets every spike strength"),
     (["--memory", "0.5"], "memory must be a positive size"),
     (["--width", "8"], "--width applies only to --model conv or unet (got --model linear)"),
+    (["--data", "field", "--model", "conv", "--preset", "full"], "--preset full needs --model unet"),
     (["--data", "field", "--model", "unet", "--depth", "9"], "ConvDenoiser.depth must be an integer in [1, 6] "
      "for network='unet' (encoder-decoder levels), got 9"),
 ])

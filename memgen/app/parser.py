@@ -130,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or underscores (resume = \"DIR\"); the command line wins (default: none)")
     _add_data_options(s, scan=True)
     _add_model_options(s, scan=True)
-    s.add_argument("--preset", choices=["quick"], help="conv, unet: a scan that shows memorisation -> generalisation in "
-                   "minutes on a CPU: ConvDenoiser.quick() on 8x8 images (fields: alpha 2), n = 1 ... 512, lam 0, "
-                   "2 seeds, each overridden by its own option (default: none, the full-size ConvDenoiser())")
+    s.add_argument("--preset", choices=["quick", "full"], help="conv, unet: a scan that shows memorisation -> "
+                   "generalisation on a CPU. quick: ConvDenoiser.quick() on 8x8 images (fields: alpha 2), n = 1 ... "
+                   "512, minutes; full (unet only): ConvDenoiser.full() on 16x16 images, n = 1 ... 1024. lam 0, 2 seeds, each "
+                   "overridden by its own option (default: none, the full-size ConvDenoiser())")
     s.add_argument("--size", help=f"field|images: image size HxW (default: {D['size']})")
     s.add_argument("--source", help="images: .npy/.npz/folder of PNGs, or grace_hopper, disks, calpha, or (memgen[images]) "
                    "digits, faces, brick, grass, gravel "

@@ -70,6 +70,16 @@ def sigma_features(sigma: jax.Array, lo: float, hi: float, n_feat: int) -> jax.A
     return jnp.exp(-0.5 * ((jnp.log(sigma) - c) / width) ** 2)
 
 
+def _inputs(net, y: jax.Array, sigma) -> tuple[jax.Array, jax.Array | None]:
+    """(y as [H, W, 1], the noise-level features of a conditional network or None)."""
+    x = y[..., None] if y.ndim == 2 else y
+    if not len(net.gains):
+        return x, None
+    if sigma is None:
+        raise ValueError(f"a conditional {type(net).__name__} needs sigma")
+    return x, sigma_features(jnp.asarray(sigma, y.dtype), *net.sigma_range, net.n_feat)
+
+
 class BFCNN(nnx.Module):
     """Bias-free CNN: conv -> ReLU -> [conv -> (gain) -> ReLU] x (depth - 2) -> conv.
 
@@ -112,12 +122,7 @@ class BFCNN(nnx.Module):
 
         ``stats`` and ``batch_axis`` are the UNet's (the BF-CNN has no normalisation); with a
         ``batch_axis`` it returns ``(D(y), [])`` like the UNet."""
-        x = y[..., None] if y.ndim == 2 else y
-        feat = None
-        if len(self.gains):
-            if sigma is None:
-                raise ValueError("a conditional BFCNN needs sigma")
-            feat = sigma_features(jnp.asarray(sigma, y.dtype), *self.sigma_range, self.n_feat)
+        x, feat = _inputs(self, y, sigma)
         hdn = x
         for li in range(len(self.kernels) - 1):
             hdn = conv3x3(hdn, self.kernels[li][...], self.padding)
@@ -210,12 +215,7 @@ class UNet(nnx.Module):
             batch_axis: in training, the vmap axis name of the batch: the norms use the batch's
                 mean squares, and the call returns ``(D(y), mean squares)``.
         """
-        x = y[..., None] if y.ndim == 2 else y
-        feat = None
-        if len(self.gains):
-            if sigma is None:
-                raise ValueError("a conditional UNet needs sigma")
-            feat = sigma_features(jnp.asarray(sigma, y.dtype), *self.sigma_range, self.n_feat)
+        x, feat = _inputs(self, y, sigma)
         seen = []
 
         def layer(i, h):
