@@ -41,6 +41,12 @@ _REF_DRAWS = 4096
 # ---------------------------------------------------------------- data per seed
 
 
+def _decreasing_eigh(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a covariance c [d, d]: values [d] decreasing (rounding below 0 clipped), vectors [d, d]."""
+    s, u = np.linalg.eigh(c)
+    return np.maximum(s[::-1], 0.0), u[:, ::-1]
+
+
 class _Source:
     """Per-seed draws (train pool [2 n_max, H, W], test [T, H, W]) and population eigenpairs."""
 
@@ -64,12 +70,10 @@ class _Source:
                     )
                 pool = self._pool = _images.standardise(raw)
             flat = pool.reshape(pool.shape[0], d)
-            s, u = np.linalg.eigh(flat.T @ flat / flat.shape[0])
-            s, u = np.maximum(s[::-1], 0.0), u[:, ::-1]
+            s, u = _decreasing_eigh(flat.T @ flat / flat.shape[0])
         if data.beta:  # the population with the planted spikes (dense, once: d <= a few thousand)
             v = self.spikes = _images.spike_directions(data.size, len(data.beta))
-            s, u = np.linalg.eigh((u * s) @ u.T + (v * np.asarray(data.beta)) @ v.T)
-            s, u = np.maximum(s[::-1], 0.0), u[:, ::-1]
+            s, u = _decreasing_eigh((u * s) @ u.T + (v * np.asarray(data.beta)) @ v.T)
         self.u, self.s = u, s
         self.latent = self.spikes if data.beta else u[:, : data.k]  # what Q scores
 
@@ -124,11 +128,11 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, latent, 
         mse_empirical [n_sigma].
     """
     dt = data.dtype
-    params, losses = _train.train(k_model, data, n, lam, spec=spec)  # (params, stats): model.apply's
+    variables, losses = _train.train(k_model, data, n, lam, spec=spec)  # (params, stats)
     graph = _model.graphdef(spec, dt)
     h, w = data.shape[1:]
     z = jax.random.normal(jax.random.fold_in(k_sample, 0), (spec.samples, h, w), dt)
-    gen = _sample.generate(graph, params, jax.random.fold_in(k_sample, 1), z, spec).reshape(spec.samples, h * w)
+    gen = _sample.generate(graph, variables, jax.random.fold_in(k_sample, 1), z, spec).reshape(spec.samples, h * w)
     xtr = data.reshape(data.shape[0], h * w)
     emp_s, emp_u = references.empirical_eigen(xtr, n)
     xt = test.reshape(test.shape[0], h * w)
@@ -137,13 +141,13 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, latent, 
     for sig in spec.mse_sigmas:
         y = xt + sig * e
         sig_t = jnp.asarray(sig, dt)
-        den = jax.vmap(lambda yy: _model.apply(graph, params, yy.reshape(h, w), sig_t).reshape(h * w))(y)
+        den = jax.vmap(lambda yy: _model.apply(graph, variables, yy.reshape(h, w), sig_t).reshape(h * w))(y)
         net.append(references.mse(den, xt))
         wie.append(references.mse(references.spectral_denoise(y, pop_u, pop_s, jnp.asarray(sig, dt)), xt))
         emp.append(references.mse(references.spectral_denoise(y, emp_u, emp_s, jnp.asarray(sig, dt)), xt))
     # Q of the model itself: the top eigenvectors of its mean Jacobian at held-out inputs
     d, sig_j = h * w, jnp.asarray(spec.jacobian_sigma, dt)
-    f = lambda yy: _model.apply(graph, params, yy.reshape(h, w), sig_j).reshape(d)  # noqa: E731
+    f = lambda yy: _model.apply(graph, variables, yy.reshape(h, w), sig_j).reshape(d)  # noqa: E731
     k_jac = jax.random.fold_in(k_sample, 2)  # shared by the pair, like z
     u_jac = _jacobian.top_subspace(_jacobian.mean_jacobian(f, xt + sig_j * e), k_jac, d, k, dt)
     u_wiener = _jacobian.top_subspace(_jacobian.wiener(pop_u, pop_s, sig_j), k_jac, d, k, dt)
@@ -212,16 +216,15 @@ def model_bytes(data, model: ConvDenoiser, n_max: int, itemsize: int) -> int:
     """Rough device memory of one model in flight (activations kept for backprop dominate)."""
     d = data.d
     # channels per pixel summed over the layers (a UNet's level b has 4**-b of the pixels at 2**b
-    # times the channels, 5 layers per level with the skip), and the weights' count
+    # times the channels, 5 layers per level with the skip)
     if model.network == "unet":
         chans = sum(5 * model.width * 2**b / 4**b for b in range(model.depth)) + 2 * model.width / 2**model.depth
-        weights = 9 * model.width**2 * sum(7 * 4**b for b in range(model.depth + 1))
     else:
-        chans, weights = model.width * model.depth, 9 * model.width**2 * model.depth
+        chans = model.width * model.depth
     act = int(model.batch * d * chans * 9 * 4)  # patches + activations, fwd + bwd
     smp = int((model.samples + model.test) * d * chans / model.depth * 9 * 2)
     data_copy = (n_max + model.test) * d  # its half of the pool and the test set, gathered per pair
-    return itemsize * (act + smp + data_copy + d * d) + 4 * weights
+    return itemsize * (act + smp + data_copy + d * d) + 4 * _model.param_count(model)
 
 
 def check(data, model, grid: Grid) -> None:

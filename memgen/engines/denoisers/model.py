@@ -266,6 +266,12 @@ def graphdef(spec: ConvDenoiser, dtype):
     return nnx.split(nnx.eval_shape(lambda: build(spec, jax.random.key(0), dtype)))[0]
 
 
+def param_count(spec: ConvDenoiser) -> int:
+    """Trained parameters of one model (read off its abstract state: nothing is allocated)."""
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(nnx.eval_shape(
+        lambda: build(spec, jax.random.key(0), jnp.float32)))))
+
+
 def init_params(key: jax.Array, spec: ConvDenoiser, dtype) -> tuple[nnx.State, list]:
     """Variables ``(params, stats)`` of one model: pytrees of arrays; vmap over keys for an ensemble.
 
@@ -313,4 +319,4 @@ def conv_macs(spec: ConvDenoiser, size: tuple[int, int]) -> int:
 
 
 __all__ = ["BFCNN", "UNet", "BATCH", "conv3x3", "pool2", "up2", "sigma_features", "build", "graphdef",
-           "init_params", "apply", "apply_train", "update_stats", "conv_macs"]
+           "param_count", "init_params", "apply", "apply_train", "update_stats", "conv_macs"]
