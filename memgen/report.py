@@ -60,13 +60,15 @@ def summary(ds: xr.Dataset) -> str:
 
 
 def denoiser_summary(ds: xr.Dataset) -> str:
-    """Per lam and load: n, m beside its held-out baseline, q and Q_jac, means ± s.e.m. over seeds.
+    """Per lam and load: n, m beside its held-out baseline, q beside its linear-model reference,
+    and Q_jac, means ± s.e.m. over seeds.
 
     The three columns a memorisation -> generalisation transition moves: m from ~1 down to its
     baseline, q from ~0 up to ~1, Q_jac up towards its baseline of 1 (``Q_jac_heldout``).
+    ``q_linear`` is what the linear model of the same images reaches.
     """
     mean, sem = (d.sortby("gamma") for d in mean_sem(ds))
-    lines = [f"{'gamma':>8}  {'n':>6}  {'m':>13}  {'m_heldout':>9}  {'q':>13}  {'Q_jac':>13}"]
+    lines = [f"{'gamma':>8}  {'n':>6}  {'m':>13}  {'m_heldout':>9}  {'q':>13}  {'q_linear':>8}  {'Q_jac':>13}"]
     several = mean.sizes["lam"] > 1
     for lam in mean["lam"].values:
         if several:
@@ -75,11 +77,12 @@ def denoiser_summary(ds: xr.Dataset) -> str:
         for i, g in enumerate(one["gamma"].values):
             cell = {v: f"{float(one[v][i]):.3f} ± {float(err[v][i]):.3f}" for v in ("m", "q", "Q_jac")}
             lines.append(f"{g:>8.3g}  {int(one['n'][i]):>6}  {cell['m']:>13}  {float(one['m_heldout'][i]):>9.3f}  "
-                         f"{cell['q']:>13}  {cell['Q_jac']:>13}")
+                         f"{cell['q']:>13}  {float(one['q_linear'][i]):>8.3f}  {cell['Q_jac']:>13}")
     base = float(mean["Q_jac_heldout"].min())
     lines.append("memorising: m near 1 (samples copy training images), q near 0 (two models on disjoint sets "
                  "disagree); generalising: m at m_heldout (no closer to the training set than fresh images), "
-                 f"q near 1, Q_jac up towards {base:.2f} (the Wiener filter's: latent directions learnt)")
+                 f"q near 1 (q_linear: the linear model of the same images), Q_jac up towards {base:.2f} "
+                 "(the Wiener filter's: latent directions learnt)")
     return "\n".join(lines)
 
 

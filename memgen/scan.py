@@ -117,7 +117,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
         ``xarray.Dataset`` with dims in canonical order ``(beta|alpha)?, gamma, lam, seed,
         sigma?``; variables as declared by the engine (see ``memgen.schema.VARS``). Linear: m,
         q, w2, m_kad, mem_frac [..., gamma, lam, seed] and Q, top_eig [..., gamma, seed].
-        Denoisers: m, m_heldout, q, Q, Q_heldout, Q_jac, Q_jac_heldout, loss [gamma, lam, seed]
+        Denoisers: m, m_heldout, q, q_linear, Q, Q_heldout, Q_jac, Q_jac_heldout, loss [gamma, lam, seed]
         and mse, mse_wiener, mse_empirical [gamma, lam, seed, sigma].
 
     Raises:

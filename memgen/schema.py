@@ -66,6 +66,10 @@ VARS: dict[str, Var] = {
     "m_heldout": Var("m of held-out data images instead of samples: what a model that samples the true "
                      "distribution scores (the nearest-neighbour baseline of m; it grows with n)",
                      r"held-out baseline of $m$"),
+    "q_linear": Var("q of the linear model of the same data: each half's empirical Wiener denoiser C (C + sigma^2)^-1 "
+                    "(C of the n training images), sampled by the same sampler from the same noise. Two perfect "
+                    "models draw the same image (q = 1 by construction), so q's reference is this one: what "
+                    "the best linear denoiser of those n images reaches", r"linear-model reference of $q$"),
     "Q_heldout": Var("Q of held-out data images (as many as the samples Q uses) instead of samples: what a model "
                      "that samples the true distribution scores with that many samples (the perfect-model baseline "
                      "of Q; its floor is the sample count, not the model)", r"held-out baseline of $Q$"),

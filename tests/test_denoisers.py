@@ -327,6 +327,33 @@ def test_ensemble_equals_single_models(seed, network):
     np.testing.assert_allclose(l2, le[0], rtol=1e-12)
 
 
+def test_ddim_of_the_linear_model_is_its_closed_form(seed):
+    """q_linear's samples: DDIM driven by the empirical Wiener denoiser C (C + s^2)^-1 is, per
+    eigendirection of C, the product of its steps' gains, a float64 NumPy formula."""
+    rng = np.random.default_rng(seed)
+    d, n, steps = SIZE[0] * SIZE[1], 5, 7
+    spec = ConvDenoiser(sample_steps=steps, samples=3, sigma_max=20.0, sigma_min=0.02)
+    x = rng.standard_normal((8, d))  # n_max = 8 rows, the model trains on the first n
+    z = rng.standard_normal((3, *SIZE))
+    emp_s, emp_u = MM.empirical_eigen(jnp.asarray(x), jnp.asarray(n))
+    den = lambda y, sig: MM.spectral_denoise(y.reshape(1, d), emp_u, emp_s, sig).reshape(SIZE)  # noqa: E731
+    got = np.asarray(S.generate(den, jax.random.key(0), jnp.asarray(z), spec)).reshape(3, d)
+    s, u = np.linalg.eigh(x[:n].T @ x[:n] / n)
+    s = np.maximum(s, 0.0)
+
+    def closed_form(ladder, final=True):
+        a = s[None, :] / (s[None, :] + ladder[:, None] ** 2)  # the denoiser's gain at each level
+        r = (ladder[1:] / ladder[:-1])[:, None]
+        gain = spec.sigma_max * np.prod(a[:-1] + r * (1 - a[:-1]), axis=0) * (a[-1] if final else 1.0)
+        return (z.reshape(3, d) @ u) * gain @ u.T
+
+    ladder = np.geomspace(spec.sigma_max, spec.sigma_min, steps + 1)
+    np.testing.assert_allclose(got, closed_form(ladder), rtol=1e-9, atol=1e-12)
+    # negative controls: a linear ladder, or no final denoising step, is rejected
+    for wrong in (closed_form(np.linspace(spec.sigma_max, spec.sigma_min, steps + 1)), closed_form(ladder, False)):
+        assert np.max(np.abs(got - wrong)) > 1e-3
+
+
 def test_samplers_share_noise_within_pair(seed):
     spec = ConvDenoiser(depth=3, width=6, sample_steps=5, samples=4)
     graph = M.graphdef(spec, jnp.float64)
@@ -335,7 +362,7 @@ def test_samplers_share_noise_within_pair(seed):
     key = jax.random.key(seed + 2)
     for sampler in ("ddim", "ascent"):
         sp = ConvDenoiser(depth=3, width=6, sample_steps=5, samples=4, sampler=sampler)
-        gen = jax.jit(lambda p, k, z: S.generate(graph, p, k, z, sp))  # noqa: B023
+        gen = jax.jit(lambda p, k, z: S.generate(S.network(graph, p), k, z, sp))  # noqa: B023
         a = gen(pa, key, z)
         b = gen(pa, key, z)
         assert a.shape == (4, *SIZE) and a.dtype == z.dtype and bool(jnp.all(jnp.isfinite(a)))
@@ -475,7 +502,7 @@ def test_memorises_at_tiny_n_generalises_at_large_n():
                          padding="zeros", mse_sigmas=(0.3,))
     grid = Grid(gamma=(1 / 64, 4.0), lam=(0.0,), seeds=1)
     ds = memgen.scan(data, model, grid, progress=False, dtype=jnp.float32)
-    v = {k: ds[k].values.ravel() for k in ("m", "m_heldout", "q", "Q_jac", "Q_jac_heldout")}
+    v = {k: ds[k].values.ravel() for k in ("m", "m_heldout", "q", "q_linear", "Q_jac", "Q_jac_heldout")}
 
     def falls(x, by):
         return x[1] < x[0] - by
@@ -487,6 +514,8 @@ def test_memorises_at_tiny_n_generalises_at_large_n():
     # copying: far above what fresh images score against the one training image
     assert v["m"][0] > v["m_heldout"][0] + 0.2, v
     assert rises(v["q"], 0.4) and rises(v["Q_jac"], 0.3), v  # measured: q 0.21 -> 0.95, Q_jac 0.07 -> 0.73
+    # the linear model of the same images converges too (on its own line: one image each, q ~ 1/sqrt(d))
+    assert abs(v["q_linear"][0]) < 0.3 and v["q_linear"][1] > 0.8, v
     assert not falls(v["m_heldout"], 0.3) and not rises(v["Q_jac_heldout"], 0.3), v  # negative controls
     ratio = float(ds.mse.values[1, 0, 0, 0] / ds.mse_wiener.values[1, 0, 0, 0])
     assert ratio < 1.3, ratio

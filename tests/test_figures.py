@@ -22,7 +22,7 @@ TINY = dict(
     d=16, gamma=(0.7, 0.9, 2), lam=(0.0, 0.1), lam_show=(0.0, 0.1), seeds=2, samples=4, beta=2.0,
     betas=(1.0, 2.0), alphas=(0.5, 1.5), pl_k=1, theory_points=12,
     spec_d=40, spec_gammas=(0.5, 2.0),
-    img_size=(8, 8), img_gamma=(0.125, 1.0), img_lam=(0.0,), img_seeds=1,
+    img_size=(8, 8), img_gamma=(0.125, 1.0), img_lam=(0.0,), img_seeds=1, img_k=1,  # k of the spikes: one compile
     denoiser=dict(depth=2, width=2, steps=4, batch=4, sample_steps=2, samples=5, test=2),
     pair_n=(8, 64), pair_show=4, spike_betas=(1.0, 4.0),
     bench_d=(8, 16), bench_seeds=2, naive_seeds=1,

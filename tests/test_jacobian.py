@@ -43,13 +43,16 @@ def test_mean_jacobian_is_the_symmetrised_average(rng):
     assert not np.allclose(J @ np.asarray(V), (J + J.T) / 2 @ np.asarray(V))  # the symmetrisation is real
 
 
-@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
-def test_wiener_filter_recovers_the_truth(rng, sigma):
-    """The optimal denoiser of a Gaussian: Q_jac = 1 whatever sigma (the perfect-model baseline)."""
+@pytest.mark.parametrize("sigma, tol", [(0.5, 1e-3), (1.0, 1e-5), (2.0, 1e-7)])
+def test_wiener_filter_recovers_the_truth(rng, sigma, tol):
+    """The optimal denoiser of a Gaussian: Q_jac = 1 whatever sigma (the perfect-model baseline),
+    up to the block Lanczos's convergence, which the gap between the filter's gains sets: at
+    sigma = 0.5 the k-th gain 4/4.25 = 0.94 sits near the bulk's up to 1/1.25 = 0.8, so 1 - Q
+    reached 3.3e-4 (max over 300 seeds; 1.4e-6 at sigma = 1, 4e-9 at sigma = 2)."""
     d, k = 48, 3
     _, U, s = _operator(rng, d, [8.0, 6.0, 4.0])
     u = jacobian.top_subspace(jacobian.wiener(jnp.asarray(U), jnp.asarray(s), sigma), jax.random.key(0), d, k,
                               jnp.float64)
-    assert np.sum((np.asarray(u).T @ U[:, :k]) ** 2) / k > 1 - 1e-4
+    assert np.sum((np.asarray(u).T @ U[:, :k]) ** 2) / k > 1 - tol
     # and the truth's directions are what it finds, not any top subspace: a shuffled truth scores low
     assert np.sum((np.asarray(u).T @ U[:, k:2 * k]) ** 2) / k < 1e-3

@@ -446,6 +446,11 @@ def test_order_parameters_draw_the_perfect_model_baseline(rng):
     axes = plots.order_parameters(ds, variables=("m", "q", "Q")).axes
     dotted = [[ln for ln in ax.get_lines() if ln.get_linestyle() == ":" and len(ln.get_xdata()) > 2] for ax in axes]
     assert [len(v) for v in dotted] == [len(LAM), 0, 1] and np.allclose(dotted[2][0].get_ydata(), 0.9)
+    ds["q_linear"] = ds["q"] * 0 + 0.3  # q's linear-model reference: dash-dotted, on the q panel only
+    axes = plots.order_parameters(ds, variables=("m", "q", "Q")).axes
+    dashdot = [[ln for ln in ax.get_lines() if ln.get_linestyle() == "-." and len(ln.get_xdata()) > 2] for ax in axes]
+    assert [len(v) for v in dashdot] == [0, len(LAM), 0] and np.allclose(dashdot[1][0].get_ydata(), 0.3)
+    assert "linear model, same data" in legend_texts(axes[1]) + legend_texts(axes[0])
 
 
 def test_describe_names_the_scan(rng):

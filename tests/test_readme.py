@@ -79,7 +79,7 @@ def test_readme_command_runs_as_written(cwd, kind, text):
 def _table(text: str) -> dict[str, list[float]]:
     """The conv summary table (``report.denoiser_summary``) -> column name: values per load."""
     rows = [ln.split() for ln in text.splitlines() if re.match(r"\s*[0-9.]+\s+\d+\s+-?[0-9.]+ ± ", ln)]
-    cols = {"n": 1, "m": 2, "m_heldout": 5, "q": 6, "Q_jac": 9}
+    cols = {"n": 1, "m": 2, "m_heldout": 5, "q": 6, "q_linear": 9, "Q_jac": 10}
     return {name: [float(r[j]) for r in rows] for name, j in cols.items()}
 
 
@@ -94,7 +94,7 @@ def test_conv_preset_shows_the_transition_the_readme_prints(cwd, command):
     if not (out / "results.nc").exists():  # run alone (-k): make the store
         _run(cwd, "bash", command)
     ds = memgen.load(out).isel(lam=0).mean("seed").sortby("gamma")
-    m, base, q, Qj = (ds[v].values for v in ("m", "m_heldout", "q", "Q_jac"))
+    m, base, q, ql, Qj = (ds[v].values for v in ("m", "m_heldout", "q", "q_linear", "Q_jac"))
     assert list(ds.n.values) == [1, 4, 16, 128, 512]
     assert m[0] >= 0.9 and abs(m[-1] - base[-1]) <= 0.05, (m, base)  # copies at n = 1, not at n = 512
     assert q[-1] - q[0] >= 0.4, q
@@ -103,5 +103,5 @@ def test_conv_preset_shows_the_transition_the_readme_prints(cwd, command):
     assert not base[0] >= 0.9
     shown = _table(README.split(command, 1)[1].split("```text", 1)[1].split("```", 1)[0])
     assert shown["n"] == [1, 4, 16, 128, 512], shown
-    for name, vals in (("m", m), ("m_heldout", base), ("q", q), ("Q_jac", Qj)):
+    for name, vals in (("m", m), ("m_heldout", base), ("q", q), ("q_linear", ql), ("Q_jac", Qj)):
         np.testing.assert_allclose(vals, shown[name], atol=0.03, err_msg=name)

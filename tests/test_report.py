@@ -35,13 +35,14 @@ def test_denoiser_summary_rows_are_means_and_sems_per_load():
 
     def var(a, b):  # seeds a, b at gamma = 4, and 1 - a, 1 - b at gamma = 1/64
         return dims, np.array([[[a, b]], [[1 - a, 1 - b]]])
-    ds = xr.Dataset({"m": var(0.4, 0.6), "m_heldout": var(0.5, 0.5), "q": var(0.9, 0.7), "Q_jac": var(0.8, 0.8),
+    ds = xr.Dataset({"m": var(0.4, 0.6), "m_heldout": var(0.5, 0.5), "q": var(0.9, 0.7), "q_linear": var(0.2, 0.4),
+                     "Q_jac": var(0.8, 0.8),
                      "Q_jac_heldout": var(1.0, 1.0)},
                     coords={"gamma": gamma, "lam": lam, "seed": seed, "n": ("gamma", [256, 1])})
     rows = summary(ds).splitlines()
-    assert rows[0].split() == ["gamma", "n", "m", "m_heldout", "q", "Q_jac"]
-    assert rows[1].split() == ["0.0156", "1", "0.500", "±", "0.100", "0.500", "0.200", "±", "0.100", "0.200", "±",
-                               "0.000"]
+    assert rows[0].split() == ["gamma", "n", "m", "m_heldout", "q", "q_linear", "Q_jac"]
+    assert rows[1].split() == ["0.0156", "1", "0.500", "±", "0.100", "0.500", "0.200", "±", "0.100", "0.700",
+                               "0.200", "±", "0.000"]
     assert rows[2].split()[:5] == ["4", "256", "0.500", "±", "0.100"] and "memorising" in rows[3]
 
 

@@ -102,7 +102,7 @@ def _variables() -> str:
     return (f"output (DIR/results.nc, an xarray Dataset; plots study.png/.pdf and phase_q.png/.pdf):\n{rows}\n"
             f"  {'<v>_theory':<13} the asymptotic theory of <v> (where one exists; --no-theory to skip)\n"
             "  linear and diffusion models store m, q, w2, m_kad, mem_frac, kl, kl_rev, h2, Q, top_eig;\n"
-            "  conv and unet models m, m_heldout, q, Q, Q_heldout, Q_jac, Q_jac_heldout, loss and the MSEs per noise level.\n")
+            "  conv and unet models m, m_heldout, q, q_linear, Q, Q_heldout, Q_jac, Q_jac_heldout, loss and the MSEs per noise level.\n")
 
 
 def _scan_epilog() -> str:

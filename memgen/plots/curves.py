@@ -11,6 +11,10 @@ from .common import (GAMMA_LABEL, bbp_betas, bbp_lines, check_dims, check_lams, 
                      new_axes, palette, sel_near, sim_points, styled, theory_key, theory_line, theory_of)
 
 
+# stored references of an order parameter <var><suffix>, drawn on its panel as (line style, legend)
+_REFERENCES = (("_heldout", ":", "perfect-model baseline"), ("_linear", "-.", "linear model, same data"))
+
+
 @styled
 def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None, beta_c=None,
                      variables=None, axes=None, figsize=(6.8, 2.3)) -> Figure:
@@ -20,7 +24,8 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
     curve that is all NaN, i.e. no theory for it, is left out). The Q panel gets a dashed
     line at gamma_c = 1/beta^2 when beta is known. Where ``<var>_heldout`` is stored (denoisers,
     which have no theory: ``m_heldout``, ``Q_heldout``, ``Q_jac_heldout``), that panel gets it as dotted lines: what a
-    model that samples the true distribution scores, the perfect-model baseline.
+    model that samples the true distribution scores, the perfect-model baseline. q, whose perfect-model
+    value is 1 by construction, gets ``q_linear`` dash-dotted: the linear model of the same data.
 
     Args:
         ds: scan Dataset with dims ``gamma, lam, seed`` (a size-1 leading ``beta``/``alpha``
@@ -79,12 +84,14 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
             drawn.append(theory_line(ax, th, "k"))
         if var == "Q" and betas:
             bbp_lines(ax, betas)
-        if f"{var}_heldout" in mean:  # where there is no theory: what a perfect model scores
-            base = mean[f"{var}_heldout"]
+        for suffix, style, label in _REFERENCES:  # where there is no theory: stored references
+            if f"{var}{suffix}" not in mean:
+                continue
+            base = mean[f"{var}{suffix}"]
             for lv, c in zip(lams, colours) if "lam" in base.dims else [(None, "k")]:
                 b = (sel_near(base, lam=lv) if lv is not None else base).sortby("gamma")
-                ax.plot(b["gamma"].values, b.values, ":", color=c, lw=1.0, zorder=2)
-            ax.plot([], [], ":", color="0.3", label="perfect-model baseline")
+                ax.plot(b["gamma"].values, b.values, style, color=c, lw=1.0, zorder=2)
+            ax.plot([], [], style, color="0.3", label=label)
         ax.set_xscale("log")
         log_ticks(ax.xaxis)
         ax.set_xlabel(GAMMA_LABEL)
@@ -95,7 +102,7 @@ def order_parameters(ds: xr.Dataset, theory: xr.Dataset | None = None, lam=None,
         handles, labels = ax.get_legend_handles_labels()
         new = [(h, lab) for h, lab in zip(handles, labels) if lab not in shown]
         if new:
-            ax.legend(*zip(*new), loc="best")
+            ax.legend(*zip(*new), loc="best", handlelength=2.5)  # long enough to show a dash-dot
             shown.update(lab for _, lab in new)
     return fig
 

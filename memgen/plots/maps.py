@@ -133,8 +133,9 @@ def study(ds: xr.Dataset) -> Figure:
     axes = fig.subplots(2, 2).ravel()
     if "Q_jac" in one.data_vars:  # denoisers: latent recovery read off the model beats the samples' Q
         order_parameters(one, variables=("m", "q", "Q_jac", "Q"), axes=axes)
+        linear = "; dash-dot: q of the linear model of the same images" if "q_linear" in one.data_vars else ""
         fig.suptitle(f"{describe(ds)}\npoints = mean over seeds ± s.e.m.; dotted: the perfect-model baseline of "
-                     "each (fresh images, the Wiener filter)", fontsize=7)
+                     f"each (fresh images, the Wiener filter){linear}", fontsize=7)
         return fig
     variables = [v for v in ("m", "q", "Q") if v in one.data_vars]
     order_parameters(one, variables=variables, axes=axes[: len(variables)])

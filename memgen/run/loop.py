@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from ..schema import VARS
-from .batching import pad, sharded_map
+from .batching import gather, pad, sharded_map
 from .device import blas_threads
 from .plan import Chunk
 
@@ -148,8 +148,8 @@ class Runner:
         with jax.default_matmul_precision("highest"), blas_threads(self.devices):
             self.compile_seconds += interruptibly(fn.compile, per, self.shared())
             t0 = time.perf_counter()
-            out = wait(fn(per, self.shared()))
-        out = {k: np.asarray(v)[: len(chunk.index)] for k, v in jax.device_get(out).items()}
+            out = gather(wait(fn(per, self.shared())))
+        out = {k: v[: len(chunk.index)] for k, v in out.items()}
         self.compute_seconds += time.perf_counter() - t0
         check_finite(e, chunk.index, out)
         return out

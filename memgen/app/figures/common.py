@@ -18,14 +18,15 @@ from ...theory import theory
 
 MODES = ("quick", "full")  # SIZES may hold more (the tests add a tiny one)
 
-#: Sizes per mode. ``gamma`` entries are (lo, hi, count) log-spaced.
+#: Sizes per mode. ``gamma`` entries are (lo, hi, count) log-spaced; ``img_k``: the latent
+#: directions Q scores on unspiked images.
 SIZES: dict[str, dict] = {
     "quick": dict(
         diff_models=(("ode", 1), ("ddim", 5), ("ddim", 18), ("heun", 5), ("heun", 18), ("ddpm", 18)), diff_d=200,
         d=200, gamma=(0.05, 8.0, 12), lam=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0), lam_show=(0.0, 0.01, 0.1, 1.0),
         seeds=8, samples=32, beta=2.0, betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1,
         theory_points=80, spec_d=1000, spec_gammas=(0.2, 1.0, 4.0),
-        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=2,
+        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=2, img_k=5,
         denoiser=dict(depth=5, width=16, steps=2500, batch=16, lr=3e-3, sample_steps=25, samples=32, test=16),
         pair_n=(2, 512), pair_show=8, spike_betas=(1.0, 16.0),
         bench_d=(32, 64, 128), bench_seeds=8, naive_seeds=2,
@@ -38,7 +39,7 @@ SIZES: dict[str, dict] = {
         lam_show=(0.0, 0.01, 0.1, 1.0), seeds=16, samples=64, beta=2.0,
         betas=(0.5, 1.0, 2.0, 4.0), alphas=(0.5, 1.0, 2.0), pl_k=1, theory_points=200,
         spec_d=2000, spec_gammas=(0.2, 1.0, 4.0),
-        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=4,
+        img_size=(8, 8), img_gamma=(1 / 64, 1 / 32, 1 / 8, 1 / 2, 2.0, 8.0), img_lam=(0.0,), img_seeds=4, img_k=5,
         denoiser=dict(depth=6, width=32, steps=3000, batch=16, lr=2e-3, sample_steps=25, samples=32, test=16),
         pair_n=(2, 512), pair_show=8, spike_betas=(1.0, 16.0),
         bench_d=(32, 64, 128, 256, 512), bench_seeds=8, naive_seeds=2,

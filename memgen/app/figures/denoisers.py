@@ -93,7 +93,7 @@ def fig_denoiser_spikes(out_dir, mode: str = "quick", log: list | None = None) -
     weak, strong = z["spike_betas"]
     sets = [(tag, ImageField(size=size, alpha=0.0, beta=(b,)), rf"white field + a {tag} spike ($\beta$ = {b:g})")
             for tag, b in (("strong", strong), ("weak", weak))]
-    sets.append(("digits", Images(source="digits", size=size, k=5), "handwritten digits (scikit-learn)"))
+    sets.append(("digits", Images(source="digits", size=size, k=z["img_k"]), "handwritten digits (scikit-learn)"))
     grid = Grid(gamma=z["img_gamma"], lam=z["img_lam"], seeds=z["img_seeds"])
     ns = [n_samples(g, sets[0][1].d) for g in grid.gamma]
     n_show = max(z["pair_n"])
@@ -135,8 +135,9 @@ def fig_denoisers(out_dir, mode: str = "quick", log: list | None = None) -> list
     z = sizes(mode)
     model = denoiser_spec(z)
     size = z["img_size"]
-    sets = [("field", ImageField(size=size, alpha=2.0, k=5), r"Gaussian field $P(f) \propto (|f|+1)^{-2}$"),
-            ("hopper", Images(source="grace_hopper", size=size, k=5), "Grace Hopper photo patches")]
+    k = z["img_k"]
+    sets = [("field", ImageField(size=size, alpha=2.0, k=k), r"Gaussian field $P(f) \propto (|f|+1)^{-2}$"),
+            ("hopper", Images(source="grace_hopper", size=size, k=k), "Grace Hopper photo patches")]
     grid = Grid(gamma=z["img_gamma"], lam=z["img_lam"], seeds=z["img_seeds"])
     ns = [n_samples(g, sets[0][1].d) for g in grid.gamma]
     missing = [n for n in z["pair_n"] if n not in ns]

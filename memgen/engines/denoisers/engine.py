@@ -123,18 +123,25 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, latent, 
         spec: the denoiser spec; k: number of latent directions for Q.
 
     Returns:
-        dict of samples [S, d], m, m_heldout, Q, Q_heldout (of the first min(S, T) held-out
-        images), Q_jac, Q_jac_heldout (``jacobian``), loss (scalars), mse, mse_wiener,
-        mse_empirical [n_sigma].
+        dict of samples, samples_linear [S, d] (the network's; the empirical Wiener denoiser's of
+        the same n images, by the same sampler from the same noise), m, m_heldout, Q, Q_heldout
+        (of the first min(S, T) held-out images), Q_jac, Q_jac_heldout (``jacobian``), loss
+        (scalars), mse, mse_wiener, mse_empirical [n_sigma].
     """
     dt = data.dtype
     variables, losses = _train.train(k_model, data, n, lam, spec=spec)  # (params, stats)
     graph = _model.graphdef(spec, dt)
     h, w = data.shape[1:]
     z = jax.random.normal(jax.random.fold_in(k_sample, 0), (spec.samples, h, w), dt)
-    gen = _sample.generate(graph, variables, jax.random.fold_in(k_sample, 1), z, spec).reshape(spec.samples, h * w)
+    k_gen = jax.random.fold_in(k_sample, 1)
+    gen = _sample.generate(_sample.network(graph, variables), k_gen, z, spec).reshape(spec.samples, h * w)
     xtr = data.reshape(data.shape[0], h * w)
     emp_s, emp_u = references.empirical_eigen(xtr, n)
+    # the linear model of the same data (the empirical Wiener denoiser), sampled the same way
+    def linear(x, sig):
+        return references.spectral_denoise(x.reshape(1, h * w), emp_u, emp_s, sig).reshape(h, w)
+
+    gen_linear = _sample.generate(linear, k_gen, z, spec).reshape(spec.samples, h * w)
     xt = test.reshape(test.shape[0], h * w)
     e = jax.random.normal(k_noise, xt.shape, dt)
     net, wie, emp = [], [], []
@@ -154,6 +161,7 @@ def point(k_model, k_sample, k_noise, data, n, lam, test, pop_u, pop_s, latent, 
     tail = max(1, spec.steps // 10)
     return {
         "samples": gen,
+        "samples_linear": gen_linear,
         "m": observables.memorisation(gen, xtr, n)["m"],
         "m_heldout": observables.memorisation(xt, xtr, n)["m"],
         "Q": observables.subspace_overlap(observables.top_eigvecs(gen, k), latent),
@@ -202,13 +210,15 @@ def pair(g, l, s, n, lam, root, pools, tests, pop_u, pop_s, latent, *, spec: Con
         spec, k: static.
 
     Returns:
-        dict: m, m_heldout, q, Q, Q_heldout, Q_jac, Q_jac_heldout, loss [] and mse, mse_wiener, mse_empirical [n_sigma] (mean
-        of A and B; q between them, computed on the device in the scan's dtype).
+        dict: m, m_heldout, q, q_linear, Q, Q_heldout, Q_jac, Q_jac_heldout, loss [] and mse, mse_wiener,
+        mse_empirical [n_sigma] (mean of A and B; q and q_linear between them, computed on the device in
+        the scan's dtype).
     """
     per = _both(*pair_keys(root, g, l, s), pools[s], n, lam, tests[s], pop_u, pop_s, latent, spec=spec, k=k)
-    gen = per.pop("samples")
+    gen, gen_linear = per.pop("samples"), per.pop("samples_linear")
     out = {key: jnp.mean(v, axis=0) for key, v in per.items()}
     out["q"] = observables.convergence(gen[0], gen[1])
+    out["q_linear"] = observables.convergence(gen_linear[0], gen_linear[1])
     return out
 
 
@@ -270,7 +280,7 @@ class DenoiserEngine:
         self.n_max = int(self.ns.max())
         self.axes = (("gamma", grid.gamma), ("lam", grid.lam), ("seed", tuple(range(grid.seeds))))
         sig = ("sigma",)
-        self.variables = {"m": (), "m_heldout": (), "q": (), "Q": (), "Q_heldout": (),
+        self.variables = {"m": (), "m_heldout": (), "q": (), "q_linear": (), "Q": (), "Q_heldout": (),
                           "Q_jac": (), "Q_jac_heldout": (), "loss": (), "mse": sig, "mse_wiener": sig,
                           "mse_empirical": sig}
         self.coords = {"gamma": np.asarray(grid.gamma), "lam": np.asarray(grid.lam), "seed": np.arange(grid.seeds),

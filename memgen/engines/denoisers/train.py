@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ...run.batching import pad, sharded_map
+from ...run.batching import gather, pad, sharded_map
 from . import model as _model
 from ...specs import ConvDenoiser
 
@@ -145,7 +145,7 @@ def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None 
         batch: models vmapped at once per device (>= 1).
 
     Returns:
-        (variables ``(params, stats)`` stacked on a leading K axis, losses [K, steps])
+        (variables ``(params, stats)`` stacked on a leading K axis, losses [K, steps]), NumPy arrays
 
     Raises:
         ValueError: K = 0 or batch < 1.
@@ -159,7 +159,7 @@ def train_ensemble(keys, data, n, lam, *, spec: ConvDenoiser, batch: int | None 
         raise ValueError(f"train_ensemble: batch must be an integer >= 1, got {batch!r}")
     size = -(-K // (b * len(devices))) * b * len(devices)
     rows = pad(np.arange(K), size)  # whole micro-batches on every device, repeating the last model
-    out = _ensemble(spec, b, devices)(tuple(jnp.asarray(a)[rows] for a in (keys, data, n, lam)), ())
+    out = gather(_ensemble(spec, b, devices)(tuple(jnp.asarray(a)[rows] for a in (keys, data, n, lam)), ()))
     return jax.tree.map(lambda a: a[:K], out)
 
 
