@@ -7,7 +7,7 @@ traced, so a new load does not recompile), ``log sigma ~ U[log sigma_min, log si
 
 Contract: :func:`train_step` and :func:`train` are pure functions of one model's
 ``(key, data, n, lam)``; an ensemble of K models vmaps :func:`train` over stacked keys, data,
-n and lam (:func:`train_ensemble`: ``grid.sharded_map``, as the scan lays it out). At a fixed
+n and lam (:func:`train_ensemble`: ``run.batching.sharded_map``, as the scan lays it out). At a fixed
 micro-batch each model's result is a function of its own inputs alone, whatever the
 chunking or device count. Step keys are ``fold_in(key, step)`` (a wide key tree, no chained
 splits).
