@@ -96,6 +96,21 @@ def population(key: jax.Array, spec: DataSpec, beta, alpha, dtype) -> Population
 
 
 _BLOCK = 32  # rows drawn per key: large enough to amortise key derivation, small padding waste
+_DRAW_ELEMENTS = 2**20  # elements drawn at once: the random bits' temporaries stay a few MB, whatever n d
+
+
+def _blocks(draw, n_rows: int, d: int) -> jax.Array:
+    """``draw(b)`` -> rows [_BLOCK, d] of block b, for every block of ``n_rows`` rows: [n_rows, d].
+
+    Drawn ``_DRAW_ELEMENTS`` at a time (``lax.map``): threefry and the normal transform hold
+    about three times their output in temporaries, which for a whole training set at large d
+    (n = 65536 rows of d = 16384) would triple its memory. Each block's values depend only on
+    its key, so the grouping changes no number.
+    """
+    blocks = -(-n_rows // _BLOCK)
+    per = max(1, _DRAW_ELEMENTS // (_BLOCK * d))
+    g = jax.lax.map(draw, jnp.arange(blocks, dtype=jnp.uint32), batch_size=per)
+    return g.reshape(-1, d)[:n_rows]
 
 
 def standard_rows(key: jax.Array, n_rows: int, d: int, dtype) -> jax.Array:
@@ -104,22 +119,25 @@ def standard_rows(key: jax.Array, n_rows: int, d: int, dtype) -> jax.Array:
     The first rows of a longer draw are exactly a shorter draw (nested training sets;
     padding-independent). ``sample`` draws its isotropic part from this very stream.
     """
-    blocks = -(-n_rows // _BLOCK)
-    g = jax.vmap(lambda b: normal(jax.random.fold_in(jax.random.fold_in(key, b), 0), (_BLOCK, d), dtype))(
-        jnp.arange(blocks, dtype=jnp.uint32))
-    return g.reshape(-1, d)[:n_rows]
+    return _blocks(lambda b: normal(jax.random.fold_in(jax.random.fold_in(key, b), 0), (_BLOCK, d), dtype),
+                   n_rows, d)
 
 
 def sample(key: jax.Array, pop: Population, n_rows: int) -> jax.Array:
-    """A training set of ``n_rows`` samples [n_rows, d] (nested rows, see ``standard_rows``)."""
+    """A training set of ``n_rows`` samples [n_rows, d] (nested rows, see ``standard_rows``):
+    ``sqrt(sigma) g (+ mean) + sum_j sqrt(beta_j) h_j v_j``, block b's isotropic part g from
+    ``fold_in(fold_in(key, b), 0)`` and its spike amplitudes h from ``fold_in(fold_in(key, b), 1)``."""
     d, r = pop.spikes.shape
     dtype = pop.sigma.dtype
-    x = jnp.sqrt(pop.sigma)[None, :] * standard_rows(key, n_rows, d, dtype)
-    if pop.mean is not None:
-        x = x + pop.mean[None, :]
-    if r == 0:
-        return x
-    blocks = -(-n_rows // _BLOCK)
-    h = jax.vmap(lambda b: normal(jax.random.fold_in(jax.random.fold_in(key, b), 1), (_BLOCK, r), dtype))(
-        jnp.arange(blocks, dtype=jnp.uint32))
-    return x + (h.reshape(-1, r)[:n_rows] * jnp.sqrt(pop.beta)[None, :]) @ pop.spikes.T
+
+    def draw(b):  # one block [_BLOCK, d], drawn whole so that no n x d temporary is left
+        kb = jax.random.fold_in(key, b)
+        x = jnp.sqrt(pop.sigma)[None, :] * normal(jax.random.fold_in(kb, 0), (_BLOCK, d), dtype)
+        if pop.mean is not None:
+            x = x + pop.mean[None, :]
+        if r == 0:
+            return x
+        h = normal(jax.random.fold_in(kb, 1), (_BLOCK, r), dtype)
+        return x + (h * jnp.sqrt(pop.beta)[None, :]) @ pop.spikes.T
+
+    return _blocks(draw, n_rows, d)

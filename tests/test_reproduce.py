@@ -6,6 +6,9 @@ the same way but on 2 CPU devices, must reproduce them to 1e-6 (absolute or rela
 engine redesign they came out bit-identical except power-law w2 (3e-7: its per-lam eigvalsh
 now loops one matrix at a time); one observables module for both engines and one power-law
 spectrum for data and theory then moved some values by float32 rounding (<= 2e-7 relative).
+Drawing a training set a few blocks at a time (its memory: ``data._blocks``) moved the data by
+<= 1 float32 ulp, which power-law w2 (an eigvalsh per lam of a dense matrix) amplifies to
+7.8e-6 relative: it is held to 1e-5.
 
 (Run in a subprocess without x64: a float32 denoiser scan is not bit-identical between
 x64-on and x64-off processes, unlike the linear engine, whose normals are drawn in float32.)
@@ -53,4 +56,5 @@ def test_reproduces_the_stores_of_602b89a(tmp_path):
         old, new = np.load(DATA / f"{name}.npz"), np.load(tmp_path / f"{name}.npz")
         assert set(old.files) <= set(new.files), name  # variables added since (kl, kl_rev, h2) are new, not changed
         for k in old.files:
-            np.testing.assert_allclose(new[k], old[k], rtol=1e-6, atol=1e-6, err_msg=f"{name}.{k}")
+            tol = 1e-5 if (name, k) == ("powerlaw", "w2") else 1e-6
+            np.testing.assert_allclose(new[k], old[k], rtol=tol, atol=1e-6, err_msg=f"{name}.{k}")

@@ -135,7 +135,8 @@ def _krylov_model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, dept
     top, U = linalg.top_pairs(*block, k)
     out["Q"] = observables.subspace_overlap(U, pop.latent)
     out["top_eig"] = top[0]
-    tr_c = jnp.sum(X * X * fit_mod.row_mask(n_pad, n, X.dtype)[:, None]) / jnp.asarray(n, X.dtype)
+    # rows first: a masked sum over all of X made XLA copy X (tests/test_run.py, the memory model)
+    tr_c = jnp.sum(jnp.sum(X * X, axis=1) * fit_mod.row_mask(n_pad, n, X.dtype)) / jnp.asarray(n, X.dtype)
     rank = jnp.minimum(jnp.asarray(n, X.dtype), d)  # of the uncentred C, almost surely
     tr_root, err = krylov.sqrt_trace(f, theta[0], lam, tr_c, rank, top, U, z[0])
     out["w2"] = (tr_c + d * lam + d * unit**2 - 2 * unit * tr_root) / d
@@ -254,11 +255,11 @@ def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int, noise
 def krylov_point_bytes(d: int, n_pad: int, n_lam: int, samples: int, m: int, block: int, itemsize: int) -> int:
     """Estimated peak bytes of one point by the Krylov route (its two models run one after the other)."""
     per_model = (
-        2 * n_pad * d  # X, and a temporary of its size while it is drawn
-        + 3 * samples * m * d  # the bases, C times them, the spare row
+        n_pad * d  # X (drawn a few blocks at a time: no temporary of its size)
+        + 5 * samples * m * d  # the bases, C times them, the spare row, the Ritz basis and vectors
         + 3 * n_lam * samples * d  # generated samples, centred copies
-        + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
-        + 3 * (m + 1) * block * d  # block Lanczos: basis, C times it, Ritz vectors
+        + 6 * n_lam * samples * n_pad  # products, cosines, correlations, distances, masks
+        + 5 * (m + 1) * block * d  # block Lanczos: basis, C times it, Ritz basis and vectors
         + samples * n_pad  # X V^T of one step
     )
     return (per_model + 2 * n_lam * samples * d + samples * d) * itemsize  # + the first model's samples
