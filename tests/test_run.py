@@ -89,29 +89,26 @@ def test_a_large_draw_holds_no_more_than_its_training_set():
     np.testing.assert_array_equal(data_mod.sample(jax.random.key(1), pop, 96), one_by_one)
 
 
-@pytest.mark.parametrize("data, method", [(memgen.Spiked(d=1024, beta=(2.0, 1.5)), "eigh"),
-                                          (memgen.Isotropic(d=1024, mean=3.0), "eigh"),
-                                          (memgen.PowerLaw(d=1024, alpha=1.0), "eigh"),
-                                          (memgen.Spiked(d=1024, beta=2.0), "krylov")])
-def test_point_memory_model_bounds_what_xla_allocates(data, method):
+@pytest.mark.parametrize("data, method, batch", [(memgen.Spiked(d=1024, beta=(2.0, 1.5)), "eigh", 1),
+                                                 (memgen.Isotropic(d=1024, mean=3.0), "eigh", 2),
+                                                 (memgen.PowerLaw(d=1024, alpha=1.0), "eigh", 1),
+                                                 (memgen.Spiked(d=1024, beta=2.0), "krylov", 1)])
+def test_point_memory_model_bounds_what_xla_allocates(data, method, batch):
     """The planner's bytes per point (``point_bytes``: chunk sizes and the refusal of a grid too
-    big for the memory) are at least what XLA allocates for the compiled point at the largest
-    load, so a planned chunk fits. At d = 1024, where memory starts to bind (compiled only,
-    never run); at d = 256 the model's rough terms under-count by up to 30%, which no budget
-    notices. Before the draw kept its temporaries small, XLA took 1.6x the model for Isotropic data."""
-    from functools import partial
-
-    grid = memgen.Grid(gamma=[4.0], lam=[0.01, 0.1, 0.3, 1.0], seeds=1)
+    big for the memory) times the micro-batch are at least what XLA allocates on a device for
+    the scan's compiled step (``loop.compiled``, as the scan builds it) at the largest load, so a
+    planned chunk fits. At d = 1024, where memory starts to bind (compiled only, never run); at
+    d = 256 the model's rough terms under-count by up to 30%, which no budget notices. Before
+    the draw kept its temporaries small and one point ran without a vmap, XLA took 1.6x the
+    model (eigh, d = 4096) and 2.8x (Krylov, d = 16384: a scan was OOM-killed)."""
+    grid = memgen.Grid(gamma=[4.0], lam=[0.01, 0.1, 0.3, 1.0], seeds=2)
     engine = lin_engine.SpectralEngine(data, memgen.Linear(method=method), grid, jnp.float32)
     n_pad = int(engine.pads[int(engine.ns[0])])
-    depth = None if engine.depths is None else engine.depth_of[n_pad]
-    f = jax.jit(partial(lin_engine.point, spec=data, model=engine.model, n_pad=n_pad, dtype=jnp.float32,
-                        depth=depth))
-    beta = jnp.full(len(getattr(data, "beta", ())), 2.0, jnp.float32)
-    args = (jnp.uint32(0), jnp.int32(n_pad), beta, jnp.float32(1.0), jnp.asarray(grid.lam, jnp.float32),
-            jax.random.key(0))
-    used = f.lower(*args).compile().memory_analysis().temp_size_in_bytes
-    assert used <= engine.point_bytes(n_pad, 4), (used, engine.point_bytes(n_pad, 4))
+    devices = tuple(jax.devices()[:1])
+    step = loop.compiled(type(engine), engine.static(), n_pad, batch, devices)
+    step.compile(engine.inputs(np.arange(batch)), engine.shared())
+    used = next(iter(step.executables.values())).memory_analysis().temp_size_in_bytes
+    assert used <= batch * engine.point_bytes(n_pad, 4), (used, batch * engine.point_bytes(n_pad, 4))
 
 
 def test_pad_rows_ladder():
