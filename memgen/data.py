@@ -105,7 +105,8 @@ def _blocks(draw, n_rows: int, d: int) -> jax.Array:
     Drawn ``_DRAW_ELEMENTS`` at a time (``lax.map``): threefry and the normal transform hold
     about three times their output in temporaries, which for a whole training set at large d
     (n = 65536 rows of d = 16384) would triple its memory. Each block's values depend only on
-    its key, so the grouping changes no number.
+    its key, so the grouping draws the same numbers up to the compiled code's float32 rounding
+    (<= 1 ulp against the whole-at-once draw; tests/test_reproduce.py).
     """
     blocks = -(-n_rows // _BLOCK)
     per = max(1, _DRAW_ELEMENTS // (_BLOCK * d))
