@@ -6,8 +6,7 @@ import scipy.linalg
 # The suite compiles hundreds of small kernels and computes little: XLA's CPU compile is most
 # of its time, and LLVM at -O1 halves it (a denoiser pair: 11.4 s -> 5.7 s compiling, the same
 # 0.1 s running). Every test process gets it, subprocesses included, except the README's
-# commands, which run as users type them, and test_reproduce, which compares numbers to 1e-6
-# (-O1 moves float32 power-law w2 by 1.4e-6).
+# commands, which run as users type them.
 FAST_COMPILE = "--xla_backend_optimization_level=1"
 
 

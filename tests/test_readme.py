@@ -77,17 +77,27 @@ def test_readme_command_runs_as_written(cwd, kind, text):
 
 
 def _table(text: str) -> dict[str, list[float]]:
-    """The conv summary table (``report.denoiser_summary``) -> column name: values per load."""
+    """The conv summary table (``report.denoiser_summary``) -> column name: values per load, and
+    ``<name>_sem``: the printed standard error over seeds (0 for the columns printed without one)."""
     rows = [ln.split() for ln in text.splitlines() if re.match(r"\s*[0-9.]+\s+\d+\s+-?[0-9.]+ ± ", ln)]
-    cols = {"n": 1, "m": 2, "m_heldout": 5, "q": 6, "q_linear": 9, "Q_jac": 10}
-    return {name: [float(r[j]) for r in rows] for name, j in cols.items()}
+    cols = {"n": (1, None), "m": (2, 4), "m_heldout": (5, None), "q": (6, 8), "q_linear": (9, None), "Q_jac": (10, 12)}
+    out = {}
+    for name, (j, e) in cols.items():
+        out[name] = [float(r[j]) for r in rows]
+        out[name + "_sem"] = [float(r[e]) if e else 0.0 for r in rows]
+    return out
 
 
 @pytest.mark.parametrize("command", [CONV, UNET], ids=["bfcnn", "unet"])
 def test_conv_preset_shows_the_transition_the_readme_prints(cwd, command):
-    """The issue's checks of --preset quick (BF-CNN and UNet) on the README command's own store,
-    and the README's table reproduced (to 0.03: another CPU rounds differently; the values move
-    by over 0.1)."""
+    """The behaviour the preset shows (BF-CNN and UNet), on the README command's own store: one
+    training image is copied (m at n = 1), two models then disagree (q low) and the Jacobian knows
+    little of the latent directions (Q_jac low); by n = 512 m sits at its baseline, q and Q_jac
+    rise, and the network denoises as well as the Wiener filter. With the issue's thresholds,
+    and the README's table reproduced within its own spread: to 0.03, or 3 printed standard errors
+    where they are larger. Another CPU rounds the float32 training differently, and a chaotic
+    training then ends elsewhere within the seeds' spread (an AVX-512 machine moved the UNet's q at
+    n = 128 by 0.054, sem 0.031); the checks above do not depend on the table."""
     import memgen
 
     out = cwd / command.split("--out ")[1]
@@ -99,9 +109,17 @@ def test_conv_preset_shows_the_transition_the_readme_prints(cwd, command):
     assert m[0] >= 0.9 and abs(m[-1] - base[-1]) <= 0.05, (m, base)  # copies at n = 1, not at n = 512
     assert q[-1] - q[0] >= 0.4, q
     assert Qj[-1] >= 0.7 and float(ds.Q_jac_heldout.min()) >= 0.9, (Qj, ds.Q_jac_heldout.values)
-    # negative control: the same checks reject the held-out baseline (fresh images copy nothing)
-    assert not base[0] >= 0.9
+    # the linear model of the same images converges too, on its own line (one image each: q ~ 1/sqrt(d))
+    assert abs(ql[0]) < 0.3 and ql[-1] > 0.8, ql
+    # at n = 512 the network denoises held-out images as well as the optimal (Wiener) filter, to 10%
+    ratio = ds.mse.values[-1] / ds.mse_wiener.values[-1]
+    assert np.all(ratio < 1.1), ratio
+    # negative controls: the same checks reject the perfect-model baselines, which have no trend
+    # (fresh images copy nothing; the Wiener filter's Jacobian knows the latent directions at every n)
+    assert not base[0] >= 0.9 and not base[-1] < base[0] - 0.3
+    assert not ds.Q_jac_heldout.values[-1] > ds.Q_jac_heldout.values[0] + 0.3
     shown = _table(README.split(command, 1)[1].split("```text", 1)[1].split("```", 1)[0])
     assert shown["n"] == [1, 4, 16, 128, 512], shown
     for name, vals in (("m", m), ("m_heldout", base), ("q", q), ("q_linear", ql), ("Q_jac", Qj)):
-        np.testing.assert_allclose(vals, shown[name], atol=0.03, err_msg=name)
+        tol = np.maximum(0.03, 3 * np.asarray(shown[name + "_sem"]))
+        assert np.all(np.abs(vals - np.asarray(shown[name])) <= tol), (name, vals, shown[name], tol)

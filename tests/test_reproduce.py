@@ -2,13 +2,16 @@
 
 ``tests/data/store-602b89a/*.npz`` were written by commit 602b89a (the main of that day, one
 CPU device, float32 without x64, batch 2) with the script below. The redesigned code, run
-the same way but on 2 CPU devices, must reproduce them to 1e-6 (absolute or relative). At the
+the same way but on 2 CPU devices, must reproduce them to 1e-5 (absolute or relative; below). At the
 engine redesign they came out bit-identical except power-law w2 (3e-7: its per-lam eigvalsh
 now loops one matrix at a time); one observables module for both engines and one power-law
 spectrum for data and theory then moved some values by float32 rounding (<= 2e-7 relative).
 Drawing a training set a few blocks at a time (its memory: ``data._blocks``) moved the data by
 <= 1 float32 ulp, which power-law w2 (an eigvalsh per lam of a dense matrix) amplifies to
-7.8e-6 relative: it is held to 1e-5.
+7.8e-6 relative. Another CPU (AVX-512 against the AVX2 machine that wrote them) vectorises the
+float32 sums differently: spiked Q moved by 1.7e-6 (7.6e-6 relative), so every value is held to
+1e-5, and power-law w2, which amplifies rounding, to 5e-5 (a changed key or formula moves these
+values by 1e-3 or more).
 
 (Run in a subprocess without x64: a float32 denoiser scan is not bit-identical between
 x64-on and x64-off processes, unlike the linear engine, whose normals are drawn in float32.)
@@ -21,6 +24,7 @@ import sys
 import textwrap
 
 import numpy as np
+from reference import xla_flags
 
 
 DATA = pathlib.Path(__file__).parent / "data" / "store-602b89a"
@@ -46,9 +50,8 @@ SCRIPT = textwrap.dedent("""
 
 def test_reproduces_the_stores_of_602b89a(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")}
-    # the user's compiler flags, not the suite's quick compiles (reference.FAST_COMPILE): LLVM -O1
-    # moves power-law w2 by 1.4e-6 in float32, beyond this reproduction's 1e-6
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    # the suite's quick compiles (LLVM -O1) on 2 devices: -O1 moves no value by more than 2.7e-6
+    env["XLA_FLAGS"] = xla_flags(2)
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
                        timeout=280)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -56,5 +59,5 @@ def test_reproduces_the_stores_of_602b89a(tmp_path):
         old, new = np.load(DATA / f"{name}.npz"), np.load(tmp_path / f"{name}.npz")
         assert set(old.files) <= set(new.files), name  # variables added since (kl, kl_rev, h2) are new, not changed
         for k in old.files:
-            tol = 1e-5 if (name, k) == ("powerlaw", "w2") else 1e-6
-            np.testing.assert_allclose(new[k], old[k], rtol=tol, atol=1e-6, err_msg=f"{name}.{k}")
+            tol = 5e-5 if (name, k) == ("powerlaw", "w2") else 1e-5
+            np.testing.assert_allclose(new[k], old[k], rtol=tol, atol=1e-5, err_msg=f"{name}.{k}")
