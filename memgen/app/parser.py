@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk", type=int, help="points per stored chunk, the unit of checkpointing and progress; "
                    "results do not depend on it (default: a few micro-batches per device)")
     s.add_argument("--batch", type=int, help="points evaluated at once per device; stored with the spec, as it "
-                   "fixes the arithmetic (default: 8; conv: 1 pair of denoisers)")
+                   "fixes the arithmetic (default: 1 on a CPU; 8 on an accelerator, conv: 1 pair of denoisers)")
     th = s.add_mutually_exclusive_group()
     th.add_argument("--theory", action="store_true", default=None, help="store the asymptotic theory as "
                     "<var>_theory (default: on where a theory exists, i.e. for spiked and powerlaw data)")

@@ -22,7 +22,8 @@ class Engine(Protocol):
         name: stored as the ``memgen_engine`` attribute (e.g. ``"linear"``).
         point_name: what one point is, for messages (e.g. ``"pair of linear models"``).
         per_device: micro-batches per device in a default chunk.
-        batch: the default micro-batch, points evaluated at once per device (``scan(batch=None)``).
+        batch: the default micro-batch on an accelerator, points evaluated at once per device
+            (``scan(batch=None)``; 1 on a CPU: ``memgen.scan.default_batch``).
         values_per_point: grid values (combinations of gamma, lam, seed, ...) one point
             computes, e.g. every lam of a linear fit; progress counts grid values.
         axes: the point axes in flat (C) order, each ``(dim, values)``; a point's flat index
