@@ -47,6 +47,9 @@ if "--naive-worker" not in sys.argv:  # the baseline runs in a process without J
     import memgen
     from memgen.app import bench as bench_mod
     from memgen import data as data_mod
+    from memgen.run.device import use_every_core
+
+    use_every_core()  # as the memgen command runs: one CPU device per core (the floor gets them too)
 
 
 def best_of(fn, repeat: int) -> float:
