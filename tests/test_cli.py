@@ -28,11 +28,28 @@ def assert_one_line_error(r, message):
     assert message in lines[0], r.stderr
 
 
+def in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """``memgen ARGS`` through ``cli.main`` in this process, for options refused before any compute
+    (no process start: 2 s each). ``test_errors_in_a_real_process`` runs such errors as a
+    subprocess, the way a user meets them."""
+    from memgen.app import cli
+
+    try:
+        rc = cli.main(list(args))
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out.out, out.err)
+
+
 def test_scan_writes_store_and_png(tmp_path):
+    """The main job's path: a store with the theory (on by default where it exists; the config
+    test turns it off), the figures, the summary."""
     out = tmp_path / "run"
     r = memgen("scan", "--d", "24", "--gamma", "0.5:2:3", "--lam", "0,0.1", "--seeds", "2",
-               "--samples", "4", "--out", str(out), "--theory", "--no-progress")
+               "--samples", "4", "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
+    assert "q = 1/2 at gamma" in r.stdout and "BBP threshold" in r.stdout  # the summary
     ds = xr.open_dataset(out / "results.nc", engine="h5netcdf")
     assert ds.q.dtype.name == "float32" and ds.attrs["dtype"] == "float32"
     assert dict(ds.sizes) == {"gamma": 3, "lam": 2, "seed": 2}
@@ -47,23 +64,10 @@ def test_scan_writes_store_and_png(tmp_path):
     assert r.returncode == 2 and "exists and is not empty" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_theory_is_on_by_default_where_it_exists(tmp_path):
-    """The main job stores the theory without being asked; --no-theory skips it."""
-    common = ["--d", "16", "--gamma", "0.5,2", "--lam", "0", "--seeds", "1", "--samples", "2", "--no-progress"]
-    r = memgen("scan", *common, "--out", str(tmp_path / "a"))
-    assert r.returncode == 0, r.stderr
-    r2 = memgen("scan", *common, "--no-theory", "--out", str(tmp_path / "b"))
-    assert r2.returncode == 0, r2.stderr
-    with xr.open_dataset(tmp_path / "a" / "results.nc", engine="h5netcdf") as a, \
-            xr.open_dataset(tmp_path / "b" / "results.nc", engine="h5netcdf") as b:
-        assert "q_theory" in a and "q_theory" not in b
-    assert "q = 1/2 at gamma" in r.stdout and "BBP threshold" in r.stdout  # the summary
-
-
 def test_config_file(tmp_path):
     cfg = tmp_path / "scan.toml"
     cfg.write_text('d = 16\ngamma = [0.5, 2.0]\nlam = "0"\nseeds = 1\nsamples = 2\nno-progress = true\n'
-                   'x64 = true\noverwrite = true\n')
+                   'x64 = true\noverwrite = true\ntheory = false\n')
     for _ in range(2):  # the second run replaces the first's store: overwrite = true
         r = memgen("scan", "--config", str(cfg), "--out", str(tmp_path / "o"))
         assert r.returncode == 0, r.stderr
@@ -71,6 +75,7 @@ def test_config_file(tmp_path):
     ds = xr.open_dataset(tmp_path / "o" / "results.nc", engine="h5netcdf")
     assert dict(ds.sizes) == {"gamma": 2, "lam": 1, "seed": 1}
     assert ds.q.dtype.name == "float64" and ds.attrs["dtype"] == "float64"  # x64 = true
+    assert "q_theory" not in ds  # theory = false (spiked data: on by default)
     ds.close()
 
 
@@ -81,9 +86,9 @@ def test_config_file(tmp_path):
     ('resume = "/nonexistent/store"\n', "--resume: '/nonexistent/store' is not a memgen store"),
     ('resume = "/nonexistent/store"\nd = 20\n', "--resume takes the spec from the store; drop --d"),
 ])
-def test_config_file_errors(tmp_path, toml, message):
+def test_config_file_errors(tmp_path, capsys, toml, message):
     (tmp_path / "c.toml").write_text(toml)
-    assert_one_line_error(memgen("scan", "--config", str(tmp_path / "c.toml")), message)
+    assert_one_line_error(in_process(capsys, "scan", "--config", str(tmp_path / "c.toml")), message)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -106,8 +111,19 @@ def test_config_file_errors(tmp_path, toml, message):
     (["--config", "/nonexistent.toml"], "--config: no such file"),
     ([], "--out is required"),
 ])
-def test_bad_input_one_clear_message(args, message):
-    assert_one_line_error(memgen("scan", *args), message)
+def test_bad_input_one_clear_message(capsys, args, message):
+    assert_one_line_error(in_process(capsys, "scan", *args), message)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["scan", "--seeds", "0", "--out", "x"], "Grid.seeds must be an integer >= 1, got 0"),
+    (["scan", "--data", "bogus"], "argument --data: invalid choice: 'bogus'"),
+    (["theory", "--gamma", "1", "--lam", "0", "--x64"], "unrecognized arguments: --x64"),
+])
+def test_errors_in_a_real_process(args, message):
+    """The refusals above, as a user meets them: a ``memgen`` process that exits 2 with one line
+    and no traceback."""
+    assert_one_line_error(memgen(*args), message)
 
 
 def test_theory_formats():
@@ -132,8 +148,8 @@ def test_theory_formats():
     (["--source", "disks"], "unrecognized arguments: --source disks"),
     (["--x64"], "unrecognized arguments: --x64"),
 ])
-def test_theory_takes_only_theory_options(args, message):
-    assert_one_line_error(memgen("theory", "--gamma", "1", "--lam", "0", *args), message)
+def test_theory_takes_only_theory_options(capsys, args, message):
+    assert_one_line_error(in_process(capsys, "theory", "--gamma", "1", "--lam", "0", *args), message)
 
 
 def _subparser(name):
@@ -276,7 +292,7 @@ def test_one_cpu_device_per_core_unless_the_user_chose():
     assert len(json.loads(r.stdout)["devices"]) == 1
 
 
-def test_resume_takes_the_spec_from_the_store(tmp_path):
+def test_resume_takes_the_spec_from_the_store(tmp_path, capsys):
     out = tmp_path / "r"
     r = memgen("scan", "--d", "16", "--gamma", "0.5,2", "--lam", "0", "--seeds", "2", "--samples", "2",
                "--out", str(out), "--no-progress", "--theory")
@@ -293,7 +309,7 @@ def test_resume_takes_the_spec_from_the_store(tmp_path):
     assert (first.q.values == again.q.values).all()
     assert "q_theory" in again and (first.q_theory.values == again.q_theory.values).all()  # the store's theory flag
     for args in (["--d", "20"], ["--theory"]):
-        r = memgen("scan", "--resume", str(out), *args)
+        r = in_process(capsys, "scan", "--resume", str(out), *args)
         assert_one_line_error(r, f"--resume takes the spec from the store; drop {args[0]}")
 
 
@@ -319,9 +335,10 @@ def test_os_errors_are_one_line(monkeypatch, capsys):
     ('{"data": {"kind": "Spiked", "d": 1}, "model": {"kind": "Linear"}, "grid": {"kind": "Grid"}}',
      "Spiked.d must be an integer >= 2, got 1"),
 ])
-def test_resume_names_what_is_wrong_with_spec_json(tmp_path, text, message):
+def test_resume_names_what_is_wrong_with_spec_json(tmp_path, capsys, text, message):
     (tmp_path / "spec.json").write_text(text)
-    assert_one_line_error(memgen("scan", "--resume", str(tmp_path)), f"--resume: {tmp_path / 'spec.json'}: {message}")
+    assert_one_line_error(in_process(capsys, "scan", "--resume", str(tmp_path)),
+                          f"--resume: {tmp_path / 'spec.json'}: {message}")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -335,8 +352,9 @@ def test_resume_names_what_is_wrong_with_spec_json(tmp_path, text, message):
     (["--data", "field", "--model", "unet", "--depth", "9"], "ConvDenoiser.depth must be an integer in [1, 6] "
      "for network='unet' (encoder-decoder levels), got 9"),
 ])
-def test_options_that_do_not_apply_are_refused(args, message, tmp_path):
-    assert_one_line_error(memgen("scan", *args, "--out", str(tmp_path / "x")), message)
+def test_options_that_do_not_apply_are_refused(args, message, tmp_path, capsys):
+    assert_one_line_error(in_process(capsys, "scan", *args, "--out", str(tmp_path / "x")), message)
+    assert not (tmp_path / "x").exists()  # refused before the store is touched
 
 
 def test_help_says_which_data_and_model_each_option_applies_to(monkeypatch):
