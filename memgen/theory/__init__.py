@@ -19,6 +19,7 @@ See docs/theory.md for the formulas, their assumptions and the tests that check 
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -136,27 +137,49 @@ def _spiked(data: specs.Spiked, grid: specs.Grid, gamma, lam, n):
 
 
 def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n, model):
-    """All variables for one (alpha, spike strengths) pair: [G, L] and [G] arrays (numpy)."""
-    dt = gamma.dtype
+    """All variables for one (alpha, spike strengths) pair: [G, L] and [G] arrays.
+
+    One compiled program per (d, spikes, model, shapes), whatever alpha: every alpha of a sweep
+    and every later call reuses it (op by op, the first call compiled 43 kernels: 12.5 s for a
+    5-alpha sweep at d = 300; ``tests/test_theory.py``)."""
     d = data.d
     axis_spikes = bool(beta) and data.directions == "axis"
-    base = powerlaw.powerlaw_spectrum(jnp.asarray(alpha, dt), d)
-    sigma = powerlaw.powerlaw_spectrum(jnp.asarray(alpha, dt), d, beta=beta if axis_spikes else None)
+    a = jnp.asarray(alpha, gamma.dtype)
+    # the population axis whose outlier is the top eigenvalue: static for the program below
+    sigma = _spectrum(a, d, tuple(beta) if axis_spikes else None)
+    j_top = int(np.argmax(np.asarray(sigma)))
+    idx = tuple(range(len(beta))) if beta and axis_spikes else () if beta else tuple(range(data.k))
+    out = _powerlaw_arrays(a, gamma, lam, n, d=d, beta=tuple(beta), axis_spikes=axis_spikes, idx=idx,
+                           j_top=j_top, model=model)
+    if "residual" in out:
+        powerlaw.check_residual(out.pop("residual"), f"PowerLaw(alpha={alpha}) deterministic equivalent")
+    return out
+
+
+_spectrum = jax.jit(powerlaw.powerlaw_spectrum, static_argnums=(1, 2))
+
+
+@partial(jax.jit, static_argnames=("d", "beta", "axis_spikes", "idx", "j_top", "model"))
+def _powerlaw_arrays(alpha, gamma, lam, n, *, d: int, beta: tuple, axis_spikes: bool, idx: tuple, j_top: int,
+                     model) -> dict:
+    """``_powerlaw_one``'s arrays: alpha [] (traced), gamma [G], lam [L], n [G]; ``idx`` the axes Q
+    scores (empty: random-direction spikes); ``j_top`` the axis of the top outlier."""
+    dt = gamma.dtype
+    base = powerlaw.powerlaw_spectrum(alpha, d)
+    sigma = powerlaw.powerlaw_spectrum(alpha, d, beta=beta if axis_spikes else None)
     if isinstance(model, specs.LinearDiffusion):
         vals = _anisotropic(model, sigma, gamma, lam)
     else:
-        vals = jax.jit(powerlaw.grid_values)(sigma, gamma, lam)
-        powerlaw.check_residual(vals["residual"], f"PowerLaw(alpha={alpha}) deterministic equivalent")
+        vals = powerlaw.grid_values(sigma, gamma, lam)
     extra1 = 0.0 if (axis_spikes or not beta) else sum(beta) / d
     extra2 = 0.0 if (axis_spikes or not beta) else (2.0 * sum(beta) + sum(b * b for b in beta)) / d
     tau1 = jnp.mean(sigma) + extra1
     tau2 = jnp.mean(sigma**2) + extra2
-    if alpha > 0:  # no reliable theory (docs/theory.md): NaN, noted on the variable
-        m = jnp.full((gamma.shape[0], lam.shape[0]), jnp.nan, dt)
-    else:  # alpha = 0 is white data (+ spikes): the spiked law, checked against simulation
-        m = memorisation_proportional(n.astype(dt)[:, None], jnp.asarray(float(d), dt), lam[None, :], tau1, tau2)
+    # alpha = 0 is white data (+ spikes): the spiked law, checked against simulation; alpha > 0
+    # has no reliable theory (docs/theory.md): NaN, noted on the variable
+    m = memorisation_proportional(n.astype(dt)[:, None], jnp.asarray(float(d), dt), lam[None, :], tau1, tau2)
+    m = jnp.where(alpha > 0, jnp.nan, m)
     # latent overlaps and the top eigenvalue, per gamma
-    j_top = int(np.argmax(np.asarray(sigma)))
     x_top = powerlaw.axis_outlier(sigma, gamma, j_top)[1]
     edge = jax.vmap(lambda g: powerlaw.bulk_edge(sigma, g)[0])(gamma)
     top = jnp.where(jnp.isnan(x_top), edge, x_top)
@@ -164,14 +187,12 @@ def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n, model
         per = [jax.vmap(lambda g, b=b: powerlaw.random_spike_outlier(base, g, b))(gamma) for b in beta]
         big_q = jnp.mean(jnp.stack([p[0] for p in per]), axis=0)
         top = jnp.maximum(top, jnp.max(jnp.stack([p[1] for p in per]), axis=0))
-    else:
-        idx = range(len(beta)) if beta else range(data.k)
-        # each axis a spike on the other d - 1 values; subspace Q incl. cross overlaps
+    else:  # each axis a spike on the other d - 1 values; subspace Q incl. cross overlaps
         big_q = powerlaw.latent_recovery(sigma, gamma, list(idx))
     out = {"Q": big_q, "top_eig": top}
     if isinstance(model, specs.LinearDiffusion):  # no theory of m, none of W2 for a general gain
         return {**out, **{k: vals[k] for k in ("q", "kl", "kl_rev")}}
-    return {**out, "q": vals["q"], "w2": vals["w2"], "m": m}
+    return {**out, "q": vals["q"], "w2": vals["w2"], "m": m, "residual": vals["residual"]}
 
 
 def _anisotropic(model, sigma, gamma, lam) -> dict:
@@ -179,7 +200,7 @@ def _anisotropic(model, sigma, gamma, lam) -> dict:
     measures of C, ``anisotropic``); NaN where the quadrature did not converge (residual over
     ``anisotropic.RESIDUAL_TOL``: gamma >~ 30), which the Dataset notes."""
     G = lambda l: gains.gain(l, lam[:, None], model)  # noqa: E731  [J, L, K]
-    vals = jax.jit(lambda g: anisotropic.values(G, g, sigma, noise_axis=True))(gamma)
+    vals = anisotropic.values(G, gamma, sigma, noise_axis=True)  # traced inside _powerlaw_arrays
     bad = vals["residual"] > anisotropic.RESIDUAL_TOL
     bad = bad.reshape(bad.shape + (1,) * (vals["q"].ndim - bad.ndim))  # per load or per point
     return {k: jnp.where(bad, jnp.nan, vals[k]) for k in ("q", "kl", "kl_rev")}
