@@ -256,10 +256,12 @@ def _onestep(data: specs.Isotropic, grid: specs.Grid, model: specs.OneStep) -> x
     return ds
 
 
+@partial(jax.jit, static_argnames=("model",))
 def _spectral(model, gamma, lam) -> dict:
-    """q, w2, kl, kl_rev [G, L] of a spectral model from the MP integrals of its gain stack."""
+    """q, w2, kl, kl_rev [G, L] of a spectral model from the MP integrals of its gain stack (one
+    program per model and shapes: a jit of a fresh lambda compiled again on every call)."""
     G = lambda s: gains.gain(s, lam[None, :, None], model)  # noqa: E731  s [G, 1, K] -> [J, G, L, K]
-    return jax.jit(lambda g: diffusion.spectral_values(G, g))(gamma[:, None])
+    return diffusion.spectral_values(G, gamma[:, None])
 
 
 def _theory(data, grid: specs.Grid, model) -> xr.Dataset:
