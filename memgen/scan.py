@@ -95,8 +95,9 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
             exactly (default: a few micro-batches per device).
         batch: points evaluated at once per device (a point is a pair of models). Results
             are bit-identical for any chunk size, device count and resume history at equal
-            batch; a batch over ``memory`` is refused before compute. Default
-            (``default_batch``): 1 on a CPU, the engine's on an accelerator (8; denoisers 1).
+            batch; a batch over ``memory`` is refused before compute. Default: on resume,
+            the store's; else ``default_batch``, 1 on a CPU and the engine's on an accelerator
+            (8; denoisers 1).
         mode: what to do with ``out``: ``"new"`` (refuse a non-empty one), ``"overwrite"``
             (delete only a store memgen created, and only what memgen wrote into it) or
             ``"resume"`` (compute only the points its chunks lack).
@@ -134,6 +135,8 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
                              "out= (--out), a directory every process sees")
         dt = check_dtype(dtype)
         engine = engines.build(data, model, grid, dt)
+        if batch is None and mode == "resume" and out is not None:  # the batch the store was written with
+            batch = store_mod.stored_batch(out)
         batch = default_batch(engine) if batch is None else batch
         budget = None if memory is None else parse_memory(memory)
         th = theory_mod.theory(data, grid, model) if theory else None  # fails before any compute

@@ -49,6 +49,16 @@ def spec_dict(data, model, grid, dtype, batch: int | None = None, theory: bool =
     return out
 
 
+def stored_batch(path: str | os.PathLike) -> int | None:
+    """The micro-batch a store at ``path`` was written with, or None (no store there, or none
+    recorded): what ``scan(batch=None, mode="resume")`` resumes with, so that a store written
+    under another default (8 on a CPU before 2026-12-02) finishes with its own arithmetic."""
+    if not (Path(path) / SPEC).is_file():
+        return None
+    batch = read_spec(path).get("batch")
+    return batch if isinstance(batch, int) and not isinstance(batch, bool) else None
+
+
 def specs_of(spec: dict) -> tuple:
     """(data, model, grid) of a spec dict (``spec_dict``'s inverse)."""
     return tuple(specs.from_dict(spec[k]) for k in ("data", "model", "grid"))

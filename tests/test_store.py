@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -308,3 +309,19 @@ def test_theory_is_computed_before_the_scan(tmp_path):
         memgen.scan(data, model, memgen.Grid(gamma=[0.5], lam=[0.0], seeds=1), out=tmp_path / "s", theory=True,
                     progress=False)
     assert not (tmp_path / "s").exists()
+
+
+def test_resume_keeps_the_batch_the_store_was_written_with(tmp_path):
+    """``scan(batch=None, mode="resume")`` finishes a store with its own micro-batch (a store written
+    at 2 resumes at 2, bit for bit, though the CPU default is 1); an explicit other batch is refused."""
+    out = tmp_path / "s"
+    full = memgen.scan(DATA, MODEL, GRID, out=out, batch=2, chunk=jax.device_count() * 2, progress=False)
+    chunks = sorted((out / "chunks").glob("*.npz"))
+    assert len(chunks) > 1
+    chunks[0].unlink()
+    (out / "results.nc").unlink()
+    with pytest.raises(ValueError, match="differs in batch"):
+        memgen.scan(DATA, MODEL, GRID, out=out, batch=1, progress=False, mode="resume")
+    again = memgen.scan(DATA, MODEL, GRID, out=out, progress=False, mode="resume")
+    for v in full.data_vars:
+        np.testing.assert_array_equal(again[v].values, full[v].values, err_msg=v)
