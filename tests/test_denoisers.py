@@ -414,11 +414,10 @@ def test_scan_contract_pairs_and_chunking():
     assert np.all(ds.mse.mean("seed") >= ds.mse_wiener.mean("seed") * (1 - 0.05))
     assert np.all(ds.mse_empirical.mean("seed") >= ds.mse_wiener.mean("seed") - 1e-12)
     # chunking does not change results (keys come from grid coordinates, fixed micro-batch)
+    # (the first scan ran at the default micro-batch, one pair: the same arithmetic)
     ds1 = memgen.scan(data, TINY, grid, progress=False, chunk=1, batch=1, dtype=jnp.float64)
-    ds2 = memgen.scan(data, TINY, grid, progress=False, batch=1, dtype=jnp.float64)
     for v in ds.data_vars:
-        _same(v, ds1[v].values, ds2[v].values)
-        np.testing.assert_allclose(ds1[v].values, ds[v].values, rtol=1e-8, atol=1e-12, err_msg=v)
+        _same(v, ds1[v].values, ds[v].values)
 
 
 def _same(name, a, b):
