@@ -314,6 +314,8 @@ def test_theory_is_computed_before_the_scan(tmp_path):
 def test_resume_keeps_the_batch_the_store_was_written_with(tmp_path):
     """``scan(batch=None, mode="resume")`` finishes a store with its own micro-batch (a store written
     at 2 resumes at 2, bit for bit, though the CPU default is 1); an explicit other batch is refused."""
+    default = 1 if jax.default_backend() == "cpu" else 8  # scan.default_batch
+    assert json.loads(memgen.scan(DATA, MODEL, GRID, progress=False).attrs["memgen_spec"])["batch"] == default
     out = tmp_path / "s"
     full = memgen.scan(DATA, MODEL, GRID, out=out, batch=2, chunk=jax.device_count() * 2, progress=False)
     chunks = sorted((out / "chunks").glob("*.npz"))
