@@ -145,12 +145,11 @@ def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n, model
     d = data.d
     axis_spikes = bool(beta) and data.directions == "axis"
     a = jnp.asarray(alpha, gamma.dtype)
-    # the population axis whose outlier is the top eigenvalue: static for the program below
     sigma = _spectrum(a, d, tuple(beta) if axis_spikes else None)
+    # the population axis whose outlier is the top eigenvalue: static for the program below
     j_top = int(np.argmax(np.asarray(sigma)))
-    idx = tuple(range(len(beta))) if beta and axis_spikes else () if beta else tuple(range(data.k))
-    out = _powerlaw_arrays(a, gamma, lam, n, d=d, beta=tuple(beta), axis_spikes=axis_spikes, idx=idx,
-                           j_top=j_top, model=model)
+    out = _powerlaw_arrays(a, sigma, gamma, lam, n, d=d, beta=tuple(beta), axis_spikes=axis_spikes,
+                           k=len(beta) if beta else data.k, j_top=j_top, model=model)
     if "residual" in out:
         powerlaw.check_residual(out.pop("residual"), f"PowerLaw(alpha={alpha}) deterministic equivalent")
     return out
@@ -159,14 +158,13 @@ def _powerlaw_one(data: specs.PowerLaw, alpha: float, beta, gamma, lam, n, model
 _spectrum = jax.jit(powerlaw.powerlaw_spectrum, static_argnums=(1, 2))
 
 
-@partial(jax.jit, static_argnames=("d", "beta", "axis_spikes", "idx", "j_top", "model"))
-def _powerlaw_arrays(alpha, gamma, lam, n, *, d: int, beta: tuple, axis_spikes: bool, idx: tuple, j_top: int,
+@partial(jax.jit, static_argnames=("d", "beta", "axis_spikes", "k", "j_top", "model"))
+def _powerlaw_arrays(alpha, sigma, gamma, lam, n, *, d: int, beta: tuple, axis_spikes: bool, k: int, j_top: int,
                      model) -> dict:
-    """``_powerlaw_one``'s arrays: alpha [] (traced), gamma [G], lam [L], n [G]; ``idx`` the axes Q
-    scores (empty: random-direction spikes); ``j_top`` the axis of the top outlier."""
+    """``_powerlaw_one``'s arrays: alpha [] (traced), sigma [d] (the population spectrum, axis
+    spikes included), gamma [G], lam [L], n [G]; Q scores the first ``k`` axes (axis spikes, or
+    the top k of an unspiked spectrum); ``j_top`` the axis of the top outlier."""
     dt = gamma.dtype
-    base = powerlaw.powerlaw_spectrum(alpha, d)
-    sigma = powerlaw.powerlaw_spectrum(alpha, d, beta=beta if axis_spikes else None)
     if isinstance(model, specs.LinearDiffusion):
         vals = _anisotropic(model, sigma, gamma, lam)
     else:
@@ -184,14 +182,15 @@ def _powerlaw_arrays(alpha, gamma, lam, n, *, d: int, beta: tuple, axis_spikes: 
     edge = jax.vmap(lambda g: powerlaw.bulk_edge(sigma, g)[0])(gamma)
     top = jnp.where(jnp.isnan(x_top), edge, x_top)
     if beta and not axis_spikes:
-        per = [jax.vmap(lambda g, b=b: powerlaw.random_spike_outlier(base, g, b))(gamma) for b in beta]
+        # random-direction spikes: sigma is the unspiked spectrum, each spike an outlier on it
+        per = [jax.vmap(lambda g, b=b: powerlaw.random_spike_outlier(sigma, g, b))(gamma) for b in beta]
         big_q = jnp.mean(jnp.stack([p[0] for p in per]), axis=0)
         top = jnp.maximum(top, jnp.max(jnp.stack([p[1] for p in per]), axis=0))
     else:  # each axis a spike on the other d - 1 values; subspace Q incl. cross overlaps
-        big_q = powerlaw.latent_recovery(sigma, gamma, list(idx))
+        big_q = powerlaw.latent_recovery(sigma, gamma, list(range(k)))
     out = {"Q": big_q, "top_eig": top}
     if isinstance(model, specs.LinearDiffusion):  # no theory of m, none of W2 for a general gain
-        return {**out, **{k: vals[k] for k in ("q", "kl", "kl_rev")}}
+        return {**out, **{v: vals[v] for v in ("q", "kl", "kl_rev")}}
     return {**out, "q": vals["q"], "w2": vals["w2"], "m": m, "residual": vals["residual"]}
 
 
