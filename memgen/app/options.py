@@ -272,6 +272,7 @@ def resume_specs(opts: dict):
         spec = read_spec(opts["resume"])
     except ValueError as e:
         raise ValueError(f"--resume: {e}") from None
-    opts.update(out=opts["resume"], resume=True, x64=spec.get("dtype") == "float64", batch=spec.get("batch", 8),
+    # the batch too is the store's: scan(batch=None, mode="resume") takes it (store.stored_batch)
+    opts.update(out=opts["resume"], resume=True, x64=spec.get("dtype") == "float64",
                 theory=bool(spec.get("theory", False)))
     return specs_of(spec)
