@@ -104,11 +104,15 @@ def wait(tree, poll: float = 0.05):
     A thread blocked inside XLA never returns to Python, so a SIGINT would wait for the whole
     chunk (minutes for denoisers). Polling keeps the main thread in Python, where the
     KeyboardInterrupt is raised within ``poll`` seconds; the chunk in flight is abandoned.
+    The first polls come fast (from 0.5 ms, doubling up to ``poll``): a fixed 50 ms sleep was
+    up to 50 ms lost per chunk, 0.15 s of the 0.27 s quick bench (its 3 chunks ran in ~0.1 s).
     """
     leaves = jax.tree_util.tree_leaves(tree)
+    sleep = min(5e-4, poll)
     while not all(x.is_ready() for x in leaves):
         check_interrupt()
-        time.sleep(poll)
+        time.sleep(sleep)
+        sleep = min(2 * sleep, poll)
     check_interrupt()
     return tree
 
