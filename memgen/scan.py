@@ -92,7 +92,9 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
         memory: budget for what one device holds at once, bytes or '4GB' (default: from the
             device).
         chunk: points per stored chunk, the unit of checkpointing and progress; stored
-            exactly (default: a few micro-batches per device).
+            exactly, or rounded up to whole units where an engine computes several points
+            together (the linear engine's eigh route: every load of a seed); default: a few
+            micro-batches per device.
         batch: points evaluated at once per device (a point is a pair of models). Results
             are bit-identical for any chunk size, device count and resume history at equal
             batch; a batch over ``memory`` is refused before compute. Default: on resume,
@@ -164,7 +166,8 @@ def default_batch(engine) -> int:
 
 def execute(engine, *, out, memory, chunk, batch, progress, mode, theory: xr.Dataset | None = None) -> xr.Dataset:
     """Plan (refusing what does not fit, before compute), then run the missing chunks into the store."""
-    spec = store_mod.spec_dict(engine.data, engine.model, engine.grid, engine.dtype, batch, theory=theory is not None)
+    spec = store_mod.spec_dict(engine.data, engine.model, engine.grid, engine.dtype, batch, theory=theory is not None,
+                                arithmetic=engine.arithmetic)
     size = engines.point_count(engine)
     devices = jax.local_device_count()
 
@@ -211,7 +214,8 @@ def distributed(session, engine, *, out, memory, chunk, batch, progress, mode,
     missing, writes results.nc and tells the others, which read it back: every process returns
     the Dataset. Process 0 shows the progress of its own share.
     """
-    spec = store_mod.spec_dict(engine.data, engine.model, engine.grid, engine.dtype, batch, theory=theory is not None)
+    spec = store_mod.spec_dict(engine.data, engine.model, engine.grid, engine.dtype, batch, theory=theory is not None,
+                                arithmetic=engine.arithmetic)
     size = engines.point_count(engine)
     counts = multihost.local_counts()
     rank, nproc = session.rank, session.size

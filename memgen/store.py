@@ -37,15 +37,20 @@ from .schema import SPEC_ATTR
 RESULTS = "results.nc"
 
 
-def spec_dict(data, model, grid, dtype, batch: int | None = None, theory: bool = False) -> dict:
+def spec_dict(data, model, grid, dtype, batch: int | None = None, theory: bool = False,
+              arithmetic: int = 1) -> dict:
     """Everything that fixes the numbers: specs, dtype and the micro-batch (see grid.plan);
-    and whether the store carries the theory (``"theory": true``, absent otherwise)."""
+    whether the store carries the theory (``"theory": true``, absent otherwise); and the
+    engine's ``arithmetic`` revision (``Engine.arithmetic``; absent at 1), so that a store is
+    never finished by kernels that round differently from those that began it."""
     out = {"data": specs.to_dict(data), "model": specs.to_dict(model), "grid": specs.to_dict(grid),
            "dtype": str(np.dtype(dtype))}
     if batch is not None:
         out["batch"] = batch
     if theory:
         out["theory"] = True
+    if arithmetic != 1:
+        out["arithmetic"] = arithmetic
     return out
 
 
@@ -223,6 +228,12 @@ class Store:
             old = read_spec(self.path)
             if old != self.spec:
                 diff = [k for k in sorted(set(old) | set(self.spec)) if old.get(k) != self.spec.get(k)]
+                if diff == ["arithmetic"]:
+                    raise ValueError(
+                        f"resume: the store at {str(self.path)!r} was begun by another memgen, whose kernels round "
+                        f"differently (arithmetic revision {old.get('arithmetic', 1)}, this memgen's "
+                        f"{self.spec.get('arithmetic', 1)}); finish it with that version, or use --overwrite or "
+                        "another --out")
                 raise ValueError(f"resume: the store at {str(self.path)!r} was written by another spec "
                                  f"(differs in {', '.join(diff)}); use --overwrite or another --out")
             for tmp in self.path.glob("**/*.tmp"):  # half-written by a killed writer: we hold the lock

@@ -27,7 +27,7 @@ from memgen.run.multihost import assign, check
 
 HERE = Path(__file__).parent
 # The README's recipe (there with port 12355 and --out runs/two), process 1 started first.
-RECIPE = ("memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 2 --samples 3 --batch 2 --chunk 1 "
+RECIPE = ("memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 6 --samples 3 --batch 2 --chunk 1 "
           "--out {out} --coordinator 127.0.0.1:{port} --num-processes 2 --process-id {i}")
 ENV = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")} | {"JAX_ENABLE_X64": "0"}
 TIMEOUT = 150  # seconds a launch may take before it counts as a hang
@@ -89,7 +89,7 @@ def test_two_processes_split_the_chunks_and_equal_one_process(tmp_path):
     assert o1.startswith("process 1 of 2: computed 4 chunks"), o1  # 1 and 2 devices: a third and two thirds
     chunks = sorted(f.name for f in (two / "chunks").glob("*.npz"))
     mine = [c for c in chunks if "-p1-" in c]
-    assert len(chunks) == 6 and len(mine) == 4, chunks  # --chunk 1: one file per point, no point twice
+    assert len(chunks) == 6 and len(mine) == 4, chunks  # --chunk 1: one file per unit (a seed: its 3 loads), none twice
     assert all(c.startswith(("c000000002", "c000000003", "c000000004", "c000000005")) for c in mine)
 
     one = tmp_path / "one"  # the same spec, one process, one device

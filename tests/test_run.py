@@ -16,6 +16,7 @@ import memgen
 import reference as ref
 from memgen import data as data_mod
 from memgen.engines.spectral import engine as lin_engine
+from memgen.engines.spectral import fit as fit_mod
 from memgen.run import loop
 from memgen.run.plan import plan
 
@@ -45,6 +46,51 @@ def test_point_matches_naive_sqrtm_loop(seed, spec, n, n_pad):
     want = ref.naive_point(Xa, Xb, z, lam, np.asarray(pop.latent), np.diag(np.asarray(pop.sigma)), full)
     for key, val in want.items():
         np.testing.assert_allclose(out[key], val, rtol=1e-9, atol=1e-9, err_msg=key)
+
+
+@pytest.mark.parametrize("model", [memgen.Linear(samples=5), memgen.LinearDiffusion(samples=5, steps=4),
+                                   memgen.LinearDiffusion(samples=5, steps=4, sampler="heun", centre=True)])
+def test_loads_of_a_seed_match_the_naive_loop_load_by_load(seed, model):
+    """``loads`` (one draw, moments kept across loads: a Gram bucket, then two covariance
+    buckets, a repeated size, loads across block edges) == the naive loop at every load, float64.
+    A centred model forms each load's covariance from the rows: it is held to ``point``, the
+    single load (tests/test_diffusion_ddpm.py holds that to the dense sampler)."""
+    spec = memgen.Spiked(d=D_SMALL, beta=(3.0,))
+    lam = np.array([0.0, 0.2])
+    root = jax.random.key(seed)
+    ns = np.array([5, 13, 13, 30, 64, 70])
+    layout = ((16, 3), (64, 2), (96, 1))  # n_pad < d, then >= d (blocks of 64 rows; 96 is not whole blocks)
+    beta, alpha = jnp.asarray(spec.beta, jnp.float64), jnp.asarray(0.0, jnp.float64)
+    kw = dict(spec=spec, model=model, dtype=jnp.float64)
+    out = lin_engine.loads(jnp.uint32(1), beta, alpha, jnp.asarray(lam), jnp.asarray(ns), root, layout=layout, **kw)
+    k_pop, k_a, k_b, k_z = lin_engine.point_keys(root, 1)
+    pop = data_mod.population(k_pop, spec, beta, alpha, jnp.float64)
+    Xa, Xb = (np.asarray(data_mod.sample(k, pop, ns[-1])) for k in (k_a, k_b))
+    z = np.asarray(data_mod.normal(k_z, (5, spec.d), jnp.float64))
+    V, b = np.asarray(pop.spikes), np.asarray(pop.beta)
+    full = np.eye(spec.d) + (V * b) @ V.T
+    operator, rtol = ref.sqrtm_generator, 1e-9
+    if isinstance(model, memgen.LinearDiffusion):  # the dense sampler's inverses: as tests/test_diffusion.py
+        rtol = 1e-7
+        from memgen.engines.spectral import gains
+        sig, s = gains.levels(model)
+        operator = lambda X, c: ref.diffusion_operator(X, c, sig, s, model.sampler)  # noqa: E731
+    for g, n in enumerate(ns):
+        if getattr(model, "centre", False):
+            n_pad = [p for p, _ in layout if p >= n][0]
+            want = lin_engine.point(jnp.uint32(1), n, beta, alpha, jnp.asarray(lam), root, n_pad=n_pad, **kw)
+        else:
+            want = ref.naive_point(Xa[:n], Xb[:n], z, lam, np.asarray(pop.latent), np.eye(spec.d), full,
+                                   operator=operator)
+        for key in want:
+            np.testing.assert_allclose(out[key][g], want[key], rtol=rtol, atol=1e-9, err_msg=f"{key} at n={n}")
+
+
+def test_accumulate_adds_exactly_the_rows_asked_for(rng):
+    X = rng.standard_normal((100, 7))
+    for lo, hi in [(0, 100), (0, 64), (5, 70), (63, 65), (99, 100), (30, 30), (64, 100)]:
+        S = jax.jit(fit_mod.accumulate, static_argnames="block")(jnp.zeros((7, 7)), jnp.asarray(X), lo, hi, block=32)
+        np.testing.assert_allclose(S, X[lo:hi].T @ X[lo:hi], rtol=1e-12, atol=1e-12, err_msg=f"[{lo}, {hi})")
 
 
 def test_population_covariance(rng):
@@ -103,12 +149,12 @@ def test_point_memory_model_bounds_what_xla_allocates(data, method, batch):
     model (eigh, d = 4096) and 2.8x (Krylov, d = 16384: a scan was OOM-killed)."""
     grid = memgen.Grid(gamma=[4.0], lam=[0.01, 0.1, 0.3, 1.0], seeds=2)
     engine = lin_engine.SpectralEngine(data, memgen.Linear(method=method), grid, jnp.float32)
-    n_pad = int(engine.pads[int(engine.ns[0])])
+    (bucket, units), = engine.buckets().items()
     devices = tuple(jax.devices()[:1])
-    step = loop.compiled(type(engine), engine.static(), n_pad, batch, devices)
-    step.compile(engine.inputs(np.arange(batch)), engine.shared())
+    step = loop.compiled(type(engine), engine.static(), bucket, batch, devices)
+    step.compile(engine.inputs(units[:batch]), engine.shared())
     used = next(iter(step.executables.values())).memory_analysis().temp_size_in_bytes
-    assert used <= batch * engine.point_bytes(n_pad, 4), (used, batch * engine.point_bytes(n_pad, 4))
+    assert used <= batch * engine.point_bytes(bucket, 4), (used, batch * engine.point_bytes(bucket, 4))
 
 
 def test_pad_rows_ladder():
@@ -123,9 +169,9 @@ def test_pad_rows_ladder():
 
 def test_planner_weighs_compiles_against_padding():
     """Small d: compiling dominates, one or two buckets; large d and many seeds: padding does."""
-    def buckets(d, seeds):
+    def buckets(d, seeds):  # the padded sizes of the loads of one seed (one compiled scan body each)
         grid = memgen.Grid(gamma=list(np.geomspace(0.1, 8, 24)), lam=[0, 0.01, 0.1, 1], seeds=seeds)
-        return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").buckets()
+        return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").layout
     assert len(buckets(200, 4)) <= 2  # the main job
     assert len(buckets(4000, 64)) >= 8
 
@@ -192,7 +238,8 @@ def test_new_lam_and_second_chunk_do_not_recompile():
     before = len(kernel.executables)
     runner.run(chunks[1])
     runner._shared = None  # a new set of lam values, same length
-    engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), jax.random.key(0))
+    _, ns, root = engine.shared()
+    engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), ns, root)
     runner.run(chunks[0])
     assert len(kernel.executables) == before == 1 and runner.compile_seconds > 0
 
@@ -226,14 +273,14 @@ def test_eigh_deadlock_regression():
 
 
 @contextlib.contextmanager
-def patched_point(monkeypatch, fn):
-    """``engines.linear.point`` is ``fn`` inside the block. Compiled kernels are cached across
+def patched_loads(monkeypatch, fn):
+    """``engines.spectral.engine.loads`` (the eigh route's kernel) is ``fn`` inside the block. Compiled kernels are cached across
     scans (``run.loop.compiled``), so the cache is emptied before (a cached kernel would ignore
     ``fn``) and after (no later scan may get a kernel built from ``fn``)."""
     loop.compiled.cache_clear()
     try:
         with monkeypatch.context() as mp:
-            mp.setattr(lin_engine, "point", fn)
+            mp.setattr(lin_engine, "loads", fn)
             yield
     finally:
         loop.compiled.cache_clear()
@@ -241,14 +288,14 @@ def patched_point(monkeypatch, fn):
 
 def test_non_finite_is_reported_with_coordinates(monkeypatch):
     data, model, grid = memgen.Spiked(d=8), memgen.Linear(samples=2), memgen.Grid(gamma=[1.0], lam=[0.0, 0.5], seeds=1)
-    real = lin_engine.point
+    real = lin_engine.loads
 
     def poisoned(*a, **k):
         out = real(*a, **k)
-        out["q"] = out["q"] / jnp.where(a[4] > 0.1, 0.0, 1.0)  # q/0 at lam=0.5 -> inf
+        out["q"] = out["q"] / jnp.where(a[3][None] > 0.1, 0.0, 1.0)  # q/0 at lam=0.5 -> inf
         return out
 
-    with patched_point(monkeypatch, poisoned):
+    with patched_loads(monkeypatch, poisoned):
         with pytest.raises(FloatingPointError, match=r"non-finite q at gamma=1.0, seed=0, lam=0.5"):
             memgen.scan(data, model, grid, progress=False)
     # the same spec again, as a later test would run it: the real kernel, finite numbers

@@ -166,9 +166,10 @@ def test_out_that_is_a_file_is_refused(tmp_path):
 _HOLD = textwrap.dedent("""
     import sys, time
     import memgen
-    from memgen import store
-    spec = store.spec_dict(memgen.Spiked(d=12, beta=2.0), memgen.Linear(samples=3),
-                           memgen.Grid(gamma=[0.5, 1.0, 2.0], lam=[0.0, 0.1], seeds=8), "float32", 2)
+    from memgen import engines, store
+    specs = (memgen.Spiked(d=12, beta=2.0), memgen.Linear(samples=3),
+             memgen.Grid(gamma=[0.5, 1.0, 2.0], lam=[0.0, 0.1], seeds=8), "float32")
+    spec = store.spec_dict(*specs, 2, arithmetic=engines.build(*specs).arithmetic)
     s = store.Store(sys.argv[1], spec)
     print("locked", flush=True)
     time.sleep(120)
@@ -327,3 +328,20 @@ def test_resume_keeps_the_batch_the_store_was_written_with(tmp_path):
     again = memgen.scan(DATA, MODEL, GRID, out=out, progress=False, mode="resume")
     for v in full.data_vars:
         np.testing.assert_array_equal(again[v].values, full[v].values, err_msg=v)
+
+
+def test_resume_refuses_a_store_begun_by_kernels_that_round_differently(tmp_path):
+    """A store begun before the linear engine accumulated its moments (no ``arithmetic`` in its
+    spec: revision 1) is never finished by today's kernels, which round differently; it is
+    refused by name, and nothing in it is touched."""
+    out = tmp_path / "s"
+    memgen.scan(DATA, MODEL, GRID, out=out, chunk=3, **SMALL)
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["arithmetic"] == 2
+    del spec["arithmetic"]
+    (out / "spec.json").write_text(json.dumps(spec))
+    (out / "results.nc").unlink()
+    before = sorted(p.name for p in (out / "chunks").iterdir())
+    with pytest.raises(ValueError, match=r"round differently \(arithmetic revision 1, this memgen's 2\)"):
+        memgen.scan(DATA, MODEL, GRID, out=out, mode="resume", **SMALL)
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == before

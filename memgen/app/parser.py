@@ -112,9 +112,9 @@ def _scan_epilog() -> str:
             f"AdamW.\n\n{_variables()}\nexample:\n  memgen scan --data spiked --beta 2 --d 400 --gamma 0.1:8:24 "
             f"--lam 0,0.01,0.1,1 --seeds 8 --out runs/spiked --theory\n"
             "two processes (here on one host; on two, give process 0's address and a shared --out):\n"
-            "  memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 2 --samples 3 --batch 2 --chunk 1 "
+            "  memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 6 --samples 3 --batch 2 --chunk 1 "
             "--out runs/two --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 1 &\n"
-            "  memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 2 --samples 3 --batch 2 --chunk 1 "
+            "  memgen scan --d 12 --gamma 1.25,1.5,2 --lam 0,0.1 --seeds 6 --samples 3 --batch 2 --chunk 1 "
             "--out runs/two --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0\n")
 
 
@@ -151,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--x64", action="store_true", default=None, help="compute in float64 (default: float32)")
     s.add_argument("--memory", help="budget of one device, e.g. 4GB (default: half its free memory; CPU: half "
                    "the host RAM split between the CPU devices)")
-    s.add_argument("--chunk", type=int, help="points per stored chunk, the unit of checkpointing and progress; "
-                   "results do not depend on it (default: a few micro-batches per device)")
+    s.add_argument("--chunk", type=int, help="points per stored chunk, the unit of checkpointing and progress "
+                   "(linear models: rounded up to whole seeds, all loads of a seed run together); results do not "
+                   "depend on it (default: a few micro-batches per device)")
     s.add_argument("--batch", type=int, help="points evaluated at once per device; stored with the spec, as it "
                    "fixes the arithmetic (default: 1 on a CPU; 8 on an accelerator, conv: 1 pair of denoisers)")
     th = s.add_mutually_exclusive_group()

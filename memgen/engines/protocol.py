@@ -32,6 +32,9 @@ class Engine(Protocol):
             ``("lam",)``); every variable is declared in ``memgen.schema``.
         coords: values of every dim (point axes and trailing dims), plus non-dimension
             coordinates as ``(dim, values)`` (e.g. ``"n": ("gamma", [...])``).
+        arithmetic: the revision of the kernels' arithmetic, stored with the spec when not 1:
+            raised whenever a change rounds differently, so that a store begun by the old
+            kernels is never finished by the new ones (``store.spec_dict``).
     """
 
     name: str
@@ -42,12 +45,15 @@ class Engine(Protocol):
     axes: tuple[tuple[str, tuple], ...]
     variables: Mapping[str, tuple[str, ...]]
     coords: Mapping[str, Any]
+    arithmetic: int
 
     def validate(self) -> None:
         """Checks that need more than the specs (e.g. enough images on disk); before compute."""
 
     def buckets(self) -> dict[Hashable, np.ndarray]:
-        """Static-shape key -> the flat indices of its points (one compiled kernel each)."""
+        """Static-shape key -> the flat indices of its points [k] (one compiled kernel each), or
+        of its units [k, p]: p points that one kernel call computes together (e.g. every load of
+        a seed, from one draw), never split over chunks."""
 
     def describe(self, bucket: Hashable) -> str:
         """A bucket in words, for memory errors (e.g. ``"d=400, n_pad=800"``)."""
@@ -59,7 +65,7 @@ class Engine(Protocol):
         """Device bytes of the replicated inputs (every device holds them)."""
 
     def inputs(self, index: np.ndarray) -> Any:
-        """Per-point host inputs of these flat indices: a pytree of arrays [len(index), ...]."""
+        """Per-point host inputs of these flat indices [k] (or units [k, p]): a pytree of arrays [k, ...]."""
 
     def shared(self) -> Any:
         """Replicated inputs (a pytree), built once per run."""
@@ -69,7 +75,8 @@ class Engine(Protocol):
 
     @staticmethod
     def kernel(static: Hashable, bucket: Hashable) -> Callable[[Any, Any], dict]:
-        """``f(per_point, shared) -> {variable: array [*trailing]}`` for ONE point: pure, no jit/vmap."""
+        """``f(per_point, shared) -> {variable: array [*trailing]}`` for ONE point (or
+        ``[p, *trailing]`` for one unit of p points, in the unit's order): pure, no jit/vmap."""
 
 
 def spec_kernel(point: Callable, static: Hashable, **fixed) -> Callable[[Any, Any], dict]:

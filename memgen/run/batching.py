@@ -107,5 +107,5 @@ def gather(steps: list):
 
 
 def pad(index: np.ndarray, size: int) -> np.ndarray:
-    """``index`` padded to ``size`` entries by repeating its last one (whole micro-batches)."""
-    return np.concatenate([index, np.full(size - len(index), index[-1], dtype=index.dtype)])
+    """``index`` [k, ...] padded to ``size`` rows by repeating its last one (whole micro-batches)."""
+    return np.concatenate([index, np.repeat(index[-1:], size - len(index), axis=0)])

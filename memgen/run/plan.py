@@ -79,23 +79,33 @@ class Chunk:
     Attributes:
         bucket: the engine's static-shape key of these points.
         index: flat point indices [k].
-        size: points computed, ``k`` padded to whole micro-batches on every device.
-        batch: points evaluated at once on each device (the micro-batch).
+        size: kernel calls' inputs computed: the units (points, or ``unit``-point rows)
+            padded to whole micro-batches on every device.
+        batch: units evaluated at once on each device (the micro-batch).
+        unit: None when the kernel computes one point; else the points one kernel input
+            computes together (``index`` is then whole units, ``unit`` consecutive entries each).
     """
 
     bucket: Hashable
     index: np.ndarray
     size: int
     batch: int
+    unit: int | None = None
+
+    def units(self) -> np.ndarray:
+        """The kernel's rows: ``index`` [k], or [k / unit, unit] for an engine with units."""
+        return self.index if self.unit is None else self.index.reshape(-1, self.unit)
 
 
 def plan(engine, *, itemsize: int, batch: int, devices: int, memory: int | None = None,
          chunk: int | None = None, done: np.ndarray | None = None) -> list[Chunk]:
     """The chunks of the points not yet ``done``, bucket by bucket.
 
-    The micro-batch of a bucket is ``min(batch, points in the bucket)``: it depends only on
+    The micro-batch of a bucket is ``min(batch, units in the bucket)``: it depends only on
     the spec and ``batch`` (stored with the spec), never on memory, devices or what is done,
     so every point sees the same arithmetic whatever the chunking, device count or resume.
+    An engine's bucket is either its points [k] or its units [k, p] (``Engine.buckets``): a
+    unit is never split, so a chunk holds whole units.
 
     Raises:
         ValueError: when the replicated inputs plus one micro-batch do not fit ``memory``
@@ -115,24 +125,26 @@ def plan(engine, *, itemsize: int, batch: int, devices: int, memory: int | None 
             raise ValueError(f"memory={budget / 2**30:.3g} GiB is too small for batch={b} at {what} "
                              f"({(fixed + b * need) / 2**30:.3g} GiB); lower --batch to "
                              f"{max(1, (budget - fixed) // need)} or raise --memory")
-        if done is not None:
-            idx = idx[~done[idx]]
+        if done is not None:  # a unit's points are written together: all done or none
+            idx = idx[~done[idx]] if idx.ndim == 1 else idx[~done[idx].all(axis=1)]
         out += split(idx, bucket=bucket, batch=b, devices=devices, chunk=chunk, per_device=engine.per_device)
     return out
 
 
 def split(idx: np.ndarray, *, bucket: Hashable, batch: int, devices: int, chunk: int | None,
           per_device: int = 4) -> list[Chunk]:
-    """Cuts point indices into chunks of exactly ``chunk`` points (the last may hold fewer).
+    """Cuts point indices [k] (or units [k, p]) into chunks of exactly ``chunk`` points (the last
+    may hold fewer); with units, of the fewest whole units holding at least ``chunk`` points.
 
-    ``chunk`` is what the user asked for: the unit of checkpointing and progress, never
-    rounded. The compute of a chunk is padded up to whole micro-batches of ``batch`` points on
-    every device (``Chunk.size``), so a chunk smaller than ``batch * devices`` wastes compute
-    but stores exactly its own points. Default: ``per_device`` micro-batches per device.
+    ``chunk`` is what the user asked for: the unit of checkpointing and progress, rounded only
+    up to whole units. The compute of a chunk is padded up to whole micro-batches of ``batch``
+    units on every device (``Chunk.size``), so a chunk smaller than ``batch * devices`` wastes
+    compute but stores exactly its own points. Default: ``per_device`` micro-batches per device.
     """
     step = batch * devices
-    size = per_device * step if chunk is None else chunk
-    return [Chunk(bucket, idx[i:i + size], -(-len(idx[i:i + size]) // step) * step, batch)
+    unit = None if idx.ndim == 1 else idx.shape[1]
+    size = per_device * step if chunk is None else -(-chunk // (unit or 1))
+    return [Chunk(bucket, idx[i:i + size].ravel(), -(-len(idx[i:i + size]) // step) * step, batch, unit)
             for i in range(0, len(idx), size)]
 
 
@@ -140,4 +152,4 @@ def for_devices(chunk: Chunk, devices: int) -> Chunk:
     """``chunk`` padded for ``devices`` devices instead (the process of a distributed scan that
     runs it may have another device count than the plan's); its points and micro-batch stay."""
     step = chunk.batch * devices
-    return Chunk(chunk.bucket, chunk.index, -(-len(chunk.index) // step) * step, chunk.batch)
+    return Chunk(chunk.bucket, chunk.index, -(-len(chunk.units()) // step) * step, chunk.batch, chunk.unit)

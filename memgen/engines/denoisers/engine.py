@@ -266,6 +266,7 @@ class DenoiserEngine:
     name = "denoisers"
     point_name = "pair of denoisers"
     per_device = 1
+    arithmetic = 1
     # One pair per device step: XLA's CPU code for a vmap over models (batched matmuls) ran
     # slower than one model at a time beyond tiny nets (bench_denoisers --micro: 16 models of
     # 5 layers, width 16, 8x8: 3.03 s at 16 per step, 1.43 s at 1; width 8, 3 layers: 0.14 s vs

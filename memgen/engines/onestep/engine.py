@@ -28,7 +28,7 @@ from ... import observables
 from ...specs import Grid, Isotropic, OneStep, n_samples
 from ..protocol import spec_kernel
 from ...run.plan import buckets_by_load, pad_groups
-from ..spectral.engine import pad_rows
+from ..spectral.sizes import pad_rows
 from . import model as onestep
 
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -116,6 +116,7 @@ class OneStepEngine:
     name = "onestep"
     point_name = "point (a pair of one-step models)"
     per_device = 2
+    arithmetic = 1
     batch = 8
     variables = VARIABLES
     values_per_point = 1

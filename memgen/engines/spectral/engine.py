@@ -23,7 +23,10 @@ change of variables) with the mean difference ``dmu``; its Q scores the mean dir
 ``1/sqrt(d)``. A centred ``LinearDiffusion`` generates a law with a mean too.
 
 Static shapes: training sets are padded to ``n_pad`` rows (``pad_rows``), so every load of
-one padding bucket shares a compilation.
+one padding bucket shares a compiled body. The eigh route computes a *unit* per kernel call:
+every load of one (extra, seed) (``loads``), from one draw of the largest training sets, with
+the moments ``sum x x^T`` kept across loads (one ``lax.scan`` per bucket); the Krylov route
+computes one point per call (``point``), since at its sizes a training set is the memory.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ... import data as data_mod
-from ... import linalg, observables
+from ... import observables
 from ... import specs as specs_mod
 from ...specs import Grid, Isotropic, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
 from ...run.plan import buckets_by_load, pad_groups
@@ -44,6 +47,7 @@ from ..protocol import spec_kernel
 from . import fit as fit_mod
 from . import krylov
 from .gains import noises, spectral, start_scale
+from .sizes import krylov_point_bytes, model_flops, pad_rows, point_bytes
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -77,16 +81,17 @@ _TAG_POP, _TAG_A, _TAG_B, _TAG_Z, _TAG_STEPS, _TAG_KRYLOV = 0, 1, 2, 3, 4, 5
 # ------------------------------------------------------------------ the point kernel
 
 
-def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool, unit: float, model):
-    """One model of a pair: fit on its own training set, generate, measure.
+def _model(X, cov, gram, pop, n, lam, z, isotropic: bool, unit: float, model):
+    """One model of a pair: fit on the first ``n`` rows of its training set X [n_pad, d],
+    generate, measure.
 
-    ``unit``: the data's scale (Isotropic's std, else 1), static: w2 and the divergences are
-    computed in units of it around the true mean.
+    ``cov``, ``gram``: the training set's moments when the caller keeps them (``loads``), else
+    None (see ``fit.fit``). ``unit``: the data's scale (Isotropic's std, else 1), static: w2
+    and the divergences are computed in units of it around the true mean.
     """
-    X = data_mod.sample(key_rows, pop, n_pad)
     centre = getattr(model, "centre", False)
     mu = fit_mod.row_mean(X, n) if centre else None
-    fit = fit_mod.fit(X, n, mu)
+    fit = fit_mod.fit(X, n, mu, cov=cov, gram=gram)
     sp = spectral(fit.evals, lam, model)
     x = fit_mod.sample(fit, sp.G, sp.G0, z)
     mean = None  # the law's mean [L, d]: (I - g(C)) mu, g = G_0 / s the start's gain
@@ -106,41 +111,6 @@ def _model(key_rows, pop, n, lam, z, n_pad: int, isotropic: bool, unit: float, m
     out.update(observables.gaussian_divergences(excess, var0, fit.evecs, sigma, pop.spikes, pop.beta, isotropic, dmu))
     out["Q"] = observables.subspace_overlap(fit_mod.top_evecs(fit, pop.latent.shape[1]), pop.latent)
     out["top_eig"] = fit.evals[-1]
-    return out, x
-
-
-def _krylov_model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, depth: int):
-    """One linear generator of a pair by the matrix-free route (``krylov``): C is only applied.
-
-    The samples ``(C + lam I)^(1/2) z`` come from one Lanczos space per noise vector (every lam
-    from it); Q and top_eig from the block space of ``start`` [b, d], grown in the same loop; w2
-    from the noise vectors' spaces by stochastic Lanczos quadrature of ``tr (C + lam I)^(1/2)``
-    (``krylov.sqrt_trace``), with its standard error over the S noise vectors.
-    """
-    X = data_mod.sample(key_rows, pop, n_pad)
-    d = X.shape[1]
-    matvec = krylov.operator(X, n)
-    f, block = krylov.lanczos(matvec, z[0], depth, start)
-    # Ritz values of C's null space (n < d) come out at rounding level, eps times C's largest
-    # eigenvalue (a mean or spike can put that 10^4 above the bulk); their square roots would
-    # pollute the lam = 0 generator (as in ``fit.fit``). They are cut to 0 below half the MP
-    # bulk's lower edge, unit^2 (1 - sqrt(d / n))^2; at n >= d there is no null space.
-    nf = jnp.asarray(n, X.dtype)
-    floor = jnp.where(nf < d, unit**2 * (1 - jnp.sqrt(d / nf)) ** 2 / 2, 0)
-    theta = jnp.where(f.ritz > floor, f.ritz, 0)[None]  # [1, S, m], >= 0
-    G = jnp.sqrt(theta + lam[:, None, None])  # [L, S, m]
-    x = krylov.apply(f, G)
-    out = observables.memorisation(x, X, n)
-    k = pop.latent.shape[1]
-    top, U = linalg.top_pairs(*block, k)
-    out["Q"] = observables.subspace_overlap(U, pop.latent)
-    out["top_eig"] = top[0]
-    # rows first: a masked sum over all of X made XLA copy X (tests/test_run.py, the memory model)
-    tr_c = jnp.sum(jnp.sum(X * X, axis=1) * fit_mod.row_mask(n_pad, n, X.dtype)) / jnp.asarray(n, X.dtype)
-    rank = jnp.minimum(jnp.asarray(n, X.dtype), d)  # of the uncentred C, almost surely
-    tr_root, err = krylov.sqrt_trace(f, theta[0], lam, tr_c, rank, top, U, z[0])
-    out["w2"] = (tr_c + d * lam + d * unit**2 - 2 * unit * tr_root) / d
-    out["w2_err"] = 2 * unit * err / d
     return out, x
 
 
@@ -166,6 +136,59 @@ def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Arr
     return tuple(jax.random.fold_in(k_seed, t) for t in (_TAG_POP, _TAG_A, _TAG_B, _TAG_Z))
 
 
+def loads(seed_idx, beta, alpha, lam, ns, root, *, spec, model, layout: tuple, dtype):
+    """All order parameters of every load of one (extra, seed): the pairs of models, every lam.
+
+    The training sets of a seed are nested prefixes of one draw (``data.sample``), so they are
+    drawn once, at the largest padded size, and their moments are kept across loads: a running
+    ``sum x x^T`` (covariance route, ``n_pad >= d``), extended by the rows each load adds
+    (``accumulate``), and each bucket's Gram matrix, masked per load (Gram route). The
+    population and the noise are drawn once too. A centred model (``LinearDiffusion.centre``)
+    forms each load's centred covariance from the rows (a running sum minus ``n mu mu^T``
+    would cancel catastrophically for data with a large mean).
+
+    Args:
+        seed_idx: seed index [] (uint32); beta: spike strengths [r] (r = 0 for Isotropic);
+            alpha: power-law exponent []; lam: regularisations [L].
+        ns: the training-set sizes of the loads [G] (int), ascending, grouped as ``layout``.
+        root: the root PRNG key.
+        spec, model, dtype: static (the data and model specs).
+        layout: static ``((n_pad, count), ...)``, ascending n_pad: the first ``count`` loads
+            padded to the first ``n_pad`` (one ``lax.scan`` over them, one compiled body), ...
+
+    Returns:
+        dict of arrays [G, ...]: lam-dependent variables [G, L], the others [G] (``VARIABLES``).
+    """
+    with jax.named_scope("spectral_loads"):
+        k_pop, k_a, k_b, k_z = point_keys(root, seed_idx)
+        pop = data_mod.population(k_pop, spec, beta, alpha, dtype)
+        z = noise(root, seed_idx, k_z, model, (model.samples, spec.d), dtype)
+        unit = spec.std if isinstance(spec, Isotropic) else 1.0
+        one = partial(_model, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model)
+        X = jax.vmap(lambda k: data_mod.sample(k, pop, layout[-1][0]))(jnp.stack([k_a, k_b]))  # [2, n_max, d]
+        moments = not getattr(model, "centre", False)
+        carry, start, outs = (None, None), 0, []
+        for n_pad, count in layout:
+            Xb = X[:, :n_pad]
+            gram = jnp.einsum("hid,hjd->hij", Xb, Xb) if moments and n_pad < spec.d else None
+            if moments and n_pad >= spec.d and carry[0] is None:  # the first covariance-route bucket
+                carry = (jnp.zeros((2, spec.d, spec.d), dtype), jnp.zeros((), ns.dtype))
+
+            def body(carry, n, Xb=Xb, gram=gram):
+                S, prev = carry
+                if S is not None:
+                    S = jax.vmap(fit_mod.accumulate, in_axes=(0, 0, None, None))(S, Xb, prev, n)
+                per, x = jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None))(Xb, S, gram, pop, n, lam, z)
+                out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
+                out["q"] = observables.convergence(x[0], x[1])
+                return (S, n if S is not None else prev), out
+
+            carry, out = jax.lax.scan(body, carry, ns[start:start + count])
+            outs.append(out)
+            start += count
+        return {k: jnp.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
 def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype, depth: int | None = None):
     """All order parameters of one grid point (a pair of models), every lam at once.
 
@@ -181,88 +204,25 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
     Returns:
         dict of arrays: lam-dependent variables [L], the others [] (see ``VARIABLES``).
     """
+    if depth is None:  # the eigh route: a unit of one load
+        out = loads(seed_idx, beta, alpha, lam, jnp.asarray(n)[None], root, spec=spec, model=model,
+                    layout=((n_pad, 1),), dtype=dtype)
+        return {k: v[0] for k, v in out.items()}
     with jax.named_scope("spectral_point"):
         k_pop, k_a, k_b, k_z = point_keys(root, seed_idx)
         pop = data_mod.population(k_pop, spec, beta, alpha, dtype)
         z = noise(root, seed_idx, k_z, model, (model.samples, spec.d), dtype)
-        halves = jnp.stack([k_a, k_b])
         unit = spec.std if isinstance(spec, Isotropic) else 1.0
-        if depth is None:
-            one = partial(_model, n_pad=n_pad, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model)
-            per, x = jax.vmap(one, in_axes=(0, None, None, None, None))(halves, pop, n, lam, z)
-        else:  # one random start block for both models' top eigenpairs
-            k_start = jax.random.fold_in(jax.random.fold_in(root, seed_idx), _TAG_KRYLOV)
-            start = data_mod.normal(k_start, (pop.latent.shape[1] + KRYLOV_OVERSAMPLE, spec.d), dtype)
-            # one model at a time: the route is for large d, where a training set is the memory
-            one = partial(_krylov_model, pop=pop, n=n, lam=lam, z=z, start=start, n_pad=n_pad, unit=unit,
-                          depth=depth)
-            per, x = jax.lax.map(one, halves)
+        # one random start block for both models' top eigenpairs
+        k_start = jax.random.fold_in(jax.random.fold_in(root, seed_idx), _TAG_KRYLOV)
+        start = data_mod.normal(k_start, (pop.latent.shape[1] + KRYLOV_OVERSAMPLE, spec.d), dtype)
+        # one model at a time: the route is for large d, where a training set is the memory
+        one = partial(krylov.model, pop=pop, n=n, lam=lam, z=z, start=start, n_pad=n_pad, unit=unit,
+                      depth=depth)
+        per, x = jax.lax.map(one, jnp.stack([k_a, k_b]))
         out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
         out["q"] = observables.convergence(x[0], x[1])
         return out
-
-
-# ------------------------------------------------------------- shapes and memory
-
-
-def pad_rows(n: int, d: int) -> int:
-    """The smallest static training-set size for n real rows (the planner may pad further).
-
-    A ladder keeps the candidate shapes few (and shared between scans, so the persistent
-    compilation cache hits): below d, steps of sqrt(2) rounded up to 8 (Gram route, ``eigh``
-    cost n_pad^3); from d up, steps of 2 (covariance route, where n_pad only scales the cheap
-    ``n_pad d^2`` covariance).
-    """
-    if n >= d:
-        return d * 2 ** math.ceil(math.log2(n / d) - 1e-12)
-    k = math.floor(2 * math.log2(n / d) + 1e-12)  # n <= d 2^(k/2+1/2)
-    for step in (k, k + 1):
-        cand = min(d, int(math.ceil(d * 2 ** (step / 2) / 8) * 8))
-        if cand >= n:
-            return cand
-    return d
-
-
-def model_flops(n_pad: int, d: int, n_lam: int, samples: int, noises: int = 1, dense: bool = False) -> float:
-    """Rough flops of one model at ``n_pad`` rows: what the bucket planner weighs (``plan.pad_groups``)."""
-    r = min(n_pad, d)
-    fit = 9.0 * r**3 + (2.0 * n_pad * d * d if n_pad >= d else 4.0 * n_pad * n_pad * d)  # eigh; C or Gram and U
-    generate = 2.0 * noises * samples * d * r + 2.0 * n_lam * samples * d * (r + n_pad)  # z U, x, distances
-    return fit + generate + (9.0 * n_lam * d**3 if dense else 0.0)  # dense bulk: eigvalsh per lam
-
-
-def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int, noises: int = 1,
-                mean: bool = False) -> int:
-    """Estimated peak bytes of one point (both models), the chunk-size model.
-
-    ``noises``: J noise vectors per sample (ddpm: steps), held once for the pair, each
-    projected on U per model; ``mean``: the law has a mean (Isotropic data or a centred model).
-    """
-    d, r = spec.d, min(n_pad, spec.d)
-    dense = isinstance(spec, PowerLaw)
-    per_model = (
-        2 * n_pad * d  # X and its masked copy
-        + 3 * r * r + 2 * d * r  # covariance/Gram, eigh workspace, eigenvectors
-        + 3 * n_lam * samples * d  # generated samples, centred copies
-        + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
-        + (6 * n_lam * d * d if dense else 0)  # W2 and Hellinger: eigvalsh per lam
-        + noises * samples * r + 3 * noises * n_lam * (r + 1)  # projections of the noises; gain stack
-        + ((2 + (3 * d if dense else 0)) * n_lam * d if mean else 0)  # mean, dmu; a dense eigh per lam
-    )
-    return (2 * per_model + noises * samples * d) * itemsize
-
-
-def krylov_point_bytes(d: int, n_pad: int, n_lam: int, samples: int, m: int, block: int, itemsize: int) -> int:
-    """Estimated peak bytes of one point by the Krylov route (its two models run one after the other)."""
-    per_model = (
-        n_pad * d  # X (drawn a few blocks at a time: no temporary of its size)
-        + 5 * samples * m * d  # the bases, C times them, the spare row, the Ritz basis and vectors
-        + 3 * n_lam * samples * d  # generated samples, centred copies
-        + 6 * n_lam * samples * n_pad  # products, cosines, correlations, distances, masks
-        + 5 * (m + 1) * block * d  # block Lanczos: basis, C times it, Ritz basis and vectors
-        + samples * n_pad  # X V^T of one step
-    )
-    return (per_model + 2 * n_lam * samples * d + samples * d) * itemsize  # + the first model's samples
 
 
 # ------------------------------------------------------------------------ the engine
@@ -274,6 +234,7 @@ class SpectralEngine:
     per_device = 4
     batch = 8
     variables = VARIABLES
+    arithmetic = 1
 
     def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
         kind = type(model).__name__
@@ -293,6 +254,8 @@ class SpectralEngine:
                              f"got {list(grid.beta)}")
         self.data, self.grid, self.dtype = data, grid, jnp.dtype(dtype)
         self.model, self.depths = self._route(model)
+        if self.depths is None:  # the eigh route: units of every load of a seed (``loads``), revision 2
+            self.arithmetic, self.per_device = 2, 1
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
             self.extra = ("beta", grid.beta)
@@ -316,6 +279,9 @@ class SpectralEngine:
             for n, m in zip(self.ns, self.depths):
                 pad = int(self.pads[int(n)])
                 self.depth_of[pad] = max(m, self.depth_of.get(pad, 0))
+        self.order = np.argsort(self.ns, kind="stable")  # the eigh route's loads, ascending (``loads``)
+        pads = [int(self.pads[int(n)]) for n in self.ns[self.order]]
+        self.layout = tuple((p, pads.count(p)) for p in sorted(set(pads)))
         self.coords = {"gamma": list(grid.gamma), "lam": list(grid.lam), "seed": np.arange(grid.seeds),
                        "n": ("gamma", self.ns.tolist())}
         if self.extra:
@@ -370,27 +336,43 @@ class SpectralEngine:
     def _shape(self) -> tuple[int, ...]:
         return tuple(len(v) for _, v in self.axes)
 
-    def buckets(self) -> dict[int, np.ndarray]:
+    def buckets(self) -> dict:
+        """The Krylov route: n_pad -> its points. The eigh route: one bucket, its layout
+        ``((n_pad, loads), ...)`` -> the units [extra x seed, G], each every load of one (extra,
+        seed) in ascending n (``loads``)."""
         flat = np.arange(math.prod(self._shape())).reshape(-1, len(self.grid.gamma), self.grid.seeds)
-        return buckets_by_load(self.ns, self.pads, flat, axis=1)
-
-    def describe(self, n_pad: int) -> str:
-        route = "" if self.depths is None else f", Krylov depth {self.depth_of[n_pad]}"
-        return f"d={self.data.d}, n_pad={n_pad}{route}"
-
-    def point_bytes(self, n_pad: int, itemsize: int) -> int:
         if self.depths is not None:
-            return krylov_point_bytes(self.data.d, n_pad, len(self.grid.lam), self.model.samples,
-                                      self.depth_of[n_pad], self._block(), itemsize)
+            return buckets_by_load(self.ns, self.pads, flat, axis=1)
+        return {self.layout: flat[:, self.order, :].transpose(0, 2, 1).reshape(-1, len(self.order))}
+
+    def describe(self, bucket) -> str:
+        if self.depths is not None:
+            return f"d={self.data.d}, n_pad={bucket}, Krylov depth {self.depth_of[bucket]}"
+        return f"d={self.data.d}, n_pad up to {bucket[-1][0]}, every load of one seed"
+
+    def point_bytes(self, bucket, itemsize: int) -> int:
+        if self.depths is not None:
+            return krylov_point_bytes(self.data.d, bucket, len(self.grid.lam), self.model.samples,
+                                      self.depth_of[bucket], self._block(), itemsize)
+        d, n_max = self.data.d, bucket[-1][0]
         mean = isinstance(self.data, Isotropic) or getattr(self.model, "centre", False)
-        return point_bytes(self.data, n_pad, len(self.grid.lam), self.model.samples, itemsize,
-                           noises(self.model), mean)
+        largest = point_bytes(self.data, n_max, len(self.grid.lam), self.model.samples, itemsize,
+                              noises(self.model), mean)
+        kept = 2 * d * d if n_max >= d else 0  # the running sums of x x^T, beside the largest point
+        return largest + kept * itemsize + sum(count for _, count in bucket) * 16 * len(self.grid.lam) * itemsize
 
     def shared_bytes(self, itemsize: int) -> int:
-        return itemsize * len(self.grid.lam)
+        return itemsize * len(self.grid.lam) + 4 * len(self.grid.gamma)
 
     def inputs(self, index: np.ndarray):
-        """(seed index [k] uint32, n [k] int32, beta [k, r], alpha [k])."""
+        """Points [k] (the Krylov route): (seed index [k] uint32, n [k] int32, beta [k, r], alpha [k]);
+        units [k, G] (the eigh route): (seed index [k], beta [k, r], alpha [k])."""
+        if index.ndim == 2:
+            s, _, beta, alpha = self._point_inputs(index[:, 0])
+            return s, beta, alpha
+        return self._point_inputs(index)
+
+    def _point_inputs(self, index: np.ndarray):
         place = np.unravel_index(index, self._shape())
         e, g, s = (place if self.extra else (np.zeros_like(index), *place))
         n = self.ns[g]
@@ -406,14 +388,17 @@ class SpectralEngine:
         return s.astype(np.uint32), n, beta, alpha
 
     def shared(self):
-        """(lam [L], root key)."""
-        return np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
+        """(lam [L], root key); the eigh route: (lam [L], the loads' sizes [G] in ascending order, root key)."""
+        lam, root = np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
+        return (lam, root) if self.depths is not None else (lam, self.ns[self.order], root)
 
     def static(self):
         depths = None if self.depths is None else tuple(sorted(self.depth_of.items()))
         return self.data, self.model, self.dtype.name, depths
 
     @staticmethod
-    def kernel(static, n_pad: int):
+    def kernel(static, bucket):
         *static, depths = static
-        return spec_kernel(point, tuple(static), n_pad=n_pad, depth=None if depths is None else dict(depths)[n_pad])
+        if depths is None:
+            return spec_kernel(loads, tuple(static), layout=bucket)
+        return spec_kernel(point, tuple(static), n_pad=bucket, depth=dict(depths)[bucket])

@@ -55,7 +55,8 @@ def row_mean(X: jax.Array, n) -> jax.Array:
     return jnp.sum(X * row_mask(X.shape[0], n, X.dtype)[:, None], axis=0) / jnp.asarray(n, X.dtype)
 
 
-def fit(X: jax.Array, n, mean: jax.Array | None = None) -> LinearFit:
+def fit(X: jax.Array, n, mean: jax.Array | None = None, cov: jax.Array | None = None,
+        gram: jax.Array | None = None) -> LinearFit:
     """Fits the generator on the first ``n`` rows of X with one ``eigh``.
 
     Uses the d x d covariance when ``n_pad >= d`` and the n_pad x n_pad Gram matrix otherwise
@@ -66,6 +67,10 @@ def fit(X: jax.Array, n, mean: jax.Array | None = None) -> LinearFit:
         n: number of real rows, 1 <= n <= n_pad (traced int).
         mean: ``None`` (C = X^T X / n) or the real rows' mean mu [d] (``row_mean``): then
             C = (X - mu)^T (X - mu) / n, the centred covariance (rank n - 1).
+        cov: ``sum_{i < n} x_i x_i^T`` [d, d] when the caller keeps it (n_pad >= d, uncentred),
+            else None: formed from X.
+        gram: ``X X^T`` of all n_pad rows [n_pad, n_pad] when the caller keeps it (n_pad < d,
+            uncentred; masked here to the first n), else None: formed from X.
 
     Returns:
         ``LinearFit`` with r = min(n_pad, d).
@@ -80,11 +85,11 @@ def fit(X: jax.Array, n, mean: jax.Array | None = None) -> LinearFit:
         Xm = (X - mean[None, :]) * mask[:, None]
     rank = n - 1 if centre else n  # rank(C) <= n, n - 1 once centred
     if n_pad >= d:
-        s, U = linalg.eigh(Xm.T @ Xm / nf)
+        s, U = linalg.eigh((Xm.T @ Xm if cov is None else cov) / nf)
         # the d - rank smallest are exact zeros; rounding would make them ~eps, whose square
         # roots (~sqrt(eps)) would pollute the lam = 0 generator.
         return LinearFit(jnp.where(jnp.arange(d, dtype=n.dtype) >= d - rank, jnp.maximum(s, 0), 0), U)
-    K = Xm @ Xm.T / nf
+    K = (Xm @ Xm.T if gram is None else gram * (mask[:, None] * mask[None, :])) / nf
     scale = jnp.trace(K) / nf  # mean real eigenvalue > 0
     shift = jnp.diag((1 - mask) * scale)
     if centre:  # the real rows' mean direction is null for centred rows: shifted off with the padding
@@ -123,3 +128,23 @@ def sample(f: LinearFit, G: jax.Array, G0: jax.Array, z: jax.Array) -> jax.Array
 def top_evecs(f: LinearFit, k: int) -> jax.Array:
     """Top-k eigenvectors of C (the model's covariance C + lam I shares them) [d, k]."""
     return f.evecs[:, -k:]
+
+
+def accumulate(S: jax.Array, X: jax.Array, lo, hi, block: int = 64) -> jax.Array:
+    """``S + sum_{lo <= i < hi} x_i x_i^T`` over rows of X [n_pad, d] (``lo``, ``hi`` traced): [d, d].
+
+    Walks the ``block``-row blocks that meet [lo, hi) (a loop of traced length), masking the
+    rows outside; a block that would overrun X is moved back to end at its last row and masked
+    to its own rows. Cost ~ 2 (hi - lo + 2 block) d^2.
+    """
+    n_pad = X.shape[0]
+    B = min(block, n_pad)
+
+    def add(b, S):
+        start = jnp.minimum(b * B, n_pad - B)  # what dynamic_slice would clamp to, made explicit
+        rows = start + jnp.arange(B, dtype=start.dtype)
+        keep = (rows >= jnp.maximum(lo, b * B)) & (rows < jnp.minimum(hi, b * B + B))
+        Xb = jax.lax.dynamic_slice_in_dim(X, start, B)
+        return S + (Xb * keep[:, None].astype(X.dtype)).T @ Xb
+
+    return jax.lax.fori_loop(lo // B, (hi + B - 1) // B, add, S)

@@ -33,7 +33,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ... import linalg
+from ... import data as data_mod
+from ... import linalg, observables
 from .fit import row_mask
 
 # Relative accuracy the route is built for (the samples' G(C) z; a cosine moves by at most about
@@ -179,3 +180,38 @@ def flops(n_pad: int, d: int, samples: int, m: int, block: int) -> float:
     """Rough flops of one model by the Krylov route: the planner's cost (``plan.pad_groups``)."""
     passes = m * (samples + block)  # operator applications, 4 n d each
     return 4.0 * n_pad * d * passes + 8.0 * d * m * m * (samples + block * block) + 9.0 * samples * m**3
+
+
+def model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, depth: int):
+    """One linear generator of a pair by the matrix-free route: C is only applied.
+
+    The samples ``(C + lam I)^(1/2) z`` come from one Lanczos space per noise vector (every lam
+    from it); Q and top_eig from the block space of ``start`` [b, d], grown in the same loop; w2
+    from the noise vectors' spaces by stochastic Lanczos quadrature of ``tr (C + lam I)^(1/2)``
+    (``sqrt_trace``), with its standard error over the S noise vectors.
+    """
+    X = data_mod.sample(key_rows, pop, n_pad)
+    d = X.shape[1]
+    matvec = operator(X, n)
+    f, block = lanczos(matvec, z[0], depth, start)
+    # Ritz values of C's null space (n < d) come out at rounding level, eps times C's largest
+    # eigenvalue (a mean or spike can put that 10^4 above the bulk); their square roots would
+    # pollute the lam = 0 generator (as in ``fit.fit``). They are cut to 0 below half the MP
+    # bulk's lower edge, unit^2 (1 - sqrt(d / n))^2; at n >= d there is no null space.
+    nf = jnp.asarray(n, X.dtype)
+    floor = jnp.where(nf < d, unit**2 * (1 - jnp.sqrt(d / nf)) ** 2 / 2, 0)
+    theta = jnp.where(f.ritz > floor, f.ritz, 0)[None]  # [1, S, m], >= 0
+    G = jnp.sqrt(theta + lam[:, None, None])  # [L, S, m]
+    x = apply(f, G)
+    out = observables.memorisation(x, X, n)
+    k = pop.latent.shape[1]
+    top, U = linalg.top_pairs(*block, k)
+    out["Q"] = observables.subspace_overlap(U, pop.latent)
+    out["top_eig"] = top[0]
+    # rows first: a masked sum over all of X made XLA copy X (tests/test_run.py, the memory model)
+    tr_c = jnp.sum(jnp.sum(X * X, axis=1) * row_mask(n_pad, n, X.dtype)) / jnp.asarray(n, X.dtype)
+    rank = jnp.minimum(jnp.asarray(n, X.dtype), d)  # of the uncentred C, almost surely
+    tr_root, err = sqrt_trace(f, theta[0], lam, tr_c, rank, top, U, z[0])
+    out["w2"] = (tr_c + d * lam + d * unit**2 - 2 * unit * tr_root) / d
+    out["w2_err"] = 2 * unit * err / d
+    return out, x

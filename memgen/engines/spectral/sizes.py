@@ -1,0 +1,74 @@
+"""Sizes of the spectral engine's work: the padded training-set sizes, the flops the bucket
+planner weighs and the bytes the chunk planner budgets (``run.plan``).
+
+Pure arithmetic on the spec's integers; no JAX.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ...specs import PowerLaw
+
+
+def pad_rows(n: int, d: int) -> int:
+    """The smallest static training-set size for n real rows (the planner may pad further).
+
+    A ladder keeps the candidate shapes few (and shared between scans, so the persistent
+    compilation cache hits): below d, steps of sqrt(2) rounded up to 8 (Gram route, ``eigh``
+    cost n_pad^3); from d up, steps of 2 (covariance route, where n_pad only scales the cheap
+    ``n_pad d^2`` covariance).
+    """
+    if n >= d:
+        return d * 2 ** math.ceil(math.log2(n / d) - 1e-12)
+    k = math.floor(2 * math.log2(n / d) + 1e-12)  # n <= d 2^(k/2+1/2)
+    for step in (k, k + 1):
+        cand = min(d, int(math.ceil(d * 2 ** (step / 2) / 8) * 8))
+        if cand >= n:
+            return cand
+    return d
+
+
+def model_flops(n_pad: int, d: int, n_lam: int, samples: int, noises: int = 1, dense: bool = False) -> float:
+    """Rough flops of one model of one load at ``n_pad`` rows: what the bucket planner weighs
+    (``plan.pad_groups``). The running sum of x x^T is paid once per seed whatever the padding
+    (``engine.loads``), a Gram bucket's X X^T once per bucket; each load pays its eigh and, on
+    the Gram route, U = X^T V."""
+    r = min(n_pad, d)
+    fit = 9.0 * r**3 + (0.0 if n_pad >= d else 2.0 * n_pad * n_pad * d)
+    generate = 2.0 * noises * samples * d * r + 2.0 * n_lam * samples * d * (r + n_pad)  # z U, x, distances
+    return fit + generate + (9.0 * n_lam * d**3 if dense else 0.0)  # dense bulk: eigvalsh per lam
+
+
+def point_bytes(spec, n_pad: int, n_lam: int, samples: int, itemsize: int, noises: int = 1,
+                mean: bool = False) -> int:
+    """Estimated peak bytes of one point (both models), the chunk-size model.
+
+    ``noises``: J noise vectors per sample (ddpm: steps), held once for the pair, each
+    projected on U per model; ``mean``: the law has a mean (Isotropic data or a centred model).
+    """
+    d, r = spec.d, min(n_pad, spec.d)
+    dense = isinstance(spec, PowerLaw)
+    per_model = (
+        2 * n_pad * d  # X and its masked copy
+        + 3 * r * r + 2 * d * r  # covariance/Gram, eigh workspace, eigenvectors
+        + 3 * n_lam * samples * d  # generated samples, centred copies
+        + 4 * n_lam * samples * n_pad  # cosines, correlations, distances
+        + (6 * n_lam * d * d if dense else 0)  # W2 and Hellinger: eigvalsh per lam
+        + noises * samples * r + 3 * noises * n_lam * (r + 1)  # projections of the noises; gain stack
+        + ((2 + (3 * d if dense else 0)) * n_lam * d if mean else 0)  # mean, dmu; a dense eigh per lam
+    )
+    return (2 * per_model + noises * samples * d) * itemsize
+
+
+def krylov_point_bytes(d: int, n_pad: int, n_lam: int, samples: int, m: int, block: int, itemsize: int) -> int:
+    """Estimated peak bytes of one point by the Krylov route (its two models run one after the other)."""
+    per_model = (
+        n_pad * d  # X (drawn a few blocks at a time: no temporary of its size)
+        + 5 * samples * m * d  # the bases, C times them, the spare row, the Ritz basis and vectors
+        + 3 * n_lam * samples * d  # generated samples, centred copies
+        + 6 * n_lam * samples * n_pad  # products, cosines, correlations, distances, masks
+        + 5 * (m + 1) * block * d  # block Lanczos: basis, C times it, Ritz basis and vectors
+        + samples * n_pad  # X V^T of one step
+    )
+    return (per_model + 2 * n_lam * samples * d + samples * d) * itemsize  # + the first model's samples
