@@ -93,7 +93,7 @@ def scan(data, model=None, grid: Grid | None = None, *, out: str | os.PathLike |
             device).
         chunk: points per stored chunk, the unit of checkpointing and progress; stored
             exactly, or rounded up to whole units where an engine computes several points
-            together (the linear engine's eigh route: every load of a seed); default: a few
+            together (the linear engine's eigh route: a bucket's loads of one seed); default: a few
             micro-batches per device.
         batch: points evaluated at once per device (a point is a pair of models). Results
             are bit-identical for any chunk size, device count and resume history at equal

@@ -296,5 +296,5 @@ def test_point_bytes_counts_the_step_noises():
     data, grid = memgen.Spiked(d=200), memgen.Grid(gamma=[2.0], lam=[0.0])
     ddim = memgen.engines.build(data, memgen.LinearDiffusion(steps=50), grid, jnp.float32)
     ddpm = memgen.engines.build(data, memgen.LinearDiffusion(sampler="ddpm", steps=50), grid, jnp.float32)
-    extra = ddpm.point_bytes(ddpm.layout, 4) - ddim.point_bytes(ddim.layout, 4)
+    extra = ddpm.point_bytes(400, 4) - ddim.point_bytes(400, 4)
     assert extra >= 4 * 49 * 32 * 200  # the 49 step noises [S, d], held once for the pair

@@ -50,19 +50,19 @@ def test_point_matches_naive_sqrtm_loop(seed, spec, n, n_pad):
 
 @pytest.mark.parametrize("model", [memgen.Linear(samples=5), memgen.LinearDiffusion(samples=5, steps=4),
                                    memgen.LinearDiffusion(samples=5, steps=4, sampler="heun", centre=True)])
-def test_loads_of_a_seed_match_the_naive_loop_load_by_load(seed, model):
-    """``loads`` (one draw, moments kept across loads: a Gram bucket, then two covariance
-    buckets, a repeated size, loads across block edges) == the naive loop at every load, float64.
-    A centred model forms each load's covariance from the rows: it is held to ``point``, the
-    single load (tests/test_diffusion_ddpm.py holds that to the dense sampler)."""
+@pytest.mark.parametrize("ns, n_pad", [([5, 13, 13], 16), ([5, 30, 64, 70, 96], 96)])
+def test_loads_of_a_bucket_match_the_naive_loop_load_by_load(seed, model, ns, n_pad):
+    """``loads`` (one draw, moments kept across loads: one Gram matrix below d = 24; a running
+    sum of x x^T from d up, over 64-row blocks, 96 not whole blocks; a repeated size) == the
+    naive loop at every load, float64. A centred model forms each load's covariance from the
+    rows: it is held to ``point``, the single load (tests/test_diffusion_ddpm.py holds that to
+    the dense sampler)."""
     spec = memgen.Spiked(d=D_SMALL, beta=(3.0,))
     lam = np.array([0.0, 0.2])
     root = jax.random.key(seed)
-    ns = np.array([5, 13, 13, 30, 64, 70])
-    layout = ((16, 3), (64, 2), (96, 1))  # n_pad < d, then >= d (blocks of 64 rows; 96 is not whole blocks)
     beta, alpha = jnp.asarray(spec.beta, jnp.float64), jnp.asarray(0.0, jnp.float64)
     kw = dict(spec=spec, model=model, dtype=jnp.float64)
-    out = lin_engine.loads(jnp.uint32(1), beta, alpha, jnp.asarray(lam), jnp.asarray(ns), root, layout=layout, **kw)
+    out = lin_engine.loads(jnp.uint32(1), beta, alpha, jnp.asarray(ns), jnp.asarray(lam), root, n_pad=n_pad, **kw)
     k_pop, k_a, k_b, k_z = lin_engine.point_keys(root, 1)
     pop = data_mod.population(k_pop, spec, beta, alpha, jnp.float64)
     Xa, Xb = (np.asarray(data_mod.sample(k, pop, ns[-1])) for k in (k_a, k_b))
@@ -71,13 +71,11 @@ def test_loads_of_a_seed_match_the_naive_loop_load_by_load(seed, model):
     full = np.eye(spec.d) + (V * b) @ V.T
     operator, rtol = ref.sqrtm_generator, 1e-9
     if isinstance(model, memgen.LinearDiffusion):  # the dense sampler's inverses: as tests/test_diffusion.py
-        rtol = 1e-7
         from memgen.engines.spectral import gains
         sig, s = gains.levels(model)
-        operator = lambda X, c: ref.diffusion_operator(X, c, sig, s, model.sampler)  # noqa: E731
+        operator, rtol = (lambda X, c: ref.diffusion_operator(X, c, sig, s, model.sampler)), 1e-7
     for g, n in enumerate(ns):
         if getattr(model, "centre", False):
-            n_pad = [p for p, _ in layout if p >= n][0]
             want = lin_engine.point(jnp.uint32(1), n, beta, alpha, jnp.asarray(lam), root, n_pad=n_pad, **kw)
         else:
             want = ref.naive_point(Xa[:n], Xb[:n], z, lam, np.asarray(pop.latent), np.eye(spec.d), full,
@@ -169,9 +167,9 @@ def test_pad_rows_ladder():
 
 def test_planner_weighs_compiles_against_padding():
     """Small d: compiling dominates, one or two buckets; large d and many seeds: padding does."""
-    def buckets(d, seeds):  # the padded sizes of the loads of one seed (one compiled scan body each)
+    def buckets(d, seeds):
         grid = memgen.Grid(gamma=list(np.geomspace(0.1, 8, 24)), lam=[0, 0.01, 0.1, 1], seeds=seeds)
-        return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").layout
+        return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").buckets()
     assert len(buckets(200, 4)) <= 2  # the main job
     assert len(buckets(4000, 64)) >= 8
 
@@ -238,8 +236,7 @@ def test_new_lam_and_second_chunk_do_not_recompile():
     before = len(kernel.executables)
     runner.run(chunks[1])
     runner._shared = None  # a new set of lam values, same length
-    _, ns, root = engine.shared()
-    engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), ns, root)
+    engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), jax.random.key(0))
     runner.run(chunks[0])
     assert len(kernel.executables) == before == 1 and runner.compile_seconds > 0
 
@@ -292,7 +289,7 @@ def test_non_finite_is_reported_with_coordinates(monkeypatch):
 
     def poisoned(*a, **k):
         out = real(*a, **k)
-        out["q"] = out["q"] / jnp.where(a[3][None] > 0.1, 0.0, 1.0)  # q/0 at lam=0.5 -> inf
+        out["q"] = out["q"] / jnp.where(a[4][None] > 0.1, 0.0, 1.0)  # q/0 at lam=0.5 -> inf
         return out
 
     with patched_loads(monkeypatch, poisoned):

@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--memory", help="budget of one device, e.g. 4GB (default: half its free memory; CPU: half "
                    "the host RAM split between the CPU devices)")
     s.add_argument("--chunk", type=int, help="points per stored chunk, the unit of checkpointing and progress "
-                   "(linear models: rounded up to whole seeds, all loads of a seed run together); results do not "
+                   "(linear models: rounded up to whole units, the loads of a padding bucket for one seed); results do not "
                    "depend on it (default: a few micro-batches per device)")
     s.add_argument("--batch", type=int, help="points evaluated at once per device; stored with the spec, as it "
                    "fixes the arithmetic (default: 1 on a CPU; 8 on an accelerator, conv: 1 pair of denoisers)")

@@ -23,10 +23,10 @@ change of variables) with the mean difference ``dmu``; its Q scores the mean dir
 ``1/sqrt(d)``. A centred ``LinearDiffusion`` generates a law with a mean too.
 
 Static shapes: training sets are padded to ``n_pad`` rows (``pad_rows``), so every load of
-one padding bucket shares a compiled body. The eigh route computes a *unit* per kernel call:
-every load of one (extra, seed) (``loads``), from one draw of the largest training sets, with
-the moments ``sum x x^T`` kept across loads (one ``lax.scan`` per bucket); the Krylov route
-computes one point per call (``point``), since at its sizes a training set is the memory.
+one padding bucket shares a compilation. The eigh route computes a *unit* per kernel call:
+every load of one bucket for one (extra, seed) (``loads``), from one draw, with the moments
+kept across its loads; the Krylov route computes one point per call (``point``), since at
+its sizes a training set is the memory.
 """
 
 from __future__ import annotations
@@ -136,25 +136,23 @@ def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Arr
     return tuple(jax.random.fold_in(k_seed, t) for t in (_TAG_POP, _TAG_A, _TAG_B, _TAG_Z))
 
 
-def loads(seed_idx, beta, alpha, lam, ns, root, *, spec, model, layout: tuple, dtype):
-    """All order parameters of every load of one (extra, seed): the pairs of models, every lam.
+def loads(seed_idx, beta, alpha, ns, lam, root, *, spec, model, n_pad: int, dtype):
+    """All order parameters of the loads of one padding bucket for one (extra, seed): a unit.
 
     The training sets of a seed are nested prefixes of one draw (``data.sample``), so they are
-    drawn once, at the largest padded size, and their moments are kept across loads: a running
-    ``sum x x^T`` (covariance route, ``n_pad >= d``), extended by the rows each load adds
-    (``accumulate``), and each bucket's Gram matrix, masked per load (Gram route). The
-    population and the noise are drawn once too. A centred model (``LinearDiffusion.centre``)
-    forms each load's centred covariance from the rows (a running sum minus ``n mu mu^T``
-    would cancel catastrophically for data with a large mean).
+    drawn once, at ``n_pad`` rows, and their moments are kept across the loads (one
+    ``lax.scan``, n traced): on the covariance route (``n_pad >= d``) a running ``sum x x^T``,
+    extended by the rows each load adds (``fit.accumulate``); on the Gram route one Gram matrix,
+    masked per load. The population and the noise are drawn once too. A centred model
+    (``LinearDiffusion.centre``) forms each load's centred covariance from the rows (a running
+    sum minus ``n mu mu^T`` would cancel catastrophically for data with a large mean).
 
     Args:
         seed_idx: seed index [] (uint32); beta: spike strengths [r] (r = 0 for Isotropic);
-            alpha: power-law exponent []; lam: regularisations [L].
-        ns: the training-set sizes of the loads [G] (int), ascending, grouped as ``layout``.
-        root: the root PRNG key.
-        spec, model, dtype: static (the data and model specs).
-        layout: static ``((n_pad, count), ...)``, ascending n_pad: the first ``count`` loads
-            padded to the first ``n_pad`` (one ``lax.scan`` over them, one compiled body), ...
+            alpha: power-law exponent [].
+        ns: the training-set sizes of the loads [G] (int), ascending, each <= n_pad.
+        lam: regularisations [L]; root: the root PRNG key.
+        spec, model, n_pad, dtype: static (the data and model specs, the padded size).
 
     Returns:
         dict of arrays [G, ...]: lam-dependent variables [G, L], the others [G] (``VARIABLES``).
@@ -165,28 +163,21 @@ def loads(seed_idx, beta, alpha, lam, ns, root, *, spec, model, layout: tuple, d
         z = noise(root, seed_idx, k_z, model, (model.samples, spec.d), dtype)
         unit = spec.std if isinstance(spec, Isotropic) else 1.0
         one = partial(_model, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model)
-        X = jax.vmap(lambda k: data_mod.sample(k, pop, layout[-1][0]))(jnp.stack([k_a, k_b]))  # [2, n_max, d]
+        X = jax.vmap(lambda k: data_mod.sample(k, pop, n_pad))(jnp.stack([k_a, k_b]))  # [2, n_pad, d]
         moments = not getattr(model, "centre", False)
-        carry, start, outs = (None, None), 0, []
-        for n_pad, count in layout:
-            Xb = X[:, :n_pad]
-            gram = jnp.einsum("hid,hjd->hij", Xb, Xb) if moments and n_pad < spec.d else None
-            if moments and n_pad >= spec.d and carry[0] is None:  # the first covariance-route bucket
-                carry = (jnp.zeros((2, spec.d, spec.d), dtype), jnp.zeros((), ns.dtype))
+        gram = jnp.einsum("hid,hjd->hij", X, X) if moments and n_pad < spec.d else None
+        S = jnp.zeros((2, spec.d, spec.d), dtype) if moments and n_pad >= spec.d else None
 
-            def body(carry, n, Xb=Xb, gram=gram):
-                S, prev = carry
-                if S is not None:
-                    S = jax.vmap(fit_mod.accumulate, in_axes=(0, 0, None, None))(S, Xb, prev, n)
-                per, x = jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None))(Xb, S, gram, pop, n, lam, z)
-                out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
-                out["q"] = observables.convergence(x[0], x[1])
-                return (S, n if S is not None else prev), out
+        def body(carry, n):
+            S, prev = carry
+            if S is not None:
+                S = jax.vmap(fit_mod.accumulate, in_axes=(0, 0, None, None))(S, X, prev, n)
+            per, x = jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None))(X, S, gram, pop, n, lam, z)
+            out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
+            out["q"] = observables.convergence(x[0], x[1])
+            return (S, n), out
 
-            carry, out = jax.lax.scan(body, carry, ns[start:start + count])
-            outs.append(out)
-            start += count
-        return {k: jnp.concatenate([o[k] for o in outs]) for k in outs[0]}
+        return jax.lax.scan(body, (S, jnp.zeros((), ns.dtype)), ns)[1]
 
 
 def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype, depth: int | None = None):
@@ -205,8 +196,8 @@ def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype
         dict of arrays: lam-dependent variables [L], the others [] (see ``VARIABLES``).
     """
     if depth is None:  # the eigh route: a unit of one load
-        out = loads(seed_idx, beta, alpha, lam, jnp.asarray(n)[None], root, spec=spec, model=model,
-                    layout=((n_pad, 1),), dtype=dtype)
+        out = loads(seed_idx, beta, alpha, jnp.asarray(n)[None], lam, root, spec=spec, model=model, n_pad=n_pad,
+                    dtype=dtype)
         return {k: v[0] for k, v in out.items()}
     with jax.named_scope("spectral_point"):
         k_pop, k_a, k_b, k_z = point_keys(root, seed_idx)
@@ -254,7 +245,7 @@ class SpectralEngine:
                              f"got {list(grid.beta)}")
         self.data, self.grid, self.dtype = data, grid, jnp.dtype(dtype)
         self.model, self.depths = self._route(model)
-        if self.depths is None:  # the eigh route: units of every load of a seed (``loads``), revision 2
+        if self.depths is None:  # the eigh route: units of a bucket's loads of a seed (``loads``), revision 2
             self.arithmetic, self.per_device = 2, 1
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
@@ -279,9 +270,6 @@ class SpectralEngine:
             for n, m in zip(self.ns, self.depths):
                 pad = int(self.pads[int(n)])
                 self.depth_of[pad] = max(m, self.depth_of.get(pad, 0))
-        self.order = np.argsort(self.ns, kind="stable")  # the eigh route's loads, ascending (``loads``)
-        pads = [int(self.pads[int(n)]) for n in self.ns[self.order]]
-        self.layout = tuple((p, pads.count(p)) for p in sorted(set(pads)))
         self.coords = {"gamma": list(grid.gamma), "lam": list(grid.lam), "seed": np.arange(grid.seeds),
                        "n": ("gamma", self.ns.tolist())}
         if self.extra:
@@ -336,40 +324,45 @@ class SpectralEngine:
     def _shape(self) -> tuple[int, ...]:
         return tuple(len(v) for _, v in self.axes)
 
-    def buckets(self) -> dict:
-        """The Krylov route: n_pad -> its points. The eigh route: one bucket, its layout
-        ``((n_pad, loads), ...)`` -> the units [extra x seed, G], each every load of one (extra,
-        seed) in ascending n (``loads``)."""
+    def buckets(self) -> dict[int, np.ndarray]:
+        """n_pad -> its points (the Krylov route), or its units [extra x seed, loads] (the eigh
+        route: each the bucket's loads of one (extra, seed), in ascending n; ``loads``)."""
         flat = np.arange(math.prod(self._shape())).reshape(-1, len(self.grid.gamma), self.grid.seeds)
         if self.depths is not None:
             return buckets_by_load(self.ns, self.pads, flat, axis=1)
-        return {self.layout: flat[:, self.order, :].transpose(0, 2, 1).reshape(-1, len(self.order))}
+        order = np.argsort(self.ns, kind="stable")
+        out = {}
+        for n_pad in sorted(set(self.pads.values())):
+            g = [i for i in order if self.pads[int(self.ns[i])] == n_pad]
+            out[n_pad] = flat[:, g, :].transpose(0, 2, 1).reshape(-1, len(g))
+        return out
 
-    def describe(self, bucket) -> str:
-        if self.depths is not None:
-            return f"d={self.data.d}, n_pad={bucket}, Krylov depth {self.depth_of[bucket]}"
-        return f"d={self.data.d}, n_pad up to {bucket[-1][0]}, every load of one seed"
+    def describe(self, n_pad: int) -> str:
+        route = "" if self.depths is None else f", Krylov depth {self.depth_of[n_pad]}"
+        return f"d={self.data.d}, n_pad={n_pad}{route}"
 
-    def point_bytes(self, bucket, itemsize: int) -> int:
+    def point_bytes(self, n_pad: int, itemsize: int) -> int:
+        """Bytes of one point (Krylov route) or one unit (eigh route: one point at n_pad, plus
+        the moments kept beside it, running sums of x x^T or the Gram matrices, and the loads'
+        outputs)."""
         if self.depths is not None:
-            return krylov_point_bytes(self.data.d, bucket, len(self.grid.lam), self.model.samples,
-                                      self.depth_of[bucket], self._block(), itemsize)
-        d, n_max = self.data.d, bucket[-1][0]
+            return krylov_point_bytes(self.data.d, n_pad, len(self.grid.lam), self.model.samples,
+                                      self.depth_of[n_pad], self._block(), itemsize)
+        d = self.data.d
         mean = isinstance(self.data, Isotropic) or getattr(self.model, "centre", False)
-        largest = point_bytes(self.data, n_max, len(self.grid.lam), self.model.samples, itemsize,
-                              noises(self.model), mean)
-        kept = 2 * d * d if n_max >= d else 0  # the running sums of x x^T, beside the largest point
-        return largest + kept * itemsize + sum(count for _, count in bucket) * 16 * len(self.grid.lam) * itemsize
+        one = point_bytes(self.data, n_pad, len(self.grid.lam), self.model.samples, itemsize, noises(self.model), mean)
+        kept = 2 * d * d if n_pad >= d else 2 * n_pad * n_pad
+        return one + (kept + 16 * len(self.grid.gamma) * len(self.grid.lam)) * itemsize
 
     def shared_bytes(self, itemsize: int) -> int:
-        return itemsize * len(self.grid.lam) + 4 * len(self.grid.gamma)
+        return itemsize * len(self.grid.lam)
 
     def inputs(self, index: np.ndarray):
         """Points [k] (the Krylov route): (seed index [k] uint32, n [k] int32, beta [k, r], alpha [k]);
-        units [k, G] (the eigh route): (seed index [k], beta [k, r], alpha [k])."""
+        units [k, G] (the eigh route): (seed index [k], beta [k, r], alpha [k], n [k, G])."""
         if index.ndim == 2:
             s, _, beta, alpha = self._point_inputs(index[:, 0])
-            return s, beta, alpha
+            return s, beta, alpha, self._point_inputs(index.ravel())[1].reshape(index.shape)
         return self._point_inputs(index)
 
     def _point_inputs(self, index: np.ndarray):
@@ -388,17 +381,16 @@ class SpectralEngine:
         return s.astype(np.uint32), n, beta, alpha
 
     def shared(self):
-        """(lam [L], root key); the eigh route: (lam [L], the loads' sizes [G] in ascending order, root key)."""
-        lam, root = np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
-        return (lam, root) if self.depths is not None else (lam, self.ns[self.order], root)
+        """(lam [L], root key)."""
+        return np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
 
     def static(self):
         depths = None if self.depths is None else tuple(sorted(self.depth_of.items()))
         return self.data, self.model, self.dtype.name, depths
 
     @staticmethod
-    def kernel(static, bucket):
+    def kernel(static, n_pad: int):
         *static, depths = static
         if depths is None:
-            return spec_kernel(loads, tuple(static), layout=bucket)
-        return spec_kernel(point, tuple(static), n_pad=bucket, depth=dict(depths)[bucket])
+            return spec_kernel(loads, tuple(static), n_pad=n_pad)
+        return spec_kernel(point, tuple(static), n_pad=n_pad, depth=dict(depths)[n_pad])
