@@ -374,3 +374,22 @@ def test_one_compile_per_shape_whatever_the_host_dtype():
         assert len(f.executables) == 1
         assert len(out) == 3  # one output per step, joined by gather
         np.testing.assert_array_equal(gather(out), 2 * np.arange(3 * f.step) + 1)
+
+
+def test_wait_ticks_while_a_chunk_computes():
+    """``loop.wait`` calls its tick (the progress bar's refresh) while results are not ready, and
+    returns the tree once they are; not at all when they are ready at once."""
+    class Leaf:  # a jax.Array stand-in: ready after ``polls`` checks
+        def __init__(self, polls):
+            self.polls = polls
+
+        def is_ready(self):
+            self.polls -= 1
+            return self.polls < 0
+
+    ticks = []
+    tree = {"a": Leaf(40)}
+    assert loop.wait(tree, tick=lambda: ticks.append(1), every=0.0) is tree and len(ticks) >= 30
+    ticks.clear()
+    loop.wait({"a": Leaf(0)}, tick=lambda: ticks.append(1), every=0.0)
+    assert ticks == []

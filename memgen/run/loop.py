@@ -98,7 +98,7 @@ def interruptibly(fn: Callable, *args, poll: float = 0.05):
     return box["out"]
 
 
-def wait(tree, poll: float = 0.05):
+def wait(tree, poll: float = 0.05, tick: Callable[[], None] | None = None, every: float = 1.0):
     """``block_until_ready`` that Ctrl-C can interrupt.
 
     A thread blocked inside XLA never returns to Python, so a SIGINT would wait for the whole
@@ -106,13 +106,18 @@ def wait(tree, poll: float = 0.05):
     KeyboardInterrupt is raised within ``poll`` seconds; the chunk in flight is abandoned.
     Each sleep is a tenth of the time waited so far (from 0.5 ms, at most ``poll``), so the
     result is seen at most ~10% late: a fixed 50 ms sleep was up to 50 ms lost per chunk, 0.15 s
-    of the 0.27 s quick bench (its 3 chunks computed in ~0.1 s).
+    of the 0.27 s quick bench (its 3 chunks computed in ~0.1 s). ``tick`` is called about
+    every ``every`` seconds while waiting (the progress bar's clock, on chunks of minutes).
     """
     leaves = jax.tree_util.tree_leaves(tree)
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
     while not all(x.is_ready() for x in leaves):
         check_interrupt()
-        time.sleep(min(max(5e-4, (time.perf_counter() - t0) / 10), poll))
+        now = time.perf_counter()
+        if tick is not None and now - last >= every:
+            tick()
+            last = now
+        time.sleep(min(max(5e-4, (now - t0) / 10), poll))
     check_interrupt()
     return tree
 
@@ -131,6 +136,7 @@ class Runner:
         self._shared = None
         self.compile_seconds = 0.0
         self.compute_seconds = 0.0
+        self.tick: Callable[[], None] | None = None  # called ~every second while a chunk computes
 
     def shared(self):
         """The engine's replicated inputs, built and copied to every device once."""
@@ -152,7 +158,7 @@ class Runner:
         with jax.default_matmul_precision("highest"), blas_threads(self.devices):
             self.compile_seconds += interruptibly(fn.compile, per, self.shared())
             t0 = time.perf_counter()
-            out = gather(wait(fn(per, self.shared())))
+            out = gather(wait(fn(per, self.shared()), tick=self.tick))
         if chunk.unit is not None:  # [units, unit, ...] -> [points, ...], in ``index``'s order
             out = {k: v.reshape((-1,) + v.shape[2:]) for k, v in out.items()}
         out = {k: v[: len(chunk.index)] for k, v in out.items()}
@@ -220,6 +226,7 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
 
         bar = tqdm(total=total, unit=" values", desc=desc, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} values [{elapsed}{postfix}]")
+        runner.tick = bar.refresh  # the elapsed clock runs on inside a long chunk
     try:
         for i, c in enumerate(chunks):
             check_interrupt()
@@ -232,4 +239,5 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
             yield c, out
     finally:
         if bar is not None:
+            runner.tick = None
             bar.close()
