@@ -145,7 +145,7 @@ def test_point_memory_model_bounds_what_xla_allocates(data, method, batch):
     d = 256 the model's rough terms under-count by up to 30%, which no budget notices. Before
     the draw kept its temporaries small and one point ran without a vmap, XLA took 1.6x the
     model (eigh, d = 4096) and 2.8x (Krylov, d = 16384: a scan was OOM-killed)."""
-    grid = memgen.Grid(gamma=[4.0], lam=[0.01, 0.1, 0.3, 1.0], seeds=2)
+    grid = memgen.Grid(gamma=[3.0, 4.0], lam=[0.01, 0.1, 0.3, 1.0], seeds=2)  # one bucket: a unit of 2 loads
     engine = lin_engine.SpectralEngine(data, memgen.Linear(method=method), grid, jnp.float32)
     (bucket, units), = engine.buckets().items()
     devices = tuple(jax.devices()[:1])
