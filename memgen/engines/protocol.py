@@ -52,8 +52,8 @@ class Engine(Protocol):
 
     def buckets(self) -> dict[Hashable, np.ndarray]:
         """Static-shape key -> the flat indices of its points [k] (one compiled kernel each), or
-        of its units [k, p]: p points that one kernel call computes together (e.g. every load of
-        a seed, from one draw), never split over chunks."""
+        of its units [k, p]: p points that one kernel call computes together (e.g. a padding
+        bucket's loads of one seed, from one draw), never split over chunks."""
 
     def describe(self, bucket: Hashable) -> str:
         """A bucket in words, for memory errors (e.g. ``"d=400, n_pad=800"``)."""

@@ -360,9 +360,10 @@ class SpectralEngine:
     def inputs(self, index: np.ndarray):
         """Points [k] (the Krylov route): (seed index [k] uint32, n [k] int32, beta [k, r], alpha [k]);
         units [k, G] (the eigh route): (seed index [k], beta [k, r], alpha [k], n [k, G])."""
-        if index.ndim == 2:
-            s, _, beta, alpha = self._point_inputs(index[:, 0])
-            return s, beta, alpha, self._point_inputs(index.ravel())[1].reshape(index.shape)
+        if index.ndim == 2:  # a unit's points share their (extra, seed): take them from its first
+            s, n, beta, alpha = self._point_inputs(index.ravel())
+            first = slice(None, None, index.shape[1])
+            return s[first], beta[first], alpha[first], n.reshape(index.shape)
         return self._point_inputs(index)
 
     def _point_inputs(self, index: np.ndarray):

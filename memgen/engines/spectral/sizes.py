@@ -16,8 +16,8 @@ def pad_rows(n: int, d: int) -> int:
 
     A ladder keeps the candidate shapes few (and shared between scans, so the persistent
     compilation cache hits): below d, steps of sqrt(2) rounded up to 8 (Gram route, ``eigh``
-    cost n_pad^3); from d up, steps of 2 (covariance route, where n_pad only scales the cheap
-    ``n_pad d^2`` covariance).
+    cost n_pad^3); from d up, steps of 2 (covariance route, where n_pad only scales the draw
+    and the memorisation distances: the covariance is a running sum over the real rows).
     """
     if n >= d:
         return d * 2 ** math.ceil(math.log2(n / d) - 1e-12)
@@ -31,9 +31,9 @@ def pad_rows(n: int, d: int) -> int:
 
 def model_flops(n_pad: int, d: int, n_lam: int, samples: int, noises: int = 1, dense: bool = False) -> float:
     """Rough flops of one model of one load at ``n_pad`` rows: what the bucket planner weighs
-    (``plan.pad_groups``). The running sum of x x^T is paid once per seed whatever the padding
-    (``engine.loads``), a Gram bucket's X X^T once per bucket; each load pays its eigh and, on
-    the Gram route, U = X^T V."""
+    (``plan.pad_groups``). Left out: what a unit pays once (``engine.loads``), the running sum
+    of x x^T over its real rows or a Gram bucket's X X^T; each load pays its eigh and, on the
+    Gram route, U = X^T V."""
     r = min(n_pad, d)
     fit = 9.0 * r**3 + (0.0 if n_pad >= d else 2.0 * n_pad * n_pad * d)
     generate = 2.0 * noises * samples * d * r + 2.0 * n_lam * samples * d * (r + n_pad)  # z U, x, distances
