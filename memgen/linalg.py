@@ -69,8 +69,9 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[t
 
     Each group ``g`` of a start array [G, b, d] grows its own space
     ``[V0_g, A V0_g, ..., A^(blocks-1) V0_g]`` (block Lanczos with full re-orthogonalisation:
-    Gram-Schmidt twice against the group's basis, then ``qr`` of the block, or a norm for
-    b = 1), and its Rayleigh-Ritz pairs come from ``ritz``. Every block of every group goes
+    Gram-Schmidt twice against the group's basis, then the block orthonormalised through its
+    own Gram matrix, or a norm for b = 1, a direction left at rounding level zeroed: an
+    exhausted space stops growing), and its Rayleigh-Ritz pairs come from ``ritz``. Every block of every group goes
     through ONE ``matvec`` per step: for an operator whose cost is reading a large matrix
     (``X^T (X V)``), S single-vector spaces and a top-k block share each pass over it.
 
@@ -86,12 +87,26 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[t
         per start array: (basis [G, m, d] with m = blocks * b, Ritz values [G, m] ascending,
         Ritz coordinates Y [G, m, m]: the Ritz vectors are ``Y^T basis``), as ``ritz`` gives them.
     """
-    def orthonormal(W):  # [G, b, d] -> rows orthonormal within each group
+    def orthonormal(W, raw):  # [G, b, d] -> rows orthonormal within each group, or zero
+        # A direction left below sqrt(eps) of the block's raw size ``raw`` [G] by Gram-Schmidt is
+        # the space running out (C of rank below its dimension): rounding noise, which would be
+        # normalised into a row not orthogonal to the basis, and ``ritz`` would then have to
+        # drop ill-conditioned directions, part of the top eigenvectors with them (top_eig off
+        # by 1e-5 at d = 96, float64). It is dropped here instead: the rest of that space is zero.
+        tol2 = jnp.finfo(W.dtype).eps * raw[:, None]
         if W.shape[1] == 1:
-            return W / jnp.maximum(jnp.linalg.norm(W, axis=-1, keepdims=True), jnp.finfo(W.dtype).tiny)
-        return jnp.swapaxes(qr(jnp.swapaxes(W, 1, 2))[0], 1, 2)
+            n2 = jnp.sum(W * W, axis=-1)  # [G, 1]
+            keep = n2 > tol2
+            return jnp.where(keep[..., None], W / jnp.sqrt(jnp.where(keep, n2, 1))[..., None], 0)
+        g, P = eigh(jnp.einsum("gbd,gcd->gbc", W, W))  # the block's own Gram matrix [G, b, b]
+        keep = g > tol2
+        P = jnp.where(keep[:, None, :], P / jnp.sqrt(jnp.where(keep, g, 1))[:, None, :], 0)
+        return jnp.einsum("gbc,gbd->gcd", P, W)
 
-    bases = [jnp.zeros((blocks + 1,) + v.shape, v.dtype).at[0].set(orthonormal(v)) for v in starts]  # spare row
+    def size(W):  # the largest squared row norm of each group's block [G]
+        return jnp.max(jnp.sum(W * W, axis=-1), axis=-1)
+
+    bases = [jnp.zeros((blocks + 1,) + v.shape, v.dtype).at[0].set(orthonormal(v, size(v))) for v in starts]
     images = [jnp.zeros((blocks,) + v.shape, v.dtype) for v in starts]
     sizes = [v.shape[0] * v.shape[1] for v in starts]
 
@@ -104,10 +119,10 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[t
         for B, AB, c, W in zip(bases, images, cur, outs):
             W = W.reshape(c.shape)
             new_images.append(AB.at[j].set(W))
+            raw = size(W)
             for _ in range(2):  # twice is enough (Giraud et al. 2005); unfilled rows are zero
                 W = W - jnp.einsum("mgbd,gmbc->gcd", B, jnp.einsum("mgbd,gcd->gmbc", B, W))
-            # an exhausted space leaves rounding noise here: harmless, ``ritz`` drops what it repeats
-            new_bases.append(B.at[j + 1].set(orthonormal(W)))
+            new_bases.append(B.at[j + 1].set(orthonormal(W, raw)))
         return new_bases, new_images
 
     bases, images = jax.lax.fori_loop(0, blocks, step, (bases, images))
@@ -151,11 +166,12 @@ def ritz(K: jax.Array, AK: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Rayleigh-Ritz pairs of a symmetric A on span(K), for a basis that may have lost orthogonality.
 
     Once a Krylov space is exhausted (A of rank below its dimension), the next "direction" is
-    rounding noise; normalised (or completed by ``qr``) it need not be orthogonal to the basis,
-    and ``K A K^T`` is then no projection of A (Ritz values above A's largest, seen at
-    rank 128, d = 512). Orthonormalising K through its Gram matrix and dropping the directions
-    it does not span (Gram eigenvalue < 1e-2: the columns are unit or zero) makes the pairs
-    exact on the span whatever K's state, since ``AK`` is A applied to the very rows of K.
+    rounding noise; normalised it would not be orthogonal to the basis, and ``K A K^T`` would
+    be no projection of A (Ritz values above A's largest, seen at rank 128, d = 512).
+    ``krylov_spaces`` zeroes such rows; as a guard for any other basis, K is orthonormalised
+    through its Gram matrix, dropping the directions it does not span (Gram eigenvalue < 1e-2:
+    the rows are unit or zero), which makes the pairs exact on the span, since ``AK`` is A
+    applied to the very rows of K.
 
     Args:
         K: basis [m, d] (rows of norm 1 or 0); AK: its rows times A [m, d].

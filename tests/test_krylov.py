@@ -61,6 +61,25 @@ def test_exhausted_space_keeps_ritz_values_inside_the_spectrum(rng):
         np.testing.assert_allclose(np.asarray(U).T @ np.asarray(U), np.eye(2), atol=1e-4)
 
 
+
+def test_exhausted_space_stops_growing_and_keeps_the_top_pairs_exact(rng):
+    """Rank 48 < 6 x blocks, float64: past exhaustion the block space must add nothing, so that
+    the top pairs stay at rounding level at every depth. Normalised rounding noise instead
+    (before ``krylov_spaces`` zeroed it) left ``ritz`` an ill-conditioned basis: top_eig off by
+    up to 7e-6 at 38 blocks, and by how much depended on the operator's summation order."""
+    n, d = 48, 96
+    X = _spiked_rows(rng, n, d)
+    evals, evecs = np.linalg.eigh(X.T @ X / n)
+    start = jnp.asarray(rng.standard_normal((6, d)))
+    for blocks in (16, 24, 38):
+        s, U = linalg.top_eigh_matfree(krylov.operator(jnp.asarray(X), n), start, 2, blocks)
+        np.testing.assert_allclose(np.asarray(s), evals[::-1][:2], rtol=1e-11, atol=0)
+        np.testing.assert_allclose(np.abs(evecs[:, -1] @ np.asarray(U)[:, 0]), 1, atol=1e-10)
+    ((K, _, _),) = linalg.krylov_spaces(krylov.operator(jnp.asarray(X), n), (start[None],), 38)
+    norms = np.linalg.norm(np.asarray(K[0]), axis=1)
+    assert np.all((abs(norms - 1) < 1e-12) | (norms == 0)) and (norms == 0).sum() >= 38 * 6 - d
+
+
 GRID = Grid(gamma=(0.5, 2.0), lam=(0.0, 0.1, 1.0), seeds=2)
 
 

@@ -225,7 +225,9 @@ class SpectralEngine:
     per_device = 4
     batch = 8
     variables = VARIABLES
-    arithmetic = 1
+    # Revision 2 (2026-12-02): the eigh route computes units (``loads``); the Krylov route
+    # applies C to columns (``krylov.operator``).
+    arithmetic = 2
 
     def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
         kind = type(model).__name__
@@ -245,8 +247,8 @@ class SpectralEngine:
                              f"got {list(grid.beta)}")
         self.data, self.grid, self.dtype = data, grid, jnp.dtype(dtype)
         self.model, self.depths = self._route(model)
-        if self.depths is None:  # the eigh route: units of a bucket's loads of a seed (``loads``), revision 2
-            self.arithmetic, self.per_device = 2, 1
+        if self.depths is None:  # the eigh route: units of a bucket's loads of a seed (``loads``)
+            self.per_device = 1
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
             self.extra = ("beta", grid.beta)
