@@ -87,13 +87,15 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[t
         per start array: (basis [G, m, d] with m = blocks * b, Ritz values [G, m] ascending,
         Ritz coordinates Y [G, m, m]: the Ritz vectors are ``Y^T basis``), as ``ritz`` gives them.
     """
-    def orthonormal(W, raw):  # [G, b, d] -> rows orthonormal within each group, or zero
-        # A direction left below sqrt(eps) of the block's raw size ``raw`` [G] by Gram-Schmidt is
-        # the space running out (C of rank below its dimension): rounding noise, which would be
-        # normalised into a row not orthogonal to the basis, and ``ritz`` would then have to
-        # drop ill-conditioned directions, part of the top eigenvectors with them (top_eig off
-        # by 1e-5 at d = 96, float64). It is dropped here instead: the rest of that space is zero.
-        tol2 = jnp.finfo(W.dtype).eps * raw[:, None]
+    def orthonormal(W, scale):  # [G, b, d] -> rows orthonormal within each group, or zero
+        # A direction Gram-Schmidt leaves below sqrt(eps) of ``scale`` [G] (the largest squared
+        # image of a basis row so far: the operator's size, not this block's, which is itself
+        # rounding once a block lies in A's null space) is the space running out (A of rank
+        # below its dimension): rounding noise (measured up to ~4e3 eps), which normalised
+        # would be a row not orthogonal to the basis, and ``ritz`` would then drop
+        # ill-conditioned directions, part of the top eigenvectors with them (top_eig off by
+        # 1e-5 at d = 96, float64; Q by 1.5e-4 at d = 256, float32). It is zeroed instead.
+        tol2 = jnp.finfo(W.dtype).eps * scale[:, None]
         if W.shape[1] == 1:
             n2 = jnp.sum(W * W, axis=-1)  # [G, 1]
             keep = n2 > tol2
@@ -107,25 +109,27 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[t
         return jnp.max(jnp.sum(W * W, axis=-1), axis=-1)
 
     bases = [jnp.zeros((blocks + 1,) + v.shape, v.dtype).at[0].set(orthonormal(v, size(v))) for v in starts]
+    scales = [jnp.zeros(v.shape[:1], v.dtype) for v in starts]  # images of unit rows only (not the starts)
     images = [jnp.zeros((blocks,) + v.shape, v.dtype) for v in starts]
     sizes = [v.shape[0] * v.shape[1] for v in starts]
 
     def step(j, carry):
-        bases, images = carry
+        bases, images, scales = carry
         cur = [B[j] for B in bases]
         out = matvec(jnp.concatenate([c.reshape(-1, c.shape[-1]) for c in cur]))
         outs = jnp.split(out, list(np.cumsum(sizes)[:-1]))
-        new_bases, new_images = [], []
-        for B, AB, c, W in zip(bases, images, cur, outs):
+        new_bases, new_images, new_scales = [], [], []
+        for B, AB, scale, c, W in zip(bases, images, scales, cur, outs):
             W = W.reshape(c.shape)
             new_images.append(AB.at[j].set(W))
-            raw = size(W)
+            scale = jnp.maximum(scale, size(W))
             for _ in range(2):  # twice is enough (Giraud et al. 2005); unfilled rows are zero
                 W = W - jnp.einsum("mgbd,gmbc->gcd", B, jnp.einsum("mgbd,gcd->gmbc", B, W))
-            new_bases.append(B.at[j + 1].set(orthonormal(W, raw)))
-        return new_bases, new_images
+            new_bases.append(B.at[j + 1].set(orthonormal(W, scale)))
+            new_scales.append(scale)
+        return new_bases, new_images, new_scales
 
-    bases, images = jax.lax.fori_loop(0, blocks, step, (bases, images))
+    bases, images, _ = jax.lax.fori_loop(0, blocks, step, (bases, images, scales))
     out = []
     for B, AB in zip(bases, images):
         G, b, d = B.shape[1:]
