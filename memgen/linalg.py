@@ -64,16 +64,27 @@ eigvalsh = _one_at_a_time(lambda a: jnp.linalg.eigvalsh(a))
 qr = _one_at_a_time(lambda a: tuple(jnp.linalg.qr(a)))
 
 
-def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[tuple[jax.Array, ...], ...]:
+def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int,
+                  rank=None) -> tuple[tuple[jax.Array, ...], ...]:
     """Block Krylov spaces of one symmetric operator from several groups of start blocks, in one loop.
 
     Each group ``g`` of a start array [G, b, d] grows its own space
     ``[V0_g, A V0_g, ..., A^(blocks-1) V0_g]`` (block Lanczos with full re-orthogonalisation:
-    Gram-Schmidt twice against the group's basis, then the block orthonormalised through its
-    own Gram matrix, or a norm for b = 1, a direction left at rounding level zeroed: an
-    exhausted space stops growing), and its Rayleigh-Ritz pairs come from ``ritz``. Every block of every group goes
+    Gram-Schmidt twice against the group's basis, then ``qr`` of the block, or a norm for
+    b = 1), and its Rayleigh-Ritz pairs come from ``ritz``. Every block of every group goes
     through ONE ``matvec`` per step: for an operator whose cost is reading a large matrix
     (``X^T (X V)``), S single-vector spaces and a top-k block share each pass over it.
+
+    With ``rank`` (A's rank r, traced), a group of block size b stops growing (its further
+    rows are zero) once it holds ``min(r + b, d)`` rows, rounded down to whole blocks: in exact
+    arithmetic the space of b starts lies in their span plus A's range, so any further
+    "direction" is rounding noise. Normalised, that noise is not orthogonal to the basis, and
+    ``ritz``, dropping the ill-conditioned directions it makes, dropped part of the top
+    eigenvectors with them (top_eig and Q off by up to 1e-4 at d = 96, n = 48, by an amount
+    that depended on the operator's summation order). The cap uses no threshold on the
+    remainders: under an outlier far above the bulk (a mean), float32 rounding and the bulk's
+    genuine directions overlap, and zeroing small remainders cut genuine ones (q off by 0.04
+    at d = 4096).
 
     Vectors are rows, so a block and its update are contiguous in memory (with columns, the
     slicing and writing inside the loop made a d = 2048 run 8x slower than its operator).
@@ -82,54 +93,41 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int) -> tuple[t
         matvec: ``[p, d] -> [p, d]``, the symmetric operator A applied to each row (``V A``).
         starts: start blocks, each [G, b, d] (nonzero; random, or the vectors to transform).
         blocks: Krylov depth (>= 1): each space has dimension ``blocks * b``.
+        rank: A's rank (traced int), or None (no cap).
 
     Returns:
         per start array: (basis [G, m, d] with m = blocks * b, Ritz values [G, m] ascending,
         Ritz coordinates Y [G, m, m]: the Ritz vectors are ``Y^T basis``), as ``ritz`` gives them.
     """
-    def orthonormal(W, scale):  # [G, b, d] -> rows orthonormal within each group, or zero
-        # A direction Gram-Schmidt leaves below sqrt(eps) of ``scale`` [G] (the largest squared
-        # image of a basis row so far: the operator's size, not this block's, which is itself
-        # rounding once a block lies in A's null space) is the space running out (A of rank
-        # below its dimension): rounding noise (measured up to ~4e3 eps), which normalised
-        # would be a row not orthogonal to the basis, and ``ritz`` would then drop
-        # ill-conditioned directions, part of the top eigenvectors with them (top_eig off by
-        # 1e-5 at d = 96, float64; Q by 1.5e-4 at d = 256, float32). It is zeroed instead.
-        tol2 = jnp.finfo(W.dtype).eps * scale[:, None]
+    def orthonormal(W):  # [G, b, d] -> rows orthonormal within each group
         if W.shape[1] == 1:
-            n2 = jnp.sum(W * W, axis=-1)  # [G, 1]
-            keep = n2 > tol2
-            return jnp.where(keep[..., None], W / jnp.sqrt(jnp.where(keep, n2, 1))[..., None], 0)
-        g, P = eigh(jnp.einsum("gbd,gcd->gbc", W, W))  # the block's own Gram matrix [G, b, b]
-        keep = g > tol2
-        P = jnp.where(keep[:, None, :], P / jnp.sqrt(jnp.where(keep, g, 1))[:, None, :], 0)
-        return jnp.einsum("gbc,gbd->gcd", P, W)
+            return W / jnp.maximum(jnp.linalg.norm(W, axis=-1, keepdims=True), jnp.finfo(W.dtype).tiny)
+        return jnp.swapaxes(qr(jnp.swapaxes(W, 1, 2))[0], 1, 2)
 
-    def size(W):  # the largest squared row norm of each group's block [G]
-        return jnp.max(jnp.sum(W * W, axis=-1), axis=-1)
-
-    bases = [jnp.zeros((blocks + 1,) + v.shape, v.dtype).at[0].set(orthonormal(v, size(v))) for v in starts]
-    scales = [jnp.zeros(v.shape[:1], v.dtype) for v in starts]  # images of unit rows only (not the starts)
+    bases = [jnp.zeros((blocks + 1,) + v.shape, v.dtype).at[0].set(orthonormal(v)) for v in starts]  # spare row
     images = [jnp.zeros((blocks,) + v.shape, v.dtype) for v in starts]
     sizes = [v.shape[0] * v.shape[1] for v in starts]
 
     def step(j, carry):
-        bases, images, scales = carry
+        bases, images = carry
         cur = [B[j] for B in bases]
         out = matvec(jnp.concatenate([c.reshape(-1, c.shape[-1]) for c in cur]))
         outs = jnp.split(out, list(np.cumsum(sizes)[:-1]))
-        new_bases, new_images, new_scales = [], [], []
-        for B, AB, scale, c, W in zip(bases, images, scales, cur, outs):
+        new_bases, new_images = [], []
+        for B, AB, c, W in zip(bases, images, cur, outs):
             W = W.reshape(c.shape)
             new_images.append(AB.at[j].set(W))
-            scale = jnp.maximum(scale, size(W))
             for _ in range(2):  # twice is enough (Giraud et al. 2005); unfilled rows are zero
                 W = W - jnp.einsum("mgbd,gmbc->gcd", B, jnp.einsum("mgbd,gcd->gmbc", B, W))
-            new_bases.append(B.at[j + 1].set(orthonormal(W, scale)))
-            new_scales.append(scale)
-        return new_bases, new_images, new_scales
+            # past an exhausted space (no ``rank`` given) this is rounding noise: ``ritz`` copes, in part
+            W = orthonormal(W)
+            if rank is not None:  # row j + 1 exists while the space has room: (j + 2) b <= min(r + b, d)
+                room = jnp.minimum(jnp.asarray(rank) + c.shape[1], c.shape[2]) // c.shape[1]
+                W = jnp.where(j + 1 < room, W, 0)
+            new_bases.append(B.at[j + 1].set(W))
+        return new_bases, new_images
 
-    bases, images, _ = jax.lax.fori_loop(0, blocks, step, (bases, images, scales))
+    bases, images = jax.lax.fori_loop(0, blocks, step, (bases, images))
     out = []
     for B, AB in zip(bases, images):
         G, b, d = B.shape[1:]
@@ -170,12 +168,11 @@ def ritz(K: jax.Array, AK: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Rayleigh-Ritz pairs of a symmetric A on span(K), for a basis that may have lost orthogonality.
 
     Once a Krylov space is exhausted (A of rank below its dimension), the next "direction" is
-    rounding noise; normalised it would not be orthogonal to the basis, and ``K A K^T`` would
-    be no projection of A (Ritz values above A's largest, seen at rank 128, d = 512).
-    ``krylov_spaces`` zeroes such rows; as a guard for any other basis, K is orthonormalised
-    through its Gram matrix, dropping the directions it does not span (Gram eigenvalue < 1e-2:
-    the rows are unit or zero), which makes the pairs exact on the span, since ``AK`` is A
-    applied to the very rows of K.
+    rounding noise; normalised (or completed by ``qr``) it need not be orthogonal to the basis,
+    and ``K A K^T`` is then no projection of A (Ritz values above A's largest, seen at
+    rank 128, d = 512). Orthonormalising K through its Gram matrix and dropping the directions
+    it does not span (Gram eigenvalue < 1e-2: the columns are unit or zero) makes the pairs
+    exact on the span whatever K's state, since ``AK`` is A applied to the very rows of K.
 
     Args:
         K: basis [m, d] (rows of norm 1 or 0); AK: its rows times A [m, d].

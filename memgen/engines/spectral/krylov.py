@@ -17,8 +17,9 @@ ch. 6; Golub & Meurant, *Matrices, Moments and Quadrature*):
 
 Every basis is kept and re-orthogonalised in full (twice, Gram-Schmidt), and the Ritz pairs
 come from the full projection of C on the basis' span (``linalg.ritz``, not the three-term
-recurrence's coefficients), so they stay exact when rounding or an exhausted space (C of rank
-n < m) would break plain Lanczos. The error of ``G(C) z`` falls geometrically with m at a rate set by how well a
+recurrence's coefficients), so they stay exact when rounding would break plain Lanczos; a
+space stops growing where it would be exhausted (C of rank n: its starts' span plus C's range
+is full), since past that point its "directions" are rounding noise. The error of ``G(C) z`` falls geometrically with m at a rate set by how well a
 polynomial of degree m approximates G on C's spectrum: fast where G is smooth on it, slow
 where the spectrum reaches a singularity of G (``sqrt(l + lam)`` at ``lam = 0`` with C's
 spectrum reaching 0, i.e. n = d): ``depth`` picks m from the Marchenko-Pastur edges and
@@ -69,7 +70,7 @@ def operator(X: jax.Array, n):
     return lambda V: (X.T @ ((X @ V.T) * mask)).T
 
 
-def lanczos(matvec, z: jax.Array, m: int, start: jax.Array | None = None):
+def lanczos(matvec, z: jax.Array, m: int, start: jax.Array | None = None, rank=None):
     """The Lanczos spaces ``K_m(C, z_s)`` of every noise vector, and optionally a top-k block space.
 
     One ``matvec`` per step serves all S spaces and the block (one pass over X); each space is
@@ -81,13 +82,15 @@ def lanczos(matvec, z: jax.Array, m: int, start: jax.Array | None = None):
         m: Krylov depth (static): the dimension of each noise vector's space, and the number
             of blocks of the top-k space.
         start: ``None`` or a random start block [b, d] for the top eigenpairs.
+        rank: C's rank (traced int; ``min(n, d)``), or None: each space stops growing where
+            its starts' span plus C's range is full (``linalg.krylov_spaces``).
 
     Returns:
         ``KrylovFit`` of the noise vectors, and (``start`` given) the top block's
         (basis [m b, d], Ritz values [m b], coordinates [m b, m b]).
     """
     starts = (z[:, None, :],) + (() if start is None else (start[None],))
-    spaces = linalg.krylov_spaces(matvec, starts, m)
+    spaces = linalg.krylov_spaces(matvec, starts, m, rank)
     V, theta, Y = spaces[0]
     c = jnp.einsum("smd,sd->sm", V, z)  # V z (= |z| e_1 up to rounding)
     fit = KrylovFit(V, theta, jnp.einsum("smp,sm->sp", Y, c), Y)
@@ -196,7 +199,7 @@ def model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, depth: int):
     X = data_mod.sample(key_rows, pop, n_pad)
     d = X.shape[1]
     matvec = operator(X, n)
-    f, block = lanczos(matvec, z[0], depth, start)
+    f, block = lanczos(matvec, z[0], depth, start, rank=jnp.minimum(n, d))
     # Ritz values of C's null space (n < d) come out at rounding level, eps times C's largest
     # eigenvalue (a mean or spike can put that 10^4 above the bulk); their square roots would
     # pollute the lam = 0 generator (as in ``fit.fit``). They are cut to 0 below half the MP
