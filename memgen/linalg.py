@@ -76,9 +76,9 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int,
     (``X^T (X V)``), S single-vector spaces and a top-k block share each pass over it.
 
     With ``rank`` (A's rank r, traced), a group of block size b stops growing (its further
-    rows are zero) once it holds ``min(r + b, d)`` rows, rounded down to whole blocks: in exact
-    arithmetic the space of b starts lies in their span plus A's range, so any further
-    "direction" is rounding noise. Normalised, that noise is not orthogonal to the basis, and
+    rows are zero) once it holds ``min(r + b, d)`` rows, row by row (a block's first rows after
+    ``qr`` span its first real directions): in exact arithmetic the space of b starts lies in
+    their span plus A's range, so any further "direction" is rounding noise. Normalised, that noise is not orthogonal to the basis, and
     ``ritz``, dropping the ill-conditioned directions it makes, dropped part of the top
     eigenvectors with them (top_eig and Q off by up to 1e-4 at d = 96, n = 48, by an amount
     that depended on the operator's summation order). The cap uses no threshold on the
@@ -92,8 +92,9 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int,
     Args:
         matvec: ``[p, d] -> [p, d]``, the symmetric operator A applied to each row (``V A``).
         starts: start blocks, each [G, b, d] (nonzero; random, or the vectors to transform).
-        blocks: Krylov depth (>= 1): each space has dimension ``blocks * b``.
-        rank: A's rank (traced int), or None (no cap).
+        blocks: Krylov depth (>= 1): each space has dimension ``blocks * b`` (at most
+            ``min(rank + b, d)`` given ``rank``).
+        rank: A's rank (traced int; an upper bound will do), or None: no cap.
 
     Returns:
         per start array: (basis [G, m, d] with m = blocks * b, Ritz values [G, m] ascending,
@@ -121,9 +122,11 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int,
                 W = W - jnp.einsum("mgbd,gmbc->gcd", B, jnp.einsum("mgbd,gcd->gmbc", B, W))
             # past an exhausted space (no ``rank`` given) this is rounding noise: ``ritz`` copes, in part
             W = orthonormal(W)
-            if rank is not None:  # row j + 1 exists while the space has room: (j + 2) b <= min(r + b, d)
-                room = jnp.minimum(jnp.asarray(rank) + c.shape[1], c.shape[2]) // c.shape[1]
-                W = jnp.where(j + 1 < room, W, 0)
+            if rank is not None:  # row i of block j + 1 exists while (j + 1) b + i < min(r + b, d)
+                b, d = c.shape[1:]
+                room = jnp.minimum(jnp.asarray(rank, jnp.int32) + b, d)
+                rows = (jnp.asarray(j, jnp.int32) + 1) * b + jnp.arange(b, dtype=jnp.int32)
+                W = jnp.where((rows < room)[None, :, None], W, 0)
             new_bases.append(B.at[j + 1].set(W))
         return new_bases, new_images
 

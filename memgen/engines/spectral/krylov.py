@@ -48,8 +48,8 @@ class KrylovFit(NamedTuple):
     """Per-noise Lanczos spaces of one training set's C.
 
     Attributes:
-        basis: Lanczos bases V [S, m, d], one space per noise vector (rows orthonormal but for
-            what an exhausted space repeats, which the Ritz coordinates drop: ``linalg.ritz``).
+        basis: Lanczos bases V [S, m, d], one space per noise vector (rows orthonormal, then
+            zero past the space's exact size, rows the Ritz coordinates drop: ``linalg.ritz``).
         ritz: Ritz values theta of C on each space [S, m] (ascending).
         coef: the noise vector in Ritz coordinates, ``Y^T V z`` [S, m].
         vecs: the Ritz vectors in basis coordinates Y [S, m, m].
@@ -82,8 +82,8 @@ def lanczos(matvec, z: jax.Array, m: int, start: jax.Array | None = None, rank=N
         m: Krylov depth (static): the dimension of each noise vector's space, and the number
             of blocks of the top-k space.
         start: ``None`` or a random start block [b, d] for the top eigenpairs.
-        rank: C's rank (traced int; ``min(n, d)``), or None: each space stops growing where
-            its starts' span plus C's range is full (``linalg.krylov_spaces``).
+        rank: C's rank (traced int; ``min(n, d)``): each space stops growing where its
+            starts' span plus C's range is full (``linalg.krylov_spaces``); None: no cap.
 
     Returns:
         ``KrylovFit`` of the noise vectors, and (``start`` given) the top block's
