@@ -42,48 +42,85 @@ def convergence(xa: jax.Array, xb: jax.Array) -> jax.Array:
     return jnp.mean(cosine(xa, xb), axis=-1)
 
 
-def memorisation(x: jax.Array, X: jax.Array, n) -> dict[str, jax.Array]:
+def memorisation(x: jax.Array, X: jax.Array, n, block: int | None = None) -> dict[str, jax.Array]:
     """Nearest-training-sample statistics of samples.
 
     Args:
         x: samples [..., S, d].
         X: training set [n_pad, d]; only the first ``n`` rows are real.
         n: number of real rows (traced int, 1 <= n <= n_pad).
+        block: None (one pass over all n_pad rows), or a row block: the rows are walked
+            ``block`` at a time up to the last real one (a loop of traced length), so a
+            small ``n`` in a large padding bucket costs its own rows, not n_pad. The
+            statistics are the same; the dot products may round differently.
 
     Returns:
         ``{"m": [...], "m_kad": [...], "mem_frac": [...]}``.
     """
-    def row(v):  # a vector over training rows [n_pad], shaped to broadcast against [..., S, n_pad]
+    n = jnp.asarray(n)
+    n_pad, d = X.shape
+    xs = _sample_moments(x)
+    if block is None or n_pad <= block:
+        stats = _nearest(x, xs, X, jnp.arange(n_pad, dtype=n.dtype) < n)
+    else:
+        def add(b, acc):  # the block of rows [b B, b B + B), moved back to end at the last row
+            start = jnp.minimum(b * block, n_pad - block)
+            rows = start + jnp.arange(block, dtype=start.dtype)
+            real = (rows >= b * block) & (rows < n)  # rows an earlier block covered are not counted twice
+            return _merge(acc, _nearest(x, xs, jax.lax.dynamic_slice_in_dim(X, start, block), real))
+
+        inf = jnp.full(x.shape[:-1], jnp.inf, x.dtype)
+        none = (jnp.zeros(x.shape[:-1], x.dtype), jnp.full(x.shape[:-1], -jnp.inf, x.dtype), inf, inf)
+        stats = jax.lax.fori_loop(0, (n + block - 1) // block, add, none)
+    best_cos, best_corr, first, second = stats
+    ratio_sq = first / jnp.maximum(second, _TINY)
+    # With one training sample there is no second neighbour: ratio 0 -> memorised.
+    mem_frac = jnp.mean((ratio_sq < 1.0 / 9.0).astype(x.dtype), axis=-1)
+    return {"m": jnp.mean(best_cos, axis=-1), "m_kad": jnp.mean(best_corr, axis=-1), "mem_frac": mem_frac}
+
+
+def _sample_moments(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(|x|^2, |x|, mean over d, mean-removed norm) of each sample [..., S]."""
+    d = x.shape[-1]
+    sq = jnp.sum(x * x, axis=-1)
+    mx = jnp.mean(x, axis=-1)
+    return sq, jnp.sqrt(sq), mx, jnp.sqrt(jnp.maximum(sq - d * mx**2, 0))
+
+
+def _nearest(x, xs, X, real):
+    """Over the rows of X [B, d] where ``real`` [B]: each sample's largest |cosine|, largest
+    mean-removed correlation, and two smallest squared distances, each [..., S]."""
+    def row(v):  # a vector over training rows [B], shaped to broadcast against [..., S, B]
         return v.reshape((1,) * (x.ndim - 1) + v.shape)
 
-    n = jnp.asarray(n)
-    real = row(jnp.arange(X.shape[0], dtype=n.dtype) < n)
+    sq_x, norm_x, mx, cnx = xs
+    real = row(real)
     d = x.shape[-1]
-    dot = (x.reshape(-1, d) @ X.T).reshape(x.shape[:-1] + X.shape[:1])  # [..., S, n_pad]: the one
-    # O(S n d) product (as one 2-D matmul); everything below is O(S n)
-    sq_x, sq_X = jnp.sum(x * x, axis=-1), jnp.sum(X * X, axis=-1)
-    norm_x, norm_X = jnp.sqrt(sq_x), jnp.sqrt(sq_X)
-
-    cos = jnp.abs(dot) / jnp.maximum(norm_x[..., None] * row(norm_X), _TINY)
-    m = jnp.mean(jnp.max(jnp.where(real, cos, 0), axis=-1), axis=-1)
+    dot = (x.reshape(-1, d) @ X.T).reshape(x.shape[:-1] + X.shape[:1])  # [..., S, B]: the one
+    # O(S B d) product (as one 2-D matmul); everything below is O(S B)
+    sq_X = jnp.sum(X * X, axis=-1)
+    cos = jnp.abs(dot) / jnp.maximum(norm_x[..., None] * row(jnp.sqrt(sq_X)), _TINY)
+    best_cos = jnp.max(jnp.where(real, cos, 0), axis=-1)
 
     # mean-removed: (x - xbar)(X - Xbar) = x.X - d xbar Xbar, |x - xbar|^2 = |x|^2 - d xbar^2
-    mx, mX = jnp.mean(x, axis=-1), jnp.mean(X, axis=-1)
+    mX = jnp.mean(X, axis=-1)
     cdot = dot - d * mx[..., None] * row(mX)
-    cnx = jnp.sqrt(jnp.maximum(sq_x - d * mx**2, 0))
     cnX = jnp.sqrt(jnp.maximum(sq_X - d * mX**2, 0))
     corr = cdot / jnp.maximum(cnx[..., None] * row(cnX), _TINY)
-    m_kad = jnp.mean(jnp.max(jnp.where(real, corr, -jnp.inf), axis=-1), axis=-1)
+    best_corr = jnp.max(jnp.where(real, corr, -jnp.inf), axis=-1)
 
     d2 = jnp.maximum(sq_x[..., None] + row(sq_X) - 2 * dot, 0)
     d2 = jnp.where(real, d2, jnp.inf)
     first = jnp.min(d2, axis=-1)  # the two smallest squared distances, without a sort
     at_first = row(jnp.arange(d2.shape[-1])) == jnp.argmin(d2, axis=-1)[..., None]
     second = jnp.min(jnp.where(at_first, jnp.inf, d2), axis=-1)
-    ratio_sq = first / jnp.maximum(second, _TINY)
-    # With one training sample there is no second neighbour: ratio 0 -> memorised.
-    mem_frac = jnp.mean((ratio_sq < 1.0 / 9.0).astype(x.dtype), axis=-1)
-    return {"m": m, "m_kad": m_kad, "mem_frac": mem_frac}
+    return best_cos, best_corr, first, second
+
+
+def _merge(a, b):
+    """``_nearest`` statistics of the union of two sets of rows."""
+    return (jnp.maximum(a[0], b[0]), jnp.maximum(a[1], b[1]), jnp.minimum(a[2], b[2]),
+            jnp.minimum(jnp.maximum(a[2], b[2]), jnp.minimum(a[3], b[3])))
 
 
 def subspace_overlap(u_hat: jax.Array, v: jax.Array) -> jax.Array:

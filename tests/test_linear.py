@@ -73,6 +73,24 @@ def test_memorisation_matches_reference(rng, dtype):
     assert float(out["mem_frac"][0]) >= 1 / S  # the copy is caught
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 9, 43, 50])
+def test_memorisation_in_row_blocks_matches_reference(rng, n):
+    """``block=8`` over 50 padded rows (the last block clamped back to end at row 49): the
+    same statistics as the NumPy reference on the first n rows. Sample 0's two nearest rows
+    sit in different blocks and almost as close, so a merge that kept a block's own second
+    neighbour would call it memorised."""
+    d, n_pad, S = 12, 50, 6
+    X = rng.standard_normal((n_pad, d))
+    x = rng.standard_normal((2, S, d))
+    X[min(9, n - 1)] = X[0] + 0.02 * rng.standard_normal(d)  # the second neighbour, in block 1 when n > 9
+    x[0, 0] = X[0] + 0.01 * rng.standard_normal(d)
+    out = observables.memorisation(jnp.asarray(x), jnp.asarray(X), n, block=8)
+    for L in range(2):
+        want = ref.memorisation(x[L], X[:n])
+        for k in ("m", "m_kad", "mem_frac"):
+            np.testing.assert_allclose(out[k][L], want[k], rtol=1e-12, atol=1e-12, err_msg=f"{k} n={n}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_latent_recovery_and_w2(rng, dtype):
     d, n, k = 14, 30, 2

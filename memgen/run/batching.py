@@ -64,12 +64,20 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     def placed_step(per_point, i: int):
         return jax.device_put(jax.tree.map(lambda x: x[i:i + step], per_point), split)
 
-    def executable(per_step, shared):  # keyed by the PLACED inputs (device_put narrows int64 without x64)
+    def key_of(per_step, shared):  # keyed by the PLACED inputs (device_put narrows int64 without x64)
         key = jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), (per_step, shared))
-        key = (jax.tree.structure((per_step, shared)), tuple(jax.tree.leaves(key)))
+        return jax.tree.structure((per_step, shared)), tuple(jax.tree.leaves(key))
+
+    def executable(per_step, shared):
+        key = key_of(per_step, shared)
         if key not in executables:
             executables[key] = kernel.lower(per_step, shared).compile()
         return executables[key]
+
+    def compiled(per_point, shared) -> bool:
+        """Whether these inputs' shapes are compiled already (then ``compile`` is a no-op)."""
+        starts(per_point)
+        return key_of(placed_step(per_point, 0), jax.device_put(shared, everywhere)) in executables
 
     def compile(per_point, shared) -> float:
         """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
@@ -87,6 +95,7 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
         return outs
 
     call.compile = compile
+    call.compiled = compiled
     call.executables = executables  # one per step shape: what has been compiled
     call.jitted = kernel  # for inspection (lowering, the LAPACK check of tests/test_trust.py)
     call.step = step

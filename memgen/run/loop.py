@@ -156,7 +156,8 @@ class Runner:
         fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
         per = e.inputs(pad(chunk.units(), chunk.size))
         with jax.default_matmul_precision("highest"), blas_threads(self.devices):
-            self.compile_seconds += interruptibly(fn.compile, per, self.shared())
+            if not fn.compiled(per, self.shared()):  # a thread only for what can block for seconds
+                self.compile_seconds += interruptibly(fn.compile, per, self.shared())
             t0 = time.perf_counter()
             out = gather(wait(fn(per, self.shared()), tick=self.tick))
         if chunk.unit is not None:  # [units, unit, ...] -> [points, ...], in ``index``'s order

@@ -77,6 +77,11 @@ KRYLOV_FROM_D = 8192
 
 _TAG_POP, _TAG_A, _TAG_B, _TAG_Z, _TAG_STEPS, _TAG_KRYLOV = 0, 1, 2, 3, 4, 5
 
+# The eigh route walks the training rows this many at a time for the nearest-sample statistics,
+# up to the last real row (``observables.memorisation``): a load merged into a larger padding
+# bucket then pays for its own rows, not the bucket's.
+MEMORISATION_BLOCK = 128
+
 
 # ------------------------------------------------------------------ the point kernel
 
@@ -99,7 +104,7 @@ def _model(X, cov, gram, pop, n, lam, z, isotropic: bool, unit: float, model):
         s = start_scale(model)
         mean = mu[None, :] - fit_mod.sample(fit, sp.G[0] / s, sp.G0[0] / s, mu[None, :])[:, 0]
         x = x + mean[:, None, :]
-    out = observables.memorisation(x, X, n)
+    out = observables.memorisation(x, X, n, block=MEMORISATION_BLOCK)  # a bucket's small loads: their own rows
     excess, var0, sigma = sp.excess, sp.var0, pop.sigma
     if unit != 1:
         excess, var0, sigma = excess / unit**2, var0 / unit**2, sigma / unit**2
@@ -226,7 +231,8 @@ class SpectralEngine:
     batch = 8
     variables = VARIABLES
     # Revision 2 (2026-12-02): the eigh route computes units (``loads``); the Krylov route
-    # applies C to columns (``krylov.operator``).
+    # applies C to columns (``krylov.operator``) and stops exhausted spaces. Revision 3, the
+    # eigh route only: memorisation in row blocks (``MEMORISATION_BLOCK``).
     arithmetic = 2
 
     def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
@@ -248,7 +254,7 @@ class SpectralEngine:
         self.data, self.grid, self.dtype = data, grid, jnp.dtype(dtype)
         self.model, self.depths = self._route(model)
         if self.depths is None:  # the eigh route: units of a bucket's loads of a seed (``loads``)
-            self.per_device = 1
+            self.per_device, self.arithmetic = 1, 3
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
             self.extra = ("beta", grid.beta)
