@@ -52,7 +52,9 @@ def memorisation(x: jax.Array, X: jax.Array, n, block: int | None = None) -> dic
         block: None (one pass over all n_pad rows), or a row block: the rows are walked
             ``block`` at a time up to the last real one (a loop of traced length), so a
             small ``n`` in a large padding bucket costs its own rows, not n_pad. The
-            statistics are the same; the dot products may round differently.
+            statistics are the same but for rounding: the dot products may round
+            differently, which can also decide exact ties (a sample equal to two duplicate
+            rows: distances 0 and ~1e-15, memorised or not).
 
     Returns:
         ``{"m": [...], "m_kad": [...], "mem_frac": [...]}``.
@@ -64,6 +66,7 @@ def memorisation(x: jax.Array, X: jax.Array, n, block: int | None = None) -> dic
         stats = _nearest(x, xs, X, jnp.arange(n_pad, dtype=n.dtype) < n)
     else:
         def add(b, acc):  # the block of rows [b B, b B + B), moved back to end at the last row
+            b = b.astype(n.dtype)  # an int64 index when the loop's bounds are concrete (x64)
             start = jnp.minimum(b * block, n_pad - block)
             rows = start + jnp.arange(block, dtype=start.dtype)
             real = (rows >= b * block) & (rows < n)  # rows an earlier block covered are not counted twice

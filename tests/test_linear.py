@@ -78,12 +78,14 @@ def test_memorisation_in_row_blocks_matches_reference(rng, n):
     """``block=8`` over 50 padded rows (the last block clamped back to end at row 49): the
     same statistics as the NumPy reference on the first n rows. Sample 0's two nearest rows
     sit in different blocks and almost as close, so a merge that kept a block's own second
-    neighbour would call it memorised."""
+    neighbour would call it memorised; sample (1, 1) copies a row the clamped last block
+    covers twice, so counting it twice would call it not memorised."""
     d, n_pad, S = 12, 50, 6
     X = rng.standard_normal((n_pad, d))
     x = rng.standard_normal((2, S, d))
     X[min(9, n - 1)] = X[0] + 0.02 * rng.standard_normal(d)  # the second neighbour, in block 1 when n > 9
     x[0, 0] = X[0] + 0.01 * rng.standard_normal(d)
+    x[1, 1] = X[min(44, n - 1)] + 0.01 * rng.standard_normal(d)  # n = 50: in the clamped block's overlap
     out = observables.memorisation(jnp.asarray(x), jnp.asarray(X), n, block=8)
     for L in range(2):
         want = ref.memorisation(x[L], X[:n])

@@ -369,7 +369,9 @@ def test_one_compile_per_shape_whatever_the_host_dtype():
     with jax.enable_x64(False):
         f = sharded_map(lambda p, s: p * 2 + s, batch=2, devices=tuple(jax.devices()))
         per = np.arange(3 * f.step, dtype=np.int64)
+        assert not f.compiled(per, np.int64(1))
         assert f.compile(per, np.int64(1)) > 0
+        assert f.compiled(per, np.int64(1)) and f.compiled(per[: f.step], np.int64(1))  # keyed by the step
         out = f(per, np.int64(1))
         assert len(f.executables) == 1
         assert len(out) == 3  # one output per step, joined by gather

@@ -230,10 +230,11 @@ class SpectralEngine:
     per_device = 4
     batch = 8
     variables = VARIABLES
-    # Revision 2 (2026-12-02): the eigh route computes units (``loads``); the Krylov route
-    # applies C to columns (``krylov.operator``) and stops exhausted spaces. Revision 3, the
-    # eigh route only: memorisation in row blocks (``MEMORISATION_BLOCK``).
-    arithmetic = 2
+    # Revision 2 (2026-12-02): the eigh route computes units (``loads``). Revision 3 (the same
+    # evening): the eigh route's memorisation in row blocks (``MEMORISATION_BLOCK``); the Krylov
+    # route applies C to columns (``krylov.operator``) and stops exhausted spaces (its kernels
+    # changed three times under revision 2 that day, so both routes move on).
+    arithmetic = 3
 
     def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
         kind = type(model).__name__
@@ -254,7 +255,7 @@ class SpectralEngine:
         self.data, self.grid, self.dtype = data, grid, jnp.dtype(dtype)
         self.model, self.depths = self._route(model)
         if self.depths is None:  # the eigh route: units of a bucket's loads of a seed (``loads``)
-            self.per_device, self.arithmetic = 1, 3
+            self.per_device = 1
         self.values_per_point = len(grid.lam)  # every lam from one eigendecomposition
         if grid.beta is not None:
             self.extra = ("beta", grid.beta)
