@@ -21,6 +21,8 @@ Every LAPACK-backed call in memgen's kernels goes through this module; a test gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,6 +66,29 @@ eigvalsh = _one_at_a_time(lambda a: jnp.linalg.eigvalsh(a))
 qr = _one_at_a_time(lambda a: tuple(jnp.linalg.qr(a)))
 
 
+def fold_row_blocks(fn: Callable, init, X: jax.Array, lo, hi, block: int):
+    """``fn(acc, Xb, keep)`` folded over the ``block``-row blocks of X [n_pad, d] that meet
+    rows [lo, hi) (traced bounds: a loop of traced length).
+
+    ``Xb`` [B, d] is block b, rows [b B, b B + B), moved back to end at row n_pad - 1 when it
+    would overrun X; ``keep`` [B] (bool) marks its rows in [lo, hi) that no earlier block
+    covered, so each row counts once. B = min(block, n_pad).
+    """
+    n_pad = X.shape[0]
+    B = min(block, n_pad)
+    hi = jnp.asarray(hi)
+    lo = jnp.asarray(lo, hi.dtype)
+
+    def body(b, acc):
+        b = b.astype(hi.dtype)  # an int64 index when the loop's bounds are concrete (x64)
+        start = jnp.minimum(b * B, n_pad - B)  # what dynamic_slice would clamp to, made explicit
+        rows = start + jnp.arange(B, dtype=hi.dtype)
+        keep = (rows >= jnp.maximum(lo, b * B)) & (rows < jnp.minimum(hi, b * B + B))
+        return fn(acc, jax.lax.dynamic_slice_in_dim(X, start, B), keep)
+
+    return jax.lax.fori_loop(lo // B, (hi + B - 1) // B, body, init)
+
+
 def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int,
                   rank=None) -> tuple[tuple[jax.Array, ...], ...]:
     """Block Krylov spaces of one symmetric operator from several groups of start blocks, in one loop.
@@ -78,9 +103,9 @@ def krylov_spaces(matvec, starts: tuple[jax.Array, ...], blocks: int,
     With ``rank`` (A's rank r, traced), a group of block size b stops growing (its further
     rows are zero) once it holds ``min(r + b, d)`` rows, row by row (a block's first rows after
     ``qr`` span its first real directions): in exact arithmetic the space of b starts lies in
-    their span plus A's range, so any further "direction" is rounding noise. Normalised, that noise is not orthogonal to the basis, and
-    ``ritz``, dropping the ill-conditioned directions it makes, dropped part of the top
-    eigenvectors with them (top_eig and Q off by up to 1e-4 at d = 96, n = 48, by an amount
+    their span plus A's range, so any further "direction" is rounding noise. Normalised, that
+    noise is not orthogonal to the basis, and ``ritz``, dropping the ill-conditioned
+    directions it makes, dropped part of the top eigenvectors with them (top_eig and Q off by up to 1e-4 at d = 96, n = 48, by an amount
     that depended on the operator's summation order). The cap uses no threshold on the
     remainders: under an outlier far above the bulk (a mean), float32 rounding and the bulk's
     genuine directions overlap, and zeroing small remainders cut genuine ones (q off by 0.04

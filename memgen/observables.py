@@ -60,21 +60,15 @@ def memorisation(x: jax.Array, X: jax.Array, n, block: int | None = None) -> dic
         ``{"m": [...], "m_kad": [...], "mem_frac": [...]}``.
     """
     n = jnp.asarray(n)
-    n_pad, d = X.shape
+    n_pad = X.shape[0]
     xs = _sample_moments(x)
     if block is None or n_pad <= block:
         stats = _nearest(x, xs, X, jnp.arange(n_pad, dtype=n.dtype) < n)
     else:
-        def add(b, acc):  # the block of rows [b B, b B + B), moved back to end at the last row
-            b = b.astype(n.dtype)  # an int64 index when the loop's bounds are concrete (x64)
-            start = jnp.minimum(b * block, n_pad - block)
-            rows = start + jnp.arange(block, dtype=start.dtype)
-            real = (rows >= b * block) & (rows < n)  # rows an earlier block covered are not counted twice
-            return _merge(acc, _nearest(x, xs, jax.lax.dynamic_slice_in_dim(X, start, block), real))
-
         inf = jnp.full(x.shape[:-1], jnp.inf, x.dtype)
         none = (jnp.zeros(x.shape[:-1], x.dtype), jnp.full(x.shape[:-1], -jnp.inf, x.dtype), inf, inf)
-        stats = jax.lax.fori_loop(0, (n + block - 1) // block, add, none)
+        stats = linalg.fold_row_blocks(lambda acc, Xb, real: _merge(acc, _nearest(x, xs, Xb, real)),
+                                       none, X, 0, n, block)
     best_cos, best_corr, first, second = stats
     ratio_sq = first / jnp.maximum(second, _TINY)
     # With one training sample there is no second neighbour: ratio 0 -> memorised.

@@ -133,18 +133,10 @@ def top_evecs(f: LinearFit, k: int) -> jax.Array:
 def accumulate(S: jax.Array, X: jax.Array, lo, hi, block: int = 64) -> jax.Array:
     """``S + sum_{lo <= i < hi} x_i x_i^T`` over rows of X [n_pad, d] (``lo``, ``hi`` traced): [d, d].
 
-    Walks the ``block``-row blocks that meet [lo, hi) (a loop of traced length), masking the
-    rows outside; a block that would overrun X is moved back to end at its last row and masked
-    to its own rows. Cost ~ 2 (hi - lo + 2 block) d^2.
+    Walks the ``block``-row blocks that meet [lo, hi), masking the rows outside
+    (``linalg.fold_row_blocks``). Cost ~ 2 (hi - lo + 2 block) d^2.
     """
-    n_pad = X.shape[0]
-    B = min(block, n_pad)
-
-    def add(b, S):
-        start = jnp.minimum(b * B, n_pad - B)  # what dynamic_slice would clamp to, made explicit
-        rows = start + jnp.arange(B, dtype=start.dtype)
-        keep = (rows >= jnp.maximum(lo, b * B)) & (rows < jnp.minimum(hi, b * B + B))
-        Xb = jax.lax.dynamic_slice_in_dim(X, start, B)
+    def add(S, Xb, keep):
         return S + (Xb * keep[:, None].astype(X.dtype)).T @ Xb
 
-    return jax.lax.fori_loop(lo // B, (hi + B - 1) // B, add, S)
+    return linalg.fold_row_blocks(add, S, X, lo, hi, block)

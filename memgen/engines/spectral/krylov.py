@@ -198,8 +198,8 @@ def model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, depth: int):
     """
     X = data_mod.sample(key_rows, pop, n_pad)
     d = X.shape[1]
-    matvec = operator(X, n)
-    f, block = lanczos(matvec, z[0], depth, start, rank=jnp.minimum(n, d))
+    rank = jnp.minimum(n, d)  # of the uncentred C, almost surely
+    f, block = lanczos(operator(X, n), z[0], depth, start, rank=rank)
     # Ritz values of C's null space (n < d) come out at rounding level, eps times C's largest
     # eigenvalue (a mean or spike can put that 10^4 above the bulk); their square roots would
     # pollute the lam = 0 generator (as in ``fit.fit``). They are cut to 0 below half the MP
@@ -216,8 +216,7 @@ def model(key_rows, pop, n, lam, z, start, n_pad: int, unit: float, depth: int):
     out["top_eig"] = top[0]
     # rows first: a masked sum over all of X made XLA copy X (tests/test_run.py, the memory model)
     tr_c = jnp.sum(jnp.sum(X * X, axis=1) * row_mask(n_pad, n, X.dtype)) / jnp.asarray(n, X.dtype)
-    rank = jnp.minimum(jnp.asarray(n, X.dtype), d)  # of the uncentred C, almost surely
-    tr_root, err = sqrt_trace(f, theta[0], lam, tr_c, rank, top, U, z[0])
+    tr_root, err = sqrt_trace(f, theta[0], lam, tr_c, rank.astype(X.dtype), top, U, z[0])
     out["w2"] = (tr_c + d * lam + d * unit**2 - 2 * unit * tr_root) / d
     out["w2_err"] = 2 * unit * err / d
     return out, x
