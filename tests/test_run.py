@@ -381,17 +381,68 @@ def test_one_compile_per_shape_whatever_the_host_dtype():
 def test_wait_ticks_while_a_chunk_computes():
     """``loop.wait`` calls its tick (the progress bar's refresh) while results are not ready, and
     returns the tree once they are; not at all when they are ready at once."""
-    class Leaf:  # a jax.Array stand-in: ready after ``polls`` checks
-        def __init__(self, polls):
-            self.polls = polls
+    import threading
+    import time
+
+    class Leaf:  # a jax.Array stand-in: ready once ``block_until_ready`` has slept
+        def __init__(self, seconds):
+            self.seconds, self.done = seconds, threading.Event()
+            if not seconds:
+                self.done.set()
 
         def is_ready(self):
-            self.polls -= 1
-            return self.polls < 0
+            return self.done.is_set()
+
+        def block_until_ready(self):
+            time.sleep(self.seconds)
+            self.done.set()
+            return self
 
     ticks = []
-    tree = {"a": Leaf(40)}
-    assert loop.wait(tree, tick=lambda: ticks.append(1), every=0.0) is tree and len(ticks) >= 30
+    tree = {"a": Leaf(0.3)}
+    assert loop.wait(tree, tick=lambda: ticks.append(1), every=0.01) is tree and tree["a"].is_ready()
+    assert 10 <= len(ticks) <= 40
     ticks.clear()
     loop.wait({"a": Leaf(0)}, tick=lambda: ticks.append(1), every=0.0)
     assert ticks == []
+
+
+def test_run_chunks_overlaps_chunks_but_never_a_compile():
+    """Chunk i + 1 is dispatched before chunk i is collected (the devices never idle while the
+    host stores a chunk), except before a chunk that must compile: every finished chunk is
+    yielded (stored) before a compile starts, so Ctrl-C during a compile loses nothing computed."""
+    from types import SimpleNamespace
+
+    from memgen.run.plan import Chunk
+
+    log, compiled = [], set()
+
+    class Runner:
+        engine = SimpleNamespace(values_per_point=1, point_bytes=lambda bucket, itemsize: 1)
+        devices = tuple(jax.local_devices())
+        compile_seconds = compute_seconds = 1.0
+        tick = None
+
+        def ready(self, c):
+            return c.bucket in compiled
+
+        def dispatch(self, c):
+            if c.bucket not in compiled:
+                log.append(("compile", c.bucket))
+                compiled.add(c.bucket)
+            log.append(("dispatch", int(c.index[0])))
+            return c
+
+        def collect(self, c):
+            log.append(("collect", int(c.index[0])))
+            return {"x": c.index}
+
+    chunks = [Chunk(b, np.array([i]), 1, 1) for i, b in enumerate("aabb")]
+    got = []
+    for c, out in loop.run_chunks(Runner(), chunks, progress=False):
+        log.append(("yield", int(c.index[0])))
+        got.append(int(out["x"][0]))
+    assert got == [0, 1, 2, 3]
+    assert log == [("compile", "a"), ("dispatch", 0), ("dispatch", 1), ("collect", 0), ("yield", 0),
+                   ("collect", 1), ("yield", 1), ("compile", "b"), ("dispatch", 2), ("dispatch", 3),
+                   ("collect", 2), ("yield", 2), ("collect", 3), ("yield", 3)]

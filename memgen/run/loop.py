@@ -102,22 +102,36 @@ def wait(tree, poll: float = 0.05, tick: Callable[[], None] | None = None, every
     """``block_until_ready`` that Ctrl-C can interrupt.
 
     A thread blocked inside XLA never returns to Python, so a SIGINT would wait for the whole
-    chunk (minutes for denoisers). Polling keeps the main thread in Python, where the
-    KeyboardInterrupt is raised within ``poll`` seconds; the chunk in flight is abandoned.
-    Each sleep is a tenth of the time waited so far (from 0.5 ms, at most ``poll``), so the
-    result is seen at most ~10% late: a fixed 50 ms sleep was up to 50 ms lost per chunk, 0.15 s
-    of the 0.27 s quick bench (its 3 chunks computed in ~0.1 s). ``tick`` is called about
-    every ``every`` seconds while waiting (the progress bar's clock, on chunks of minutes).
+    chunk (minutes for denoisers). The blocking wait runs in a daemon thread instead, and this
+    one waits on its event ``poll`` seconds at a time, raising the KeyboardInterrupt within
+    ``poll``; the chunk in flight is abandoned. The event is set the moment the results are
+    ready: polling ``is_ready`` with sleeps of a tenth of the time waited saw them up to ~10%
+    late (4 ms of each 44 ms chunk of the quick bench). ``tick`` is called about every
+    ``every`` seconds while waiting (the progress bar's clock, on chunks of minutes). An error
+    of the computation is not raised here but where the results are read (``gather``).
     """
     leaves = jax.tree_util.tree_leaves(tree)
-    t0 = last = time.perf_counter()
-    while not all(x.is_ready() for x in leaves):
+    if all(x.is_ready() for x in leaves):
+        check_interrupt()
+        return tree
+    ready = threading.Event()
+
+    def block():
+        try:
+            jax.block_until_ready(leaves)
+        except Exception:  # noqa: BLE001  raised again where the results are read
+            pass
+        finally:
+            ready.set()
+
+    threading.Thread(target=block, daemon=True, name="memgen-wait").start()
+    last = time.perf_counter()
+    while not ready.wait(min(poll, every) if tick is not None else poll):
         check_interrupt()
         now = time.perf_counter()
         if tick is not None and now - last >= every:
             tick()
             last = now
-        time.sleep(min(max(5e-4, (now - t0) / 10), poll))
     check_interrupt()
     return tree
 
@@ -137,6 +151,7 @@ class Runner:
         self.compile_seconds = 0.0
         self.compute_seconds = 0.0
         self.tick: Callable[[], None] | None = None  # called ~every second while a chunk computes
+        self._collected = 0.0  # when the last chunk was collected
 
     def shared(self):
         """The engine's replicated inputs, built and copied to every device once."""
@@ -146,26 +161,45 @@ class Runner:
             self._shared = jax.device_put(self.engine.shared(), everywhere)
         return self._shared
 
-    def run(self, chunk: Chunk) -> dict[str, np.ndarray]:
-        """One chunk: host arrays with the padding removed, checked finite.
+    def ready(self, chunk: Chunk) -> bool:
+        """Whether ``chunk``'s kernel is compiled already (``dispatch`` then returns at once)."""
+        e = self.engine
+        fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
+        return fn.compiled(e.inputs(pad(chunk.units()[:1], fn.step)), self.shared())
 
-        Compiling (the first chunk of a bucket) is timed apart from computing:
-        ``compile_seconds`` and ``compute_seconds`` accumulate them, for an honest ETA.
-        """
+    def dispatch(self, chunk: Chunk) -> tuple:
+        """Starts one chunk: compiles its bucket's kernel if need be (timed apart, into
+        ``compile_seconds``), then dispatches every micro-step without waiting for any. Returns
+        what ``collect`` takes. The BLAS setting (``blas_threads``) must hold until then."""
         e = self.engine
         fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
         per = e.inputs(pad(chunk.units(), chunk.size))
-        with jax.default_matmul_precision("highest"), blas_threads(self.devices):
+        with jax.default_matmul_precision("highest"):
             if not fn.compiled(per, self.shared()):  # a thread only for what can block for seconds
                 self.compile_seconds += interruptibly(fn.compile, per, self.shared())
-            t0 = time.perf_counter()
-            out = gather(wait(fn(per, self.shared()), tick=self.tick))
+            return chunk, fn(per, self.shared()), time.perf_counter()
+
+    def collect(self, flight: tuple) -> dict[str, np.ndarray]:
+        """A dispatched chunk's results: host arrays with the padding removed, checked finite.
+
+        ``compute_seconds`` grows by the time since the later of its dispatch and the previous
+        collect: the wall time of computing, also when chunks overlap (``run_chunks``).
+        """
+        chunk, outs, t0 = flight
+        out = gather(wait(outs, tick=self.tick))
         if chunk.unit is not None:  # [units, unit, ...] -> [points, ...], in ``index``'s order
             out = {k: v.reshape((-1,) + v.shape[2:]) for k, v in out.items()}
         out = {k: v[: len(chunk.index)] for k, v in out.items()}
-        self.compute_seconds += time.perf_counter() - t0
-        check_finite(e, chunk.index, out)
+        now = time.perf_counter()
+        self.compute_seconds += now - max(t0, self._collected)
+        self._collected = now
+        check_finite(self.engine, chunk.index, out)
         return out
+
+    def run(self, chunk: Chunk) -> dict[str, np.ndarray]:
+        """One chunk, start to finish (``dispatch`` then ``collect``)."""
+        with blas_threads(self.devices):
+            return self.collect(self.dispatch(chunk))
 
 
 def check_finite(engine, index: np.ndarray, out: dict[str, np.ndarray]) -> None:
@@ -214,6 +248,11 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
                desc: str = "memgen scan") -> Iterator[tuple[Chunk, dict]]:
     """Runs chunks in order, yielding results as they complete, with a progress bar.
 
+    Chunk i + 1 is dispatched before chunk i is awaited, so the devices never idle while the
+    host gathers, checks and stores a chunk (about 8 ms a chunk, a tenth of the quick bench);
+    except before a chunk whose kernel must first be compiled: chunk i is then collected
+    first, so that no finished chunk waits through a compile unstored.
+
     The bar counts grid values (combinations of the grid's axes, e.g. gamma x lam x seed), the
     unit the user asked for, whatever a point of the engine covers. Its ETA (``eta``) keeps
     compiling apart from computing, so it is honest from the first chunk on; the time spent
@@ -228,16 +267,30 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
         bar = tqdm(total=total, unit=" values", desc=desc, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} values [{elapsed}{postfix}]")
         runner.tick = bar.refresh  # the elapsed clock runs on inside a long chunk
+
+    def collect(i, flight):
+        out = runner.collect(flight)
+        if bar is not None:
+            left = eta(runner, chunks[: i + 1], chunks[i + 1:])
+            bar.set_postfix_str(("" if left is None else f"ETA {_clock(left)}, ")
+                                + f"compiling {runner.compile_seconds:.0f} s so far", refresh=False)
+            bar.update(len(chunks[i].index) * per)
+        return chunks[i], out
+
     try:
-        for i, c in enumerate(chunks):
-            check_interrupt()
-            out = runner.run(c)
-            if bar is not None:
-                left = eta(runner, chunks[: i + 1], chunks[i + 1:])
-                bar.set_postfix_str(("" if left is None else f"ETA {_clock(left)}, ")
-                                    + f"compiling {runner.compile_seconds:.0f} s so far", refresh=False)
-                bar.update(len(c.index) * per)
-            yield c, out
+        with blas_threads(runner.devices):  # held while any chunk computes
+            flight = None  # (index, dispatched chunk) not collected yet
+            for i, c in enumerate(chunks):
+                check_interrupt()
+                if flight is not None and not runner.ready(c):
+                    yield collect(*flight)
+                    flight = None
+                nxt = (i, runner.dispatch(c))
+                if flight is not None:
+                    yield collect(*flight)
+                flight = nxt
+            if flight is not None:
+                yield collect(*flight)
     finally:
         if bar is not None:
             runner.tick = None
