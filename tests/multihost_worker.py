@@ -20,7 +20,7 @@ from memgen.run import device, loop  # noqa: E402
 
 device.compilation_cache()  # $MEMGEN_CACHE_DIR: the test run's own cache
 gate = pathlib.Path(sys.argv[4])
-real = loop.Runner.run
+real = loop.Runner.dispatch
 
 
 def gated(self, chunk):
@@ -31,7 +31,7 @@ def gated(self, chunk):
     return real(self, chunk)
 
 
-loop.Runner.run = gated
+loop.Runner.dispatch = gated
 ds = memgen.scan(memgen.Spiked(d=12, beta=2.0), memgen.Linear(samples=3),
                  memgen.Grid(gamma=[1.25, 1.5, 2.0], lam=[0.0, 0.1], seeds=2),
                  out=sys.argv[3], chunk=1, batch=2, progress=False)

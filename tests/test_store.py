@@ -62,11 +62,11 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     script = textwrap.dedent(f"""
         import memgen, time
         from memgen.run import loop as g
-        real = g.Runner.run
-        def slow(self, c):
+        real = g.Runner.collect
+        def slow(self, flight):
             time.sleep(0.4)
-            return real(self, c)
-        g.Runner.run = slow
+            return real(self, flight)
+        g.Runner.collect = slow
         memgen.scan(memgen.Spiked(d=12, beta=2.0), memgen.Linear(samples=3),
                     memgen.Grid(gamma=[0.5, 1.0, 2.0], lam=[0.0, 0.1], seeds=8),
                     out={str(out)!r}, chunk=2, batch=2, progress=False)
@@ -90,20 +90,32 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 def test_ctrl_c_abandons_the_chunk_in_flight_and_keeps_finished_ones(tmp_path):
-    """SIGINT mid-chunk: the scan stops at once; the chunk finished before it is stored, the
-    one in flight is not (tests/test_trust.py times this on a long chunk)."""
+    """SIGINT mid-chunk: the scan stops at once; the chunk finished before it is stored (also
+    when Ctrl-C came before it was collected: chunks overlap), the one in flight is not
+    (tests/test_trust.py times this on a long chunk)."""
     out = tmp_path / "int"
     script = textwrap.dedent(f"""
-        import memgen, os, signal, time
+        import jax, memgen, os, signal, threading, time
         from memgen.run import loop as g
-        real = g.Runner.run
-        calls = []
-        def run(self, c):
+        real = g.Runner.dispatch
+        calls, flights = [], []
+
+        class Never:  # a result that never arrives: the chunk in flight
+            def is_ready(self):
+                return False
+
+            def block_until_ready(self):
+                threading.Event().wait()
+
+        def dispatch(self, c):
             calls.append(1)
-            if len(calls) == 2:
-                os.kill(os.getpid(), signal.SIGINT)  # arrives while this chunk runs
-            return real(self, c)
-        g.Runner.run = run
+            if len(calls) == 2:  # chunk 1 finished, not collected yet
+                jax.block_until_ready(flights[0][1])
+                os.kill(os.getpid(), signal.SIGINT)
+                return c, [{{"q": Never()}}], time.perf_counter()
+            flights.append(real(self, c))
+            return flights[-1]
+        g.Runner.dispatch = dispatch
         try:
             memgen.scan(memgen.Spiked(d=12, beta=2.0), memgen.Linear(samples=3),
                         memgen.Grid(gamma=[0.5, 1.0, 2.0], lam=[0.0, 0.1], seeds=8),
@@ -330,16 +342,16 @@ def test_resume_keeps_the_batch_the_store_was_written_with(tmp_path):
         np.testing.assert_array_equal(again[v].values, full[v].values, err_msg=v)
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_resume_refuses_a_store_begun_by_kernels_that_round_differently(tmp_path, old):
     """A store begun by earlier kernels of the linear engine's eigh route (revision 1: before it
     accumulated its moments, no ``arithmetic`` in its spec; 2: before memorisation walked row
-    blocks) is never finished by today's, which round differently; it is refused by name, and
+    blocks; 3: before fit branches) is never finished by today's, which round differently; it is refused by name, and
     nothing in it is touched."""
     out = tmp_path / "s"
     memgen.scan(DATA, MODEL, GRID, out=out, chunk=3, **SMALL)
     spec = json.loads((out / "spec.json").read_text())
-    assert spec["arithmetic"] == 3
+    assert spec["arithmetic"] == 4
     if old == 1:
         del spec["arithmetic"]
     else:
@@ -347,6 +359,6 @@ def test_resume_refuses_a_store_begun_by_kernels_that_round_differently(tmp_path
     (out / "spec.json").write_text(json.dumps(spec))
     (out / "results.nc").unlink()
     before = sorted(p.name for p in (out / "chunks").iterdir())
-    with pytest.raises(ValueError, match=rf"round differently \(arithmetic revision {old}, this memgen's 3\)"):
+    with pytest.raises(ValueError, match=rf"round differently \(arithmetic revision {old}, this memgen's 4\)"):
         memgen.scan(DATA, MODEL, GRID, out=out, mode="resume", **SMALL)
     assert sorted(p.name for p in (out / "chunks").iterdir()) == before

@@ -104,15 +104,16 @@ def wait(tree, poll: float = 0.05, tick: Callable[[], None] | None = None, every
     A thread blocked inside XLA never returns to Python, so a SIGINT would wait for the whole
     chunk (minutes for denoisers). The blocking wait runs in a daemon thread instead, and this
     one waits on its event ``poll`` seconds at a time, raising the KeyboardInterrupt within
-    ``poll``; the chunk in flight is abandoned. The event is set the moment the results are
-    ready: polling ``is_ready`` with sleeps of a tenth of the time waited saw them up to ~10%
-    late (4 ms of each 44 ms chunk of the quick bench). ``tick`` is called about every
-    ``every`` seconds while waiting (the progress bar's clock, on chunks of minutes). An error
-    of the computation is not raised here but where the results are read (``gather``).
+    ``poll`` while the results are not ready; the chunk in flight is abandoned. Results that are
+    ready are returned even when Ctrl-C came (the next ``check_interrupt``, between chunks,
+    raises it), so that a finished chunk is still stored. The event is set the moment the
+    results are ready: polling ``is_ready`` with sleeps of a tenth of the time waited saw them
+    up to ~10% late (4 ms of each 44 ms chunk of the quick bench). ``tick`` is called about
+    every ``every`` seconds while waiting (the progress bar's clock, on chunks of minutes). An
+    error of the computation is not raised here but where the results are read (``gather``).
     """
     leaves = jax.tree_util.tree_leaves(tree)
     if all(x.is_ready() for x in leaves):
-        check_interrupt()
         return tree
     ready = threading.Event()
 
@@ -132,7 +133,6 @@ def wait(tree, poll: float = 0.05, tick: Callable[[], None] | None = None, every
         if tick is not None and now - last >= every:
             tick()
             last = now
-    check_interrupt()
     return tree
 
 
