@@ -164,6 +164,15 @@ def bulk_w2(excess: jax.Array, var0: jax.Array, evecs: jax.Array, sigma: jax.Arr
     return (jnp.sum(sigma) + tr_model - 2 * jnp.sum(jnp.sqrt(ev), axis=-1)) / d
 
 
+def _off_span(evecs: jax.Array):
+    """Whether span(U) leaves directions of R^d out, for U [d, r]: always when r < d (a Python
+    True), else when U has zero columns (a traced bool): a small load's fit widened to the
+    full width (``fit.widened``). Terms over the complement ``I - U U^T`` count only then: at
+    full rank they are rounding alone (tr Sigma - sum_j u_j^T Sigma u_j, ~1e-4 in float32)."""
+    d, r = evecs.shape
+    return True if r < d else jnp.any(jnp.sum(evecs**2, axis=0) < 0.5)
+
+
 def _logdet_psd(A: jax.Array) -> jax.Array:
     """log det of symmetric positive (semi)definite matrices [..., k, k] (-inf if singular)."""
     return jnp.sum(jnp.log(jnp.maximum(linalg.eigvalsh(A), 0)), axis=-1)
@@ -216,7 +225,7 @@ def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bo
     singular = jnp.any(var <= 0, axis=-1) | ((var0 <= 0) & (comp > 0))
     safe = lambda v: 1 / jnp.where(v > 0, v, 1)  # noqa: E731
     rest = tr_sigma - jnp.sum(uSu)  # tr((I - UU^T) Sigma) (zero columns of U add nothing)
-    tr_S_inv = safe(var) @ uSu + safe(var0) * rest if comp else safe(var) @ uSu
+    tr_S_inv = safe(var) @ uSu + jnp.where(_off_span(evecs), safe(var0) * rest, 0.0)
     kl_rev = jnp.where(singular, jnp.inf, 0.5 * (tr_S_inv - d + logdet_S - logdet_sigma) / d)
     kl = jnp.where(singular, jnp.inf, kl)
 
@@ -260,13 +269,13 @@ def _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic: bo
         excess [L, r], var0 [L], evecs U [d, r]; sigma [d], spikes V [d, k], beta [k]; isotropic
             (static): as for ``gaussian_divergences``.
     """
-    d, r = evecs.shape
+    d = evecs.shape[0]
     k = spikes.shape[1]
     var = excess + var0[:, None]
     safe = lambda v: 1 / jnp.where(v > 0, v, 1)  # noqa: E731
     p = dmu @ evecs  # [L, r]
     sq = jnp.sum(dmu**2, axis=-1)
-    perp = sq - jnp.sum(p**2, axis=-1) if d > r else 0.0  # off span(U)
+    perp = jnp.where(_off_span(evecs), sq - jnp.sum(p**2, axis=-1), 0.0)  # off span(U)
 
     def spectral_quad(w, w0):  # dmu^T (U diag(w) U^T + w0 (I - U U^T)) dmu, per lam
         return jnp.sum(w * p**2, axis=-1) + w0 * perp

@@ -17,6 +17,7 @@ import reference as ref
 from memgen import data as data_mod
 from memgen.engines.spectral import engine as lin_engine
 from memgen.engines.spectral import fit as fit_mod
+from memgen.engines.spectral import sizes
 from memgen.run import loop
 from memgen.run.plan import plan
 
@@ -50,19 +51,24 @@ def test_point_matches_naive_sqrtm_loop(seed, spec, n, n_pad):
 
 @pytest.mark.parametrize("model", [memgen.Linear(samples=5), memgen.LinearDiffusion(samples=5, steps=4),
                                    memgen.LinearDiffusion(samples=5, steps=4, sampler="heun", centre=True)])
-@pytest.mark.parametrize("ns, n_pad", [([5, 13, 13], 16), ([5, 30, 64, 70, 96], 96)])
-def test_loads_of_a_bucket_match_the_naive_loop_load_by_load(seed, model, ns, n_pad):
+@pytest.mark.parametrize("ns, n_pad, fits", [([5, 13, 13], 16, ()), ([5, 30, 64, 70, 96], 96, ()),
+                                             ([5, 13, 13], 16, (8, 0, 0)), ([3, 5, 13, 30, 96], 96, (8, 8, 16, 0, 0))])
+def test_loads_of_a_bucket_match_the_naive_loop_load_by_load(seed, model, ns, n_pad, fits):
     """``loads`` (one draw, moments kept across loads: one Gram matrix below d = 24; a running
     sum of x x^T from d up, over 64-row blocks, 96 not whole blocks; a repeated size) == the
-    naive loop at every load, float64. A centred model forms each load's covariance from the
-    rows: it is held to ``point``, the single load (tests/test_diffusion_ddpm.py holds that to
-    the dense sampler)."""
+    naive loop at every load, float64. With fit branches (``fits``): small loads fitted on their
+    own Gram matrices of 8 or 16 rows, widened to the bucket's width (in a Gram bucket, from its
+    kept Gram matrix; at the full width d, the divergences must still count the zero columns as
+    off the fit's span). A centred model forms each load's covariance from the rows: it is held
+    to ``point``, the single load on the bucket's own fit (tests/test_diffusion_ddpm.py holds
+    that to the dense sampler)."""
     spec = memgen.Spiked(d=D_SMALL, beta=(3.0,))
     lam = np.array([0.0, 0.2])
     root = jax.random.key(seed)
     beta, alpha = jnp.asarray(spec.beta, jnp.float64), jnp.asarray(0.0, jnp.float64)
     kw = dict(spec=spec, model=model, dtype=jnp.float64)
-    out = lin_engine.loads(jnp.uint32(1), beta, alpha, jnp.asarray(ns), jnp.asarray(lam), root, n_pad=n_pad, **kw)
+    out = lin_engine.loads(jnp.uint32(1), beta, alpha, jnp.asarray(ns), jnp.asarray(lam), root, n_pad=n_pad,
+                           fits=fits, **kw)
     k_pop, k_a, k_b, k_z = lin_engine.point_keys(root, 1)
     pop = data_mod.population(k_pop, spec, beta, alpha, jnp.float64)
     Xa, Xb = (np.asarray(data_mod.sample(k, pop, ns[-1])) for k in (k_a, k_b))
@@ -172,6 +178,37 @@ def test_planner_weighs_compiles_against_padding():
         return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").buckets()
     assert len(buckets(200, 4)) <= 2  # the main job
     assert len(buckets(4000, 64)) >= 8
+
+
+def test_fit_branches_only_where_they_pay(monkeypatch):
+    """A small load in a merged bucket gets its own Gram fit when the eigh time it saves over its
+    models outweighs a branch's compile (``FIT_BRANCH_SECONDS``): not for the quick bench's 4
+    seeds, yes for 16; free branches are taken wherever they save flops, none at all never."""
+    def fits(seeds, gamma=(0.25, 0.5, 1.0, 2.0, 4.0), d=256):
+        grid = memgen.Grid(gamma=list(gamma), lam=[0, 0.01, 0.1, 1], seeds=seeds)
+        return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").fits
+    assert fits(4) == {1024: (0, 0, 0, 0, 0)}
+    assert fits(16) == {1024: (128, 128, 0, 0, 0)}
+    monkeypatch.setattr(sizes, "FIT_BRANCH_SECONDS", 0.0)
+    assert fits(4) == {1024: (64, 128, 0, 0, 0)}
+
+
+@pytest.mark.parametrize("data", [memgen.Spiked(d=24, beta=2.0), memgen.Isotropic(d=24, mean=1.0, std=1.5)])
+def test_scan_with_fit_branches_matches_without(monkeypatch, data):
+    """The engine's plan reaches the kernel: the same float64 scan with fit branches everywhere
+    (free) and with none agrees to rounding, and the branches were taken. Isotropic data has a
+    mean, whose part off a widened fit's span enters the divergences."""
+    grid = memgen.Grid(gamma=[0.2, 0.5, 2.0, 4.0], lam=[0.0, 0.1], seeds=2)
+    model = memgen.Linear(samples=5)
+    runs = {}
+    for price in (0.0, 1e9):
+        monkeypatch.setattr(sizes, "FIT_BRANCH_SECONDS", price)
+        engine = lin_engine.SpectralEngine(data, model, grid, jnp.float64)
+        runs[price] = (engine.fits, memgen.scan(data, model, grid, dtype="float64", progress=False))
+    assert any(runs[0.0][0][96]) and not any(runs[1e9][0][96])
+    for name in runs[0.0][1].data_vars:
+        np.testing.assert_allclose(runs[0.0][1][name].values, runs[1e9][1][name].values, rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
 
 
 def test_pad_groups_is_the_cheapest_partition(rng):

@@ -74,11 +74,17 @@ def test_no_linalg_outside_the_safe_module():
                          ids=["linear", "diffusion"])
 @pytest.mark.parametrize("data", [memgen.Spiked(d=16, beta=2.0), memgen.PowerLaw(d=16, alpha=1.0, k=2)],
                          ids=["spiked", "powerlaw"])
-def test_spectral_kernel_has_no_batched_lapack(data, model):
-    """The compiled chunk kernel, as the scan builds it, with 2 lam, sharded over every device."""
+def test_spectral_kernel_has_no_batched_lapack(data, model, monkeypatch):
+    """The compiled chunk kernel, as the scan builds it, with 2 lam, sharded over every device;
+    with free fit branches, so that a merged bucket's small load has its own Gram fit."""
+    from memgen.engines.spectral import sizes
+
+    monkeypatch.setattr(sizes, "FIT_BRANCH_SECONDS", 0.0)
     g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0, 0.1], seeds=2)
+    engine = SpectralEngine(data, model, g, jnp.float32)
+    assert engine.fits == {32: (8, 0)}  # one bucket, the small load on its own fit
     for n_pad in (8, 32):  # both routes (Gram below d = 16, covariance above), whatever the planner merges
-        _assert_unbatched(_lowered(SpectralEngine(data, model, g, jnp.float32), n_pad))
+        _assert_unbatched(_lowered(engine, n_pad))
 
 
 def test_krylov_kernel_has_no_batched_lapack():

@@ -22,7 +22,8 @@ COMPILE_SECONDS = 4.0
 FLOPS_PER_SECOND = 2e10
 
 
-def pad_groups(sizes, models: float, pad: Callable[[int], int], flops: Callable[[int], float]) -> dict[int, int]:
+def pad_groups(sizes, models: float, pad: Callable[[int], int], flops: Callable[[int], float],
+               fixed: Callable[[int], float] | None = None) -> dict[int, int]:
     """Training-set size -> static padded size: the buckets that minimise compile + compute time.
 
     Each bucket is a run of consecutive sizes padded to ``pad`` of its largest, so a plan is a
@@ -36,6 +37,8 @@ def pad_groups(sizes, models: float, pad: Callable[[int], int], flops: Callable[
         models: models evaluated per load (seeds x swept values x 2 per pair).
         pad: the smallest admissible static size for a size (e.g. the Gram/covariance ladder).
         flops: estimated flops of one model at a static size.
+        fixed: seconds a group padded to a static size costs once (default: a bucket's
+            compile, ``COMPILE_SECONDS``); an engine's groups inside a bucket price less.
     """
     sizes = [int(n) for n in sizes]
     u = sorted(set(sizes))
@@ -44,7 +47,7 @@ def pad_groups(sizes, models: float, pad: Callable[[int], int], flops: Callable[
         p, work = pad(u[j - 1]), 0.0
         for i in range(j, 0, -1):  # the bucket u[i-1 .. j-1], padded to p
             work += models * sizes.count(u[i - 1]) * flops(p)
-            cost = best[i - 1] + COMPILE_SECONDS + work / FLOPS_PER_SECOND
+            cost = best[i - 1] + (COMPILE_SECONDS if fixed is None else fixed(p)) + work / FLOPS_PER_SECOND
             if cost < best[j]:
                 best[j], cut[j] = cost, i - 1
     out, j = {}, len(u)

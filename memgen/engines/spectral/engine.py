@@ -26,7 +26,9 @@ Static shapes: training sets are padded to ``n_pad`` rows (``pad_rows``), so eve
 one padding bucket shares a compilation. The eigh route computes a *unit* per kernel call:
 every load of one bucket for one (extra, seed) (``loads``), from one draw, with the moments
 kept across its loads; the Krylov route computes one point per call (``point``), since at
-its sizes a training set is the memory.
+its sizes a training set is the memory. A small load of a large bucket may fit on its own
+Gram matrix (a fit branch, ``fit.branched``), where the planner finds that the eigh time it
+saves outweighs compiling it (``sizes.fit_widths``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ..protocol import spec_kernel
 from . import fit as fit_mod
 from . import krylov
 from .gains import noises, spectral, start_scale
-from .sizes import krylov_point_bytes, model_flops, pad_rows, point_bytes
+from .sizes import fit_widths, krylov_point_bytes, model_flops, pad_rows, point_bytes
 
 # Stored variable -> trailing dims (the order of this table is the store's order).
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -86,17 +88,18 @@ MEMORISATION_BLOCK = 128
 # ------------------------------------------------------------------ the point kernel
 
 
-def _model(X, cov, gram, pop, n, lam, z, isotropic: bool, unit: float, model):
+def _model(X, cov, gram, pop, n, lam, z, branch, isotropic: bool, unit: float, model, widths: tuple[int, ...] = ()):
     """One model of a pair: fit on the first ``n`` rows of its training set X [n_pad, d],
     generate, measure.
 
     ``cov``, ``gram``: the training set's moments when the caller keeps them (``loads``), else
-    None (see ``fit.fit``). ``unit``: the data's scale (Isotropic's std, else 1), static: w2
-    and the divergences are computed in units of it around the true mean.
+    None (see ``fit.fit``). ``widths``, ``branch``: the fit's size (``fit.branched``). ``unit``: the
+    data's scale (Isotropic's std, else 1), static: w2 and the divergences are computed in
+    units of it around the true mean.
     """
     centre = getattr(model, "centre", False)
     mu = fit_mod.row_mean(X, n) if centre else None
-    fit = fit_mod.fit(X, n, mu, cov=cov, gram=gram)
+    fit = fit_mod.branched(X, n, mu, cov, gram, widths, branch)
     sp = spectral(fit.evals, lam, model)
     x = fit_mod.sample(fit, sp.G, sp.G0, z)
     mean = None  # the law's mean [L, d]: (I - g(C)) mu, g = G_0 / s the start's gain
@@ -141,7 +144,7 @@ def point_keys(root: jax.Array, seed_idx) -> tuple[jax.Array, jax.Array, jax.Arr
     return tuple(jax.random.fold_in(k_seed, t) for t in (_TAG_POP, _TAG_A, _TAG_B, _TAG_Z))
 
 
-def loads(seed_idx, beta, alpha, ns, lam, root, *, spec, model, n_pad: int, dtype):
+def loads(seed_idx, beta, alpha, ns, lam, root, *, spec, model, n_pad: int, dtype, fits: tuple[int, ...] = ()):
     """All order parameters of the loads of one padding bucket for one (extra, seed): a unit.
 
     The training sets of a seed are nested prefixes of one draw (``data.sample``), so they are
@@ -158,6 +161,8 @@ def loads(seed_idx, beta, alpha, ns, lam, root, *, spec, model, n_pad: int, dtyp
         ns: the training-set sizes of the loads [G] (int), ascending, each <= n_pad.
         lam: regularisations [L]; root: the root PRNG key.
         spec, model, n_pad, dtype: static (the data and model specs, the padded size).
+        fits: static, one per load: the Gram size of its own fit, or 0 for the bucket's
+            (``SpectralEngine.fits``; empty: every load the bucket's).
 
     Returns:
         dict of arrays [G, ...]: lam-dependent variables [G, L], the others [G] (``VARIABLES``).
@@ -167,22 +172,24 @@ def loads(seed_idx, beta, alpha, ns, lam, root, *, spec, model, n_pad: int, dtyp
         pop = data_mod.population(k_pop, spec, beta, alpha, dtype)
         z = noise(root, seed_idx, k_z, model, (model.samples, spec.d), dtype)
         unit = spec.std if isinstance(spec, Isotropic) else 1.0
-        one = partial(_model, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model)
+        widths = tuple(sorted(set(fits) - {0}))
+        branch = jnp.asarray([0 if m == 0 else 1 + widths.index(m) for m in fits] or [0] * ns.shape[0], jnp.int32)
+        one = partial(_model, isotropic=not isinstance(spec, PowerLaw), unit=unit, model=model, widths=widths)
         X = jax.vmap(lambda k: data_mod.sample(k, pop, n_pad))(jnp.stack([k_a, k_b]))  # [2, n_pad, d]
         moments = not getattr(model, "centre", False)
         gram = jnp.einsum("hid,hjd->hij", X, X) if moments and n_pad < spec.d else None
         S = jnp.zeros((2, spec.d, spec.d), dtype) if moments and n_pad >= spec.d else None
 
-        def body(carry, n):
-            S, prev = carry
+        def body(carry, load):
+            (S, prev), (n, b) = carry, load
             if S is not None:
                 S = jax.vmap(fit_mod.accumulate, in_axes=(0, 0, None, None))(S, X, prev, n)
-            per, x = jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None))(X, S, gram, pop, n, lam, z)
+            per, x = jax.vmap(one, in_axes=(0, 0, 0, None, None, None, None, None))(X, S, gram, pop, n, lam, z, b)
             out = {k: jnp.mean(v, axis=0) for k, v in per.items()}  # average the two models
             out["q"] = observables.convergence(x[0], x[1])
             return (S, n), out
 
-        return jax.lax.scan(body, (S, jnp.zeros((), ns.dtype)), ns)[1]
+        return jax.lax.scan(body, (S, jnp.zeros((), ns.dtype)), (ns, branch))[1]
 
 
 def point(seed_idx, n, beta, alpha, lam, root, *, spec, model, n_pad: int, dtype, depth: int | None = None):
@@ -233,8 +240,10 @@ class SpectralEngine:
     # Revision 2 (2026-12-02): the eigh route computes units (``loads``). Revision 3 (the same
     # evening): the eigh route's memorisation in row blocks (``MEMORISATION_BLOCK``); the Krylov
     # route applies C to columns (``krylov.operator``) and stops exhausted spaces (its kernels
-    # changed three times under revision 2 that day, so both routes move on).
-    arithmetic = 3
+    # changed three times under revision 2 that day, so both routes move on). Revision 4
+    # (2026-12-02, late): fit branches (``fit.branched``), and a scan body that XLA fuses differently even
+    # without them (float32 results moved by an ulp or so).
+    arithmetic = 4
 
     def __init__(self, data, model: Linear | LinearDiffusion, grid: Grid, dtype):
         kind = type(model).__name__
@@ -273,6 +282,7 @@ class SpectralEngine:
             cost = partial(krylov.flops, d=data.d, samples=model.samples, m=max(self.depths), block=self._block())
         self.pads = pad_groups(  # n -> n_pad, a function of the spec alone
             self.ns, 2 * grid.seeds * extra_points, partial(pad_rows, d=data.d), cost)
+        self.fits = {} if self.depths is not None else fit_widths(self.ns, self.pads, data.d, 2 * grid.seeds * extra_points)
         if self.depths is not None:  # a bucket's depth: the deepest of its loads
             self.variables = KRYLOV_VARIABLES
             self.depth_of = {}
@@ -396,11 +406,11 @@ class SpectralEngine:
 
     def static(self):
         depths = None if self.depths is None else tuple(sorted(self.depth_of.items()))
-        return self.data, self.model, self.dtype.name, depths
+        return self.data, self.model, self.dtype.name, depths, tuple(sorted(self.fits.items()))
 
     @staticmethod
     def kernel(static, n_pad: int):
-        *static, depths = static
+        *static, depths, fits = static
         if depths is None:
-            return spec_kernel(loads, tuple(static), n_pad=n_pad)
+            return spec_kernel(loads, tuple(static), n_pad=n_pad, fits=dict(fits).get(n_pad, ()))
         return spec_kernel(point, tuple(static), n_pad=n_pad, depth=dict(depths)[n_pad])

@@ -1,5 +1,5 @@
-"""Sizes of the spectral engine's work: the padded training-set sizes, the flops the bucket
-planner weighs and the bytes the chunk planner budgets (``run.plan``).
+"""Sizes of the spectral engine's work: the padded training-set sizes, the fit branches, the
+flops the bucket planner weighs and the bytes the chunk planner budgets (``run.plan``).
 
 Pure arithmetic on the spec's integers; no JAX.
 """
@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import math
 
+from ...run.plan import pad_groups
 from ...specs import PowerLaw
+
+# A fit branch (``fit.branched``) in the bucket planner's currency (``plan.COMPILE_SECONDS``,
+# about 2 s a bucket on 2 cores today): each costs about 0.15 s of compiling (d = 256, one Gram
+# fit of 64 or 128 rows, 2 cores), so a branch pays when its loads' eigh savings outweigh that.
+FIT_BRANCH_SECONDS = 0.3
 
 
 def pad_rows(n: int, d: int) -> int:
@@ -29,13 +35,43 @@ def pad_rows(n: int, d: int) -> int:
     return d
 
 
+def fit_flops(width: int, d: int, formed: bool) -> float:
+    """Rough flops of one fit of ``width`` columns: its eigh and, below d, the Gram matrix
+    (when ``formed`` here, not kept by the unit) and U = X^T V."""
+    gram = 0.0 if width >= d else 2.0 * d * width * width * (2 if formed else 1)
+    return 9.0 * width**3 + gram
+
+
+def fit_widths(ns, pads: dict[int, int], d: int, models: int) -> dict[int, tuple[int, ...]]:
+    """n_pad -> the Gram size of each of its loads' own fit, in ascending n, 0 for the bucket's
+    fit (``fit.branched``): where a fit branch saves more eigh time than it costs to compile.
+
+    The same dynamic programme as the buckets (``pad_groups``), over a bucket's loads, with a
+    branch's price (``FIT_BRANCH_SECONDS``) for a group below the bucket's width r and nothing
+    for the bucket's own fit.
+
+    Args:
+        ns: the training-set sizes of the loads; pads: size -> n_pad (the buckets).
+        d: the dimension; models: models evaluated per load (seeds x swept values x 2).
+    """
+    out = {}
+    for n_pad in sorted(set(pads.values())):
+        sizes = sorted(int(n) for n in ns if pads[int(n)] == n_pad)
+        r = min(n_pad, d)
+        widths = pad_groups(sizes, models, lambda n, r=r: min(pad_rows(n, d), r),
+                            lambda m, r=r: fit_flops(m, d, formed=m < r),
+                            fixed=lambda m, r=r: 0.0 if m == r else FIT_BRANCH_SECONDS)
+        out[n_pad] = tuple(0 if widths[n] == r else widths[n] for n in sizes)
+    return out
+
+
 def model_flops(n_pad: int, d: int, n_lam: int, samples: int, noises: int = 1, dense: bool = False) -> float:
     """Rough flops of one model of one load at ``n_pad`` rows: what the bucket planner weighs
     (``plan.pad_groups``). Left out: what a unit pays once (``engine.loads``), the running sum
     of x x^T over its real rows or a Gram bucket's X X^T; each load pays its eigh and, on the
     Gram route, U = X^T V."""
     r = min(n_pad, d)
-    fit = 9.0 * r**3 + (0.0 if n_pad >= d else 2.0 * n_pad * n_pad * d)
+    fit = fit_flops(r, d, formed=False)
     generate = 2.0 * noises * samples * d * r + 2.0 * n_lam * samples * d * (r + n_pad)  # z U, x, distances
     return fit + generate + (9.0 * n_lam * d**3 if dense else 0.0)  # dense bulk: eigvalsh per lam
 
