@@ -96,7 +96,7 @@ def population(key: jax.Array, spec: DataSpec, beta, alpha, dtype) -> Population
 
 
 _BLOCK = 32  # rows drawn per key: large enough to amortise key derivation, small padding waste
-_DRAW_ELEMENTS = 2**16  # elements drawn at once: threefry's state stays in cache (below)
+_DRAW_ELEMENTS = 2**20  # elements drawn at once: the random bits' temporaries stay a few MB, whatever n d
 
 
 def _blocks(draw, n_rows: int, d: int) -> jax.Array:
@@ -104,10 +104,7 @@ def _blocks(draw, n_rows: int, d: int) -> jax.Array:
 
     Drawn ``_DRAW_ELEMENTS`` at a time (``lax.map``): threefry and the normal transform hold
     about three times their output in temporaries, which for a whole training set at large d
-    (n = 65536 rows of d = 16384) would triple its memory. On the CPU, JAX lowers threefry's
-    rounds as a loop whose state goes through memory every round: 2^16 elements at a time keep
-    it in cache (a quick-bench unit, d = 256 and 2 x 1024 rows, took 42.0 ms drawing 2^20 at
-    a time, 39.4 ms at 2^16, 39.1 at 2^15). Each block's values depend only on
+    (n = 65536 rows of d = 16384) would triple its memory. Each block's values depend only on
     its key, so the grouping draws the same numbers up to the compiled code's float32 rounding
     (<= 1 ulp against the whole-at-once draw; tests/test_reproduce.py).
     """
