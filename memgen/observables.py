@@ -164,13 +164,17 @@ def bulk_w2(excess: jax.Array, var0: jax.Array, evecs: jax.Array, sigma: jax.Arr
     return (jnp.sum(sigma) + tr_model - 2 * jnp.sum(jnp.sqrt(ev), axis=-1)) / d
 
 
-def _off_span(evecs: jax.Array):
+def _off_span(evecs: jax.Array, widened: bool):
     """Whether span(U) leaves directions of R^d out, for U [d, r]: always when r < d (a Python
-    True), else when U has zero columns (a traced bool): a small load's fit widened to the
-    full width (``fit.widened``). Terms over the complement ``I - U U^T`` count only then: at
-    full rank they are rounding alone (tr Sigma - sum_j u_j^T Sigma u_j, ~1e-4 in float32)."""
+    True); at r = d, only if U may have zero columns (``widened``, static: a small load's fit
+    widened to the full width, ``fit.branched``), when they are there (a traced bool). Terms
+    over the complement ``I - U U^T`` count only then: at full rank they are rounding alone
+    (tr Sigma - sum_j u_j^T Sigma u_j, ~1e-4 in float32). Static when it can be: the traced
+    test costs every kernel ~0.07 s of compiling."""
     d, r = evecs.shape
-    return True if r < d else jnp.any(jnp.sum(evecs**2, axis=0) < 0.5)
+    if r < d or not widened:
+        return r < d
+    return jnp.any(jnp.sum(evecs**2, axis=0) < 0.5)
 
 
 def _logdet_psd(A: jax.Array) -> jax.Array:
@@ -178,7 +182,8 @@ def _logdet_psd(A: jax.Array) -> jax.Array:
     return jnp.sum(jnp.log(jnp.maximum(linalg.eigvalsh(A), 0)), axis=-1)
 
 
-def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bool, dmu=None) -> dict[str, jax.Array]:
+def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bool, dmu=None,
+                         widened: bool = False) -> dict[str, jax.Array]:
     """KL both ways and the squared Hellinger distance between N(dmu, S) and the truth N(0, Sigma).
 
     ``S = U diag(excess) U^T + var0 I`` as in ``bulk_w2``;
@@ -194,6 +199,7 @@ def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bo
         sigma [d], spikes V [d, k], beta [k]: the population.
         isotropic: (static) sigma == 1.
         dmu: the model's mean minus the truth's, [d] or per lam [L, d] (default 0).
+        widened: (static) U may have zero columns although r = d (``_off_span``).
 
     Returns:
         ``{"kl": KL(model || truth)/d, "kl_rev": KL(truth || model)/d, "h2": 1 - BC}``, each [L].
@@ -225,7 +231,7 @@ def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bo
     singular = jnp.any(var <= 0, axis=-1) | ((var0 <= 0) & (comp > 0))
     safe = lambda v: 1 / jnp.where(v > 0, v, 1)  # noqa: E731
     rest = tr_sigma - jnp.sum(uSu)  # tr((I - UU^T) Sigma) (zero columns of U add nothing)
-    tr_S_inv = safe(var) @ uSu + jnp.where(_off_span(evecs), safe(var0) * rest, 0.0)
+    tr_S_inv = safe(var) @ uSu + jnp.where(_off_span(evecs, widened), safe(var0) * rest, 0.0)
     kl_rev = jnp.where(singular, jnp.inf, 0.5 * (tr_S_inv - d + logdet_S - logdet_sigma) / d)
     kl = jnp.where(singular, jnp.inf, kl)
 
@@ -252,10 +258,10 @@ def gaussian_divergences(excess, var0, evecs, sigma, spikes, beta, isotropic: bo
     if dmu is None:
         return div
     dmu = jnp.broadcast_to(dmu, var0.shape + (d,))
-    return _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic)
+    return _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic, widened)
 
 
-def _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic: bool) -> dict:
+def _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic: bool, widened: bool) -> dict:
     """Adds a mean difference to the divergences ``div`` of N(0, S) to N(0, Sigma).
 
     ``KL(model || truth) += dmu^T Sigma^-1 dmu / 2d``, ``KL(truth || model) += dmu^T S^-1 dmu / 2d``,
@@ -266,8 +272,8 @@ def _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic: bo
     Args:
         div: ``{"kl", "kl_rev", "h2"}`` [L] of the zero-mean law.
         dmu: the model's mean minus the truth's [L, d].
-        excess [L, r], var0 [L], evecs U [d, r]; sigma [d], spikes V [d, k], beta [k]; isotropic
-            (static): as for ``gaussian_divergences``.
+        excess [L, r], var0 [L], evecs U [d, r]; sigma [d], spikes V [d, k], beta [k]; isotropic,
+            widened (static): as for ``gaussian_divergences``.
     """
     d = evecs.shape[0]
     k = spikes.shape[1]
@@ -275,7 +281,7 @@ def _with_mean(div, dmu, excess, var0, evecs, sigma, spikes, beta, isotropic: bo
     safe = lambda v: 1 / jnp.where(v > 0, v, 1)  # noqa: E731
     p = dmu @ evecs  # [L, r]
     sq = jnp.sum(dmu**2, axis=-1)
-    perp = jnp.where(_off_span(evecs), sq - jnp.sum(p**2, axis=-1), 0.0)  # off span(U)
+    perp = jnp.where(_off_span(evecs, widened), sq - jnp.sum(p**2, axis=-1), 0.0)  # off span(U)
 
     def spectral_quad(w, w0):  # dmu^T (U diag(w) U^T + w0 (I - U U^T)) dmu, per lam
         return jnp.sum(w * p**2, axis=-1) + w0 * perp

@@ -116,7 +116,8 @@ def _model(X, cov, gram, pop, n, lam, z, branch, isotropic: bool, unit: float, m
     if mean is not None or pop.mean is not None:
         dmu = (0.0 if mean is None else mean) - (0.0 if pop.mean is None else pop.mean[None, :])
         dmu = jnp.broadcast_to(dmu, (lam.shape[0], X.shape[1])) / unit
-    out.update(observables.gaussian_divergences(excess, var0, fit.evecs, sigma, pop.spikes, pop.beta, isotropic, dmu))
+    out.update(observables.gaussian_divergences(excess, var0, fit.evecs, sigma, pop.spikes, pop.beta, isotropic, dmu,
+                                                widened=bool(widths)))
     out["Q"] = observables.subspace_overlap(fit_mod.top_evecs(fit, pop.latent.shape[1]), pop.latent)
     out["top_eig"] = fit.evals[-1]
     return out, x
