@@ -183,12 +183,14 @@ def test_planner_weighs_compiles_against_padding():
 def test_fit_branches_only_where_they_pay(monkeypatch):
     """A small load in a merged bucket gets its own Gram fit when the eigh time it saves over its
     models outweighs a branch's compile (``FIT_BRANCH_SECONDS``): not for the quick bench's 4
-    seeds, yes for 16; free branches are taken wherever they save flops, none at all never."""
+    or 16 seeds, yes for 64 and at d = 800 for 2; free branches are taken wherever they save
+    flops."""
     def fits(seeds, gamma=(0.25, 0.5, 1.0, 2.0, 4.0), d=256):
         grid = memgen.Grid(gamma=list(gamma), lam=[0, 0.01, 0.1, 1], seeds=seeds)
         return lin_engine.SpectralEngine(memgen.Spiked(d=d), memgen.Linear(samples=32), grid, "float32").fits
-    assert fits(4) == {1024: (0, 0, 0, 0, 0)}
-    assert fits(16) == {1024: (128, 128, 0, 0, 0)}
+    assert fits(4) == fits(16) == {1024: (0, 0, 0, 0, 0)}
+    assert fits(64) == {1024: (128, 128, 0, 0, 0)}
+    assert fits(2, gamma=(0.1, 0.2, 0.4, 0.8, 1.6), d=800) == {1600: (400, 400, 400, 0, 0)}
     monkeypatch.setattr(sizes, "FIT_BRANCH_SECONDS", 0.0)
     assert fits(4) == {1024: (64, 128, 0, 0, 0)}
 

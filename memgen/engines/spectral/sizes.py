@@ -12,9 +12,13 @@ from ...run.plan import pad_groups
 from ...specs import PowerLaw
 
 # A fit branch (``fit.branched``) in the bucket planner's currency (``plan.COMPILE_SECONDS``,
-# about 2 s a bucket on 2 cores today): each costs about 0.15 s of compiling (d = 256, one Gram
-# fit of 64 or 128 rows, 2 cores), so a branch pays when its loads' eigh savings outweigh that.
-FIT_BRANCH_SECONDS = 0.3
+# ``FLOPS_PER_SECOND``). A branch compiles in ~0.3 s on 2 CPU devices (0.32 s at d = 256, 0.25 s
+# at d = 800), and the planner's 2e10 flop/s is ~4.5x below the rate its flop model runs at
+# (~9e10 on 2 cores), so a branch is priced ~0.3 x 4.5 s. Measured (2 CPU devices): d = 800,
+# gamma 0.1-1.6, 2 seeds takes one branch, first run 3.8 s against 3.9 s without, a compiled
+# run 0.31 s against 0.43 s; the quick bench's grid (d = 256) would pay 0.32 s of compiling to
+# save 0.045 s a run at 16 seeds, and takes a branch from 64 seeds up.
+FIT_BRANCH_SECONDS = 1.4
 
 
 def pad_rows(n: int, d: int) -> int:
