@@ -64,8 +64,15 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     def placed_step(per_point, i: int):
         return jax.device_put(jax.tree.map(lambda x: x[i:i + step], per_point), split)
 
-    def key_of(per_step, shared):  # keyed by the PLACED inputs (device_put narrows int64 without x64)
-        key = jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), (per_step, shared))
+    def placed_dtype(x) -> str:  # what device_put makes of x's dtype (int64 -> int32 without x64)
+        dtype = getattr(x, "dtype", None)
+        dtype = np.asarray(x).dtype if dtype is None else dtype
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.extended):  # PRNG keys
+            return str(dtype)
+        return str(jax.dtypes.canonicalize_dtype(dtype))
+
+    def key_of(per_step, shared):  # keyed by the inputs as placed, computed without placing them
+        key = jax.tree.map(lambda x: (np.shape(x), placed_dtype(x)), (per_step, shared))
         return jax.tree.structure((per_step, shared)), tuple(jax.tree.leaves(key))
 
     def executable(per_step, shared):
@@ -80,7 +87,8 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
 
     def compiled(per_point, shared) -> bool:
         """Whether these inputs' shapes are compiled already (then ``compile`` is a no-op)."""
-        return key_of(*first_step(per_point, shared)) in executables
+        starts(per_point)
+        return key_of(jax.tree.map(lambda x: x[:step], per_point), shared) in executables
 
     def compile(per_point, shared) -> float:
         """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
