@@ -417,6 +417,20 @@ def test_one_compile_per_shape_whatever_the_host_dtype():
         np.testing.assert_array_equal(gather(out), 2 * np.arange(3 * f.step) + 1)
 
 
+def test_kernels_compile_at_highest_precision():
+    """The runner compiles in a thread (so that Ctrl-C stays live), and JAX's matmul precision
+    setting is thread-local: set in the calling thread, it missed the compile and every kernel
+    had the platform default (TF32 on GPUs; on a CPU float32 dots are exact either way)."""
+    data, model = memgen.Spiked(d=16, beta=2.0), memgen.Linear(samples=3)
+    engine = lin_engine.SpectralEngine(data, model, memgen.Grid(gamma=[0.5, 2.0], lam=[0.0], seeds=2), jnp.float32)
+    runner = loop.Runner(engine)
+    c = plan(engine, itemsize=4, devices=len(runner.devices), batch=1)[0]
+    runner.run(c)
+    kernel = loop.compiled(type(engine), engine.static(), c.bucket, c.batch, runner.devices)
+    dots = [ln for ex in kernel.executables.values() for ln in ex.as_text().splitlines() if " dot(" in ln]
+    assert dots and all("operand_precision={highest,highest}" in ln for ln in dots)
+
+
 def test_wait_ticks_while_a_chunk_computes():
     """``loop.wait`` calls its tick (the progress bar's refresh) while results are not ready, and
     returns the tree once they are; not at all when they are ready at once."""
@@ -446,15 +460,12 @@ def test_wait_ticks_while_a_chunk_computes():
     assert ticks == []
 
 
-def test_run_chunks_overlaps_chunks_but_never_a_compile():
-    """Chunk i + 1 is dispatched before chunk i is collected (the devices never idle while the
-    host stores a chunk), except before a chunk that must compile: every finished chunk is
-    yielded (stored) before a compile starts, so Ctrl-C during a compile loses nothing computed."""
+def _logging_runner(log, fail_at=None):
+    """A Runner stand-in for ``run_chunks`` that logs compile/dispatch/collect; its chunks finish
+    at once; dispatching chunk ``fail_at`` raises."""
     from types import SimpleNamespace
 
-    from memgen.run.plan import Chunk
-
-    log, compiled = [], set()
+    compiled = set()
 
     class Runner:
         engine = SimpleNamespace(values_per_point=1, point_bytes=lambda bucket, itemsize: 1)
@@ -466,6 +477,8 @@ def test_run_chunks_overlaps_chunks_but_never_a_compile():
             return c.bucket in compiled
 
         def dispatch(self, c):
+            if int(c.index[0]) == fail_at:
+                raise MemoryError("out of memory")
             if c.bucket not in compiled:
                 log.append(("compile", c.bucket))
                 compiled.add(c.bucket)
@@ -476,12 +489,43 @@ def test_run_chunks_overlaps_chunks_but_never_a_compile():
             log.append(("collect", int(c.index[0])))
             return {"x": c.index}
 
+    return Runner()
+
+
+def test_run_chunks_overlaps_chunks_but_never_a_compile():
+    """Chunk i + 1 is dispatched before chunk i is collected (the devices never idle while the
+    host stores a chunk), except before a chunk that must compile: every finished chunk is
+    yielded (stored) before a compile starts, so Ctrl-C during a compile loses nothing computed."""
+    from memgen.run.plan import Chunk
+
+    log = []
     chunks = [Chunk(b, np.array([i]), 1, 1) for i, b in enumerate("aabb")]
     got = []
-    for c, out in loop.run_chunks(Runner(), chunks, progress=False):
+    for c, out in loop.run_chunks(_logging_runner(log), chunks, progress=False):
         log.append(("yield", int(c.index[0])))
         got.append(int(out["x"][0]))
     assert got == [0, 1, 2, 3]
     assert log == [("compile", "a"), ("dispatch", 0), ("dispatch", 1), ("collect", 0), ("yield", 0),
                    ("collect", 1), ("yield", 1), ("compile", "b"), ("dispatch", 2), ("dispatch", 3),
                    ("collect", 2), ("yield", 2), ("collect", 3), ("yield", 3)]
+
+
+def test_run_chunks_stores_a_finished_chunk_before_ctrl_c_or_a_failed_dispatch():
+    """Ctrl-C while the caller stores chunk 0 (chunk 1 in flight, finished): chunk 1 is yielded,
+    then the interrupt; chunk 2 never starts. A dispatch that fails (chunk 1): chunk 0, already
+    computed, is yielded before the error."""
+    from memgen.run.plan import Chunk
+
+    chunks = [Chunk("a", np.array([i]), 1, 1) for i in range(3)]
+    log, got = [], []
+    with pytest.raises(KeyboardInterrupt):
+        for c, _ in loop.run_chunks(_logging_runner(log), chunks, progress=False):
+            got.append(int(c.index[0]))
+            if len(got) == 1:
+                loop._INTERRUPTED.set()
+    assert got == [0, 1] and ("dispatch", 2) not in log
+    log, got = [], []
+    with pytest.raises(MemoryError):
+        for c, _ in loop.run_chunks(_logging_runner(log, fail_at=1), chunks, progress=False):
+            got.append(int(c.index[0]))
+    assert got == [0]

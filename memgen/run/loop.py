@@ -63,6 +63,11 @@ def stop(error: BaseException | None) -> None:
     _STOP[:] = [] if error is None else [error]
 
 
+def _pending() -> bool:
+    """Whether ``check_interrupt`` would raise."""
+    return bool(_STOP) or _INTERRUPTED.is_set()
+
+
 def check_interrupt() -> None:
     """Raises KeyboardInterrupt if Ctrl-C came since ``interruptible`` began (or what ``stop`` set)."""
     if _STOP:
@@ -136,6 +141,14 @@ def wait(tree, poll: float = 0.05, tick: Callable[[], None] | None = None, every
     return tree
 
 
+def _at_highest(fn: Callable, *args):
+    """``fn(*args)`` with matmuls lowered at precision "highest" (the TF32/bf16 defaults of GPUs
+    and TPUs would bias cosines). Set in the thread that lowers: the setting is thread-local,
+    so set around ``interruptibly`` it missed the compile thread (kernels had the default)."""
+    with jax.default_matmul_precision("highest"):
+        return fn(*args)
+
+
 class Runner:
     """Runs chunks of one engine's points on every local device (this process's own, also when
     JAX runs several processes: ``memgen.run.multihost``).
@@ -174,10 +187,9 @@ class Runner:
         e = self.engine
         fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
         per = e.inputs(pad(chunk.units(), chunk.size))
-        with jax.default_matmul_precision("highest"):
-            if not fn.compiled(per, self.shared()):  # a thread only for what can block for seconds
-                self.compile_seconds += interruptibly(fn.compile, per, self.shared())
-            return chunk, fn(per, self.shared()), time.perf_counter()
+        if not fn.compiled(per, self.shared()):  # a thread only for what can block for seconds
+            self.compile_seconds += interruptibly(_at_highest, fn.compile, per, self.shared())
+        return chunk, fn(per, self.shared()), time.perf_counter()
 
     def collect(self, flight: tuple) -> dict[str, np.ndarray]:
         """A dispatched chunk's results: host arrays with the padding removed, checked finite.
@@ -251,7 +263,10 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
     Chunk i + 1 is dispatched before chunk i is awaited, so the devices never idle while the
     host gathers, checks and stores a chunk (about 8 ms a chunk, a tenth of the quick bench);
     except before a chunk whose kernel must first be compiled: chunk i is then collected
-    first, so that no finished chunk waits through a compile unstored.
+    first, so that no finished chunk waits through a compile unstored. Neither Ctrl-C nor a
+    failed dispatch drops a finished chunk: it is yielded first (a chunk still computing is
+    abandoned). Two chunks in flight hold two chunks' inputs and outputs; their temporaries
+    do not add up, since a device runs its programs one at a time.
 
     The bar counts grid values (combinations of the grid's axes, e.g. gamma x lam x seed), the
     unit the user asked for, whatever a point of the engine covers. Its ETA (``eta``) keeps
@@ -281,11 +296,16 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
         with blas_threads(runner.devices):  # held while any chunk computes
             flight = None  # (index, dispatched chunk) not collected yet
             for i, c in enumerate(chunks):
-                check_interrupt()
-                if flight is not None and not runner.ready(c):
-                    yield collect(*flight)
+                if flight is not None and (_pending() or not runner.ready(c)):
+                    yield collect(*flight)  # stored if finished; Ctrl-C raises here if not
                     flight = None
-                nxt = (i, runner.dispatch(c))
+                check_interrupt()
+                try:
+                    nxt = (i, runner.dispatch(c))
+                except BaseException:
+                    if flight is not None:  # the chunk before a failed dispatch is still stored
+                        yield collect(*flight)
+                    raise
                 if flight is not None:
                     yield collect(*flight)
                 flight = nxt
