@@ -81,10 +81,6 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
             executables[key] = kernel.lower(per_step, shared).compile()
         return executables[key]
 
-    def first_step(per_point, shared):  # refuses a partial step before compiling
-        starts(per_point)
-        return placed_step(per_point, 0), jax.device_put(shared, everywhere)
-
     def compiled(per_point, shared) -> bool:
         """Whether these inputs' shapes are compiled already (then ``compile`` is a no-op)."""
         starts(per_point)
@@ -93,7 +89,8 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     def compile(per_point, shared) -> float:
         """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
         t0 = time.perf_counter()
-        executable(*first_step(per_point, shared))
+        starts(per_point)  # refuses a partial step before compiling
+        executable(placed_step(per_point, 0), jax.device_put(shared, everywhere))
         return time.perf_counter() - t0
 
     def call(per_point, shared):

@@ -275,15 +275,15 @@ class SpectralEngine:
             self.extra = None
         self.axes = ((self.extra,) if self.extra else ()) + (("gamma", grid.gamma), ("seed", tuple(range(grid.seeds))))
         self.ns = np.array([n_samples(g, data.d) for g in grid.gamma], np.int32)  # per gamma
-        extra_points = len(self.extra[1]) if self.extra else 1
+        models = 2 * grid.seeds * (len(self.extra[1]) if self.extra else 1)  # per load
         if self.depths is None:
             cost = partial(model_flops, d=data.d, n_lam=len(grid.lam), samples=model.samples, noises=noises(model),
                            dense=isinstance(data, PowerLaw))
         else:
             cost = partial(krylov.flops, d=data.d, samples=model.samples, m=max(self.depths), block=self._block())
         self.pads = pad_groups(  # n -> n_pad, a function of the spec alone
-            self.ns, 2 * grid.seeds * extra_points, partial(pad_rows, d=data.d), cost)
-        self.fits = {} if self.depths is not None else fit_widths(self.ns, self.pads, data.d, 2 * grid.seeds * extra_points)
+            self.ns, models, partial(pad_rows, d=data.d), cost)
+        self.fits = {} if self.depths is not None else fit_widths(self.ns, self.pads, data.d, models)
         if self.depths is not None:  # a bucket's depth: the deepest of its loads
             self.variables = KRYLOV_VARIABLES
             self.depth_of = {}
