@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from . import linalg
+from .threefry import unrolled
 
 from .specs import DataSpec, Isotropic, PowerLaw, Spiked
 from .spectra import powerlaw_spectrum
@@ -51,8 +52,9 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
 
     One stream for both precisions: a float32 and an x64 scan of the same spec see the same
     data and noise, so their difference is arithmetic alone (tests/test_store.py bounds it).
+    ``jax.random.normal``'s numbers, hashed by straight-line code (``threefry.unrolled``).
     """
-    return jax.random.normal(key, shape, jnp.float32).astype(dtype)
+    return jax.random.normal(unrolled(key), shape, jnp.float32).astype(dtype)
 
 
 def _directions(key: jax.Array, d: int, r: int, kind: str, dtype) -> jax.Array:

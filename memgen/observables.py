@@ -108,9 +108,14 @@ def _nearest(x, xs, X, real):
 
     d2 = jnp.maximum(sq_x[..., None] + row(sq_X) - 2 * dot, 0)
     d2 = jnp.where(real, d2, jnp.inf)
-    first = jnp.min(d2, axis=-1)  # the two smallest squared distances, without a sort
-    at_first = row(jnp.arange(d2.shape[-1])) == jnp.argmin(d2, axis=-1)[..., None]
-    second = jnp.min(jnp.where(at_first, jnp.inf, d2), axis=-1)
+    # The two smallest squared distances, without a sort or an argmin: XLA's CPU backend does
+    # not vectorise an argmin (a two-output reduction), which took as long as the product
+    # ``dot`` itself (quick bench grid). The second is the smallest of the others, or the
+    # first again where the first is reached twice (the argmin's tie rule, bit for bit).
+    first = jnp.min(d2, axis=-1)
+    at_first = d2 == first[..., None]
+    twice = jnp.sum(at_first.astype(jnp.int32), axis=-1) > 1
+    second = jnp.where(twice, first, jnp.min(jnp.where(at_first, jnp.inf, d2), axis=-1))
     return best_cos, best_corr, first, second
 
 

@@ -93,6 +93,21 @@ def test_memorisation_in_row_blocks_matches_reference(rng, n):
             np.testing.assert_allclose(out[k][L], want[k], rtol=1e-12, atol=1e-12, err_msg=f"{k} n={n}")
 
 
+@pytest.mark.parametrize("block", [None, 2])
+def test_memorisation_counts_a_nearest_distance_reached_twice_as_its_second(block):
+    """Exact ties (small integers: every distance exact): a sample at distance 1 from two copies
+    of one row has nearest / second nearest = 1, not memorised; a rule that dropped every row at
+    the nearest distance would take a far row as second and call it memorised. With
+    ``block=2`` the copies sit in one block (rows 0, 1) and in two (rows 1, 3)."""
+    x = np.array([[[2, 0, 0, 0], [9, 9, 9, 8]]], np.float32)  # sample 1: one row at distance 1
+    for X in ([[1, 0, 0, 0], [1, 0, 0, 0], [9, 9, 8, 8]], [[9, 9, 8, 8], [1, 0, 0, 0], [5, 5, 5, 4], [1, 0, 0, 0]]):
+        X = np.array(X, np.float32)
+        out = observables.memorisation(jnp.asarray(x), jnp.asarray(X), X.shape[0], block=block)
+        want = ref.memorisation(x[0].astype(np.float64), X.astype(np.float64))
+        assert float(want["mem_frac"]) == 0.5  # sample 0 not memorised, sample 1 memorised
+        assert float(out["mem_frac"][0]) == 0.5, f"{X.shape[0]} rows, block={block}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_latent_recovery_and_w2(rng, dtype):
     d, n, k = 14, 30, 2

@@ -1,0 +1,77 @@
+"""JAX's default PRNG (Threefry-2x32), bit for bit, with its 20 rounds unrolled on every platform.
+
+JAX lowers the Threefry hash as a 5-step loop on the CPU and as straight-line code
+elsewhere. In memgen's kernels the loop cost compiling and running time on the CPU: each step wrote the whole
+hash state of a draw (2^20 words for a training set) to memory and read it back. Drawn
+through ``UNROLLED`` (the same hash as straight-line ``jnp`` code, a PRNG implementation
+defined with ``jax.extend.random``), the quick bench's grid compiled ~0.3 s sooner and ran
+~7% faster on 2 CPU devices (docs/architecture.md), with the very same numbers:
+``tests/test_threefry.py`` holds the bits equal to ``jax.random``'s.
+
+Only the hash of ``random_bits`` is memgen's; seeding, ``split`` and ``fold_in`` are
+JAX's own Threefry functions, and uniform and normal variates are made from the bits by
+``jax.random`` as for any key. The hash is Threefry-2x32 with 20 rounds (Salmon et al.,
+"Parallel random numbers: as easy as 1, 2, 3", SC 2011), counter ``i`` the element's
+row-major index, as JAX's partitionable Threefry (the default since jax 0.5) counts; a
+process that sets ``jax_threefry_partitionable`` off changes ``jax.random``'s numbers, not
+these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.random import define_prng_impl, threefry_prng_impl
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)  # the key schedule's constant
+
+
+def _rotl(v: jax.Array, r: int) -> jax.Array:
+    return (v << np.uint32(r)) | (v >> np.uint32(32 - r))
+
+
+def hash2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32, 20 rounds, of counter words (x1, x2) under key (k1, k2); uint32 throughout.
+
+    Args:
+        k1, k2: the key words [] (uint32).
+        x1, x2: the counter words, any one shape (uint32).
+
+    Returns:
+        The two output words, x's shape.
+    """
+    ks = (k1, k2, k1 ^ k2 ^ _PARITY)
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):  # 5 x 4 rounds, the key injected after each four
+        for r in _ROTATIONS[i % 2]:
+            x1 = x1 + x2
+            x2 = x1 ^ _rotl(x2, r)
+        x1 = x1 + ks[(i + 1) % 3]
+        x2 = x2 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x1, x2
+
+
+def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+    """``jax.random``'s Threefry bits for one key (key data [2] uint32): 32-bit words here, the
+    other widths from JAX's own function."""
+    size = math.prod(shape)
+    if bit_width != 32 or size >= 2**32:  # the counter's high word would not be 0
+        return threefry_prng_impl.random_bits(key, bit_width, shape)
+    lo = jax.lax.iota(np.uint32, size).reshape(shape)  # counter (0, i), i the row-major index
+    b1, b2 = hash2x32(key[0], key[1], jnp.zeros_like(lo), lo)
+    return b1 ^ b2
+
+
+UNROLLED = define_prng_impl(
+    key_shape=threefry_prng_impl.key_shape, seed=threefry_prng_impl.seed, split=threefry_prng_impl.split,
+    random_bits=_random_bits, fold_in=threefry_prng_impl.fold_in, name="threefry2x32_unrolled", tag="fru")
+
+
+def unrolled(key: jax.Array) -> jax.Array:
+    """A Threefry key, any shape, as the same key of ``UNROLLED``: every draw from it gives
+    ``jax.random``'s numbers, computed by straight-line code."""
+    return jax.random.wrap_key_data(jax.random.key_data(key), impl=UNROLLED)

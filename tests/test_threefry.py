@@ -1,0 +1,62 @@
+"""memgen's unrolled Threefry (``memgen.threefry``) draws jax.random's numbers, bit for bit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.extend.random import threefry_2x32
+
+from memgen import data as data_mod
+from memgen import threefry
+
+
+def _hash(key, count):
+    k, c = np.uint32(key), np.uint32(count)
+    return tuple(int(v) for v in threefry.hash2x32(jnp.uint32(k[0]), jnp.uint32(k[1]), jnp.uint32(c[0]),
+                                                  jnp.uint32(c[1])))
+
+
+def test_hash_matches_the_reference_vectors_and_jax():
+    """The known-answer vectors of the Random123 reference implementation (the ones JAX's own
+    tests use), and JAX's hash on random keys and counters."""
+    assert _hash([0, 0], [0, 0]) == (0x6B200159, 0x99BA4EFE)
+    assert _hash([0xFFFFFFFF] * 2, [0xFFFFFFFF] * 2) == (0x1CB996FC, 0xBB002BE7)
+    assert _hash([0x13198A2E, 0x03707344], [0x243F6A88, 0x85A308D3]) == (0xC4923A9C, 0x483DF7A0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        key, count = rng.integers(0, 2**32, 2, dtype=np.uint32), rng.integers(0, 2**32, 2, dtype=np.uint32)
+        assert _hash(key, count) == tuple(int(v) for v in threefry_2x32(jnp.asarray(key), jnp.asarray(count)))
+
+
+def test_a_wrong_rotation_is_caught(monkeypatch):
+    """Negative control: the comparisons above see a one-constant change of the hash."""
+    monkeypatch.setattr(threefry, "_ROTATIONS", ((13, 15, 26, 6), (17, 29, 16, 25)))
+    assert _hash([0, 0], [0, 0]) != (0x6B200159, 0x99BA4EFE)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (32, 256), (3, 5, 2)])
+def test_draws_equal_jax_random(shape):
+    """Normals and bits from fresh keys (fold_in, split, vmap, jit) equal jax.random's."""
+    root = jax.random.key(np.random.default_rng().integers(2**31))
+    keys = jax.random.split(jax.random.fold_in(root, 3), 4)
+    want = jax.vmap(lambda k: jax.random.normal(k, shape, jnp.float32))(keys)
+    got = jax.jit(jax.vmap(lambda k: jax.random.normal(threefry.unrolled(k), shape, jnp.float32)))(keys)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    k = jax.random.fold_in(root, 11)
+    np.testing.assert_array_equal(np.asarray(jax.random.bits(threefry.unrolled(k), shape)),
+                                  np.asarray(jax.random.bits(k, shape)))
+    np.testing.assert_array_equal(np.asarray(data_mod.normal(k, shape, jnp.float32)),
+                                  np.asarray(jax.random.normal(k, shape, jnp.float32)))
+
+
+def test_memgens_draws_take_the_unrolled_hash():
+    """``data.normal`` (every draw of the spectral engines) lowers without JAX's Threefry
+    function and its loop (which ``jax.random.normal`` has, on the CPU)."""
+    def lowered(f):
+        return jax.jit(f).lower(jax.random.key(0)).as_text()
+
+    ours = lowered(lambda k: data_mod.normal(k, (32, 64), jnp.float32))
+    theirs = lowered(lambda k: jax.random.normal(k, (32, 64), jnp.float32))
+    assert "threefry" not in ours and "while" not in ours
+    if jax.default_backend() == "cpu":
+        assert "threefry" in theirs and "while" in theirs
