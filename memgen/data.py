@@ -104,9 +104,11 @@ _DRAW_ELEMENTS = 2**20  # elements drawn at once: the random bits' temporaries s
 def _blocks(draw, n_rows: int, d: int) -> jax.Array:
     """``draw(b)`` -> rows [_BLOCK, d] of block b, for every block of ``n_rows`` rows: [n_rows, d].
 
-    Drawn ``_DRAW_ELEMENTS`` at a time (``lax.map``): threefry and the normal transform hold
-    about three times their output in temporaries, which for a whole training set at large d
-    (n = 65536 rows of d = 16384) would triple its memory. Each block's values depend only on
+    Drawn ``_DRAW_ELEMENTS`` at a time (``lax.map``): JAX's Threefry on the CPU (a loop) and
+    the normal transform hold about three times their output in temporaries, which for a whole
+    training set at large d (n = 65536 rows of d = 16384) would triple its memory. (The
+    unrolled hash that ``normal`` now uses fuses into the transform; the grouping stays, since
+    regrouping could move the draw by an ulp.) Each block's values depend only on
     its key, so the grouping draws the same numbers up to the compiled code's float32 rounding
     (<= 1 ulp against the whole-at-once draw; tests/test_reproduce.py).
     """
