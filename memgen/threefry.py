@@ -1,16 +1,17 @@
 """JAX's default PRNG (Threefry-2x32), bit for bit, with its 20 rounds unrolled on every platform.
 
 JAX lowers the Threefry hash as a 5-step loop on the CPU and as straight-line code
-elsewhere. In memgen's kernels the loop cost compiling and running time on the CPU: each step wrote the whole
-hash state of a draw (2^20 words for a training set) to memory and read it back. Drawn
-through ``UNROLLED`` (the same hash as straight-line ``jnp`` code, a PRNG implementation
-defined with ``jax.extend.random``), the quick bench's grid compiled ~0.3 s sooner and ran
-~7% faster on 2 CPU devices (docs/architecture.md), with the very same numbers:
-``tests/test_threefry.py`` holds the bits equal to ``jax.random``'s.
+elsewhere. In memgen's kernels the loop cost compiling and running time on the CPU: each step
+wrote the whole hash state of a draw (2^20 words for a training set) to memory and read it
+back. Every engine's root key is a key of ``UNROLLED`` (``key``), a PRNG implementation
+defined with ``jax.extend.random`` whose hash is the same, as straight-line ``jnp`` code; on
+2 CPU devices the quick linear bench compiled ~0.3 s sooner and ran ~7% faster, the denoiser
+bench's ensemble compiled in 2.2 s instead of 4.3 (docs/architecture.md), with the very same
+numbers: ``tests/test_threefry.py`` holds keys and bits equal to ``jax.random``'s.
 
-Only the hash of ``random_bits`` is memgen's; seeding, ``split`` and ``fold_in`` are
-JAX's own Threefry functions, and uniform and normal variates are made from the bits by
-``jax.random`` as for any key. The hash is Threefry-2x32 with 20 rounds (Salmon et al.,
+The hash is memgen's, and with it ``random_bits``, ``split`` and ``fold_in`` (the same
+counters as JAX's); seeding is JAX's own function, and uniform, normal and integer variates
+are made from the bits by ``jax.random`` as for any key. The hash is Threefry-2x32 with 20 rounds (Salmon et al.,
 "Parallel random numbers: as easy as 1, 2, 3", SC 2011), counter ``i`` the element's
 row-major index, as JAX's partitionable Threefry (the default since jax 0.5) counts; a
 process that sets ``jax_threefry_partitionable`` off changes ``jax.random``'s numbers, not
@@ -55,23 +56,49 @@ def hash2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array) -> tupl
     return x1, x2
 
 
-def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
-    """``jax.random``'s Threefry bits for one key (key data [2] uint32): 32-bit words here, the
-    other widths from JAX's own function."""
+def _counters(shape: tuple[int, ...]) -> jax.Array:
+    """The low counter word of each element: its row-major index (the high word is 0)."""
     size = math.prod(shape)
-    if bit_width != 32 or size >= 2**32:  # the counter's high word would not be 0
+    if size >= 2**32:
+        raise ValueError(f"split into {size} keys: at most 2^32 - 1")
+    return jax.lax.iota(np.uint32, size).reshape(shape)
+
+
+def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+    """``jax.random``'s Threefry bits of ``bit_width`` (8, 16, 32 or 64) for one key (key data
+    [2] uint32): the hash of each element's counter, its two words XORed (64 bits: joined)."""
+    if math.prod(shape) >= 2**32:  # the counter's high word is not 0: JAX's own function
         return threefry_prng_impl.random_bits(key, bit_width, shape)
-    lo = jax.lax.iota(np.uint32, size).reshape(shape)  # counter (0, i), i the row-major index
+    lo = _counters(shape)
     b1, b2 = hash2x32(key[0], key[1], jnp.zeros_like(lo), lo)
-    return b1 ^ b2
+    if bit_width == 64:
+        return (b1.astype(np.uint64) << np.uint64(32)) | b2.astype(np.uint64)
+    return (b1 ^ b2).astype(f"uint{bit_width}")
+
+
+def _split(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``jax.random.split``'s keys [*shape, 2]: the hash's two words of counter i are key i."""
+    lo = _counters(shape)
+    return jnp.stack(hash2x32(key[0], key[1], jnp.zeros_like(lo), lo), axis=-1)
+
+
+def _fold_in(key: jax.Array, data) -> jax.Array:
+    """``jax.random.fold_in``'s key [2]: the hash of counter (0, data)."""
+    data = jnp.asarray(data, np.uint32)
+    return jnp.stack(hash2x32(key[0], key[1], jnp.zeros_like(data), data))
 
 
 UNROLLED = define_prng_impl(
-    key_shape=threefry_prng_impl.key_shape, seed=threefry_prng_impl.seed, split=threefry_prng_impl.split,
-    random_bits=_random_bits, fold_in=threefry_prng_impl.fold_in, name="threefry2x32_unrolled", tag="fru")
+    key_shape=threefry_prng_impl.key_shape, seed=threefry_prng_impl.seed, split=_split,
+    random_bits=_random_bits, fold_in=_fold_in, name="threefry2x32_unrolled", tag="fru")
 
 
 def unrolled(key: jax.Array) -> jax.Array:
     """A Threefry key, any shape, as the same key of ``UNROLLED``: every draw from it gives
     ``jax.random``'s numbers, computed by straight-line code."""
     return jax.random.wrap_key_data(jax.random.key_data(key), impl=UNROLLED)
+
+
+def key(seed) -> jax.Array:
+    """``jax.random.key(seed)`` as a key of ``UNROLLED``: the root of every engine's draws."""
+    return jax.random.key(seed, impl=UNROLLED)

@@ -15,6 +15,7 @@ import pytest
 import memgen
 import reference as ref
 from memgen import data as data_mod
+from memgen import threefry
 from memgen.engines.spectral import engine as lin_engine
 from memgen.engines.spectral import fit as fit_mod
 from memgen.engines.spectral import sizes
@@ -277,7 +278,7 @@ def test_new_lam_and_second_chunk_do_not_recompile():
     before = len(kernel.executables)
     runner.run(chunks[1])
     runner._shared = None  # a new set of lam values, same length
-    engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), jax.random.key(0))
+    engine.shared = lambda: (np.asarray([0.3, 0.9], np.float32), threefry.key(0))
     runner.run(chunks[0])
     assert len(kernel.executables) == before == 1 and runner.compile_seconds > 0
 

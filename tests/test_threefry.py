@@ -49,6 +49,28 @@ def test_draws_equal_jax_random(shape):
                                   np.asarray(jax.random.normal(k, shape, jnp.float32)))
 
 
+def test_keys_and_every_bit_width_equal_jax_random():
+    """split, fold_in, and bits of 8 to 64 bits (64 and float64 under x64, as the suite runs),
+    from a fresh key and from ``threefry.key``."""
+    seed = int(np.random.default_rng().integers(2**31))
+    k = jax.random.fold_in(jax.random.key(seed), 5)
+    u = threefry.unrolled(k)
+    for shape in ((), (3,), (2, 4)):
+        want = jax.random.split(k, shape) if shape else jax.random.split(k)
+        got = jax.random.split(u, shape) if shape else jax.random.split(u)
+        np.testing.assert_array_equal(jax.random.key_data(got), jax.random.key_data(want))
+    for data in (0, 1, 12345, 2**32 - 1):
+        np.testing.assert_array_equal(jax.random.key_data(jax.random.fold_in(u, data)),
+                                      jax.random.key_data(jax.random.fold_in(k, data)))
+    np.testing.assert_array_equal(jax.random.key_data(threefry.key(seed)), jax.random.key_data(jax.random.key(seed)))
+    widths = [jnp.uint8, jnp.uint16, jnp.uint32] + ([jnp.uint64] if jax.config.jax_enable_x64 else [])
+    for dt in widths:
+        np.testing.assert_array_equal(jax.random.bits(u, (3, 5), dt), jax.random.bits(k, (3, 5), dt))
+    np.testing.assert_array_equal(jax.random.randint(u, (9,), 0, 1000), jax.random.randint(k, (9,), 0, 1000))
+    np.testing.assert_array_equal(jax.random.uniform(u, (9,)), jax.random.uniform(k, (9,)))
+    np.testing.assert_array_equal(jax.random.normal(u, (9,), float), jax.random.normal(k, (9,), float))
+
+
 def test_memgens_draws_take_the_unrolled_hash():
     """``data.normal`` (every draw of the spectral engines) lowers without JAX's Threefry
     function and its loop (which ``jax.random.normal`` has, on the CPU)."""

@@ -120,6 +120,23 @@ def test_denoiser_kernel_has_no_batched_lapack():
     _assert_unbatched(_lowered(DenoiserEngine(data, TINY_CONV, g, jnp.float32)))
 
 
+def test_every_engine_kernel_draws_with_the_unrolled_hash():
+    """Every engine's kernel draws through ``memgen.threefry`` (its roots are ``threefry.key``):
+    no JAX Threefry function, whose CPU lowering is a loop (test_threefry.py shows that a
+    ``jax.random`` draw has one, so this check can fail)."""
+    g = memgen.Grid(gamma=[0.5, 2.0], lam=[0.0, 0.1], seeds=2)
+    engines = [SpectralEngine(memgen.Spiked(d=16, beta=2.0), memgen.LinearDiffusion(samples=3, steps=3,
+                                                                                 sampler="ddpm"), g, jnp.float32),
+               SpectralEngine(memgen.Spiked(d=16, beta=2.0), memgen.Linear(samples=3, method="krylov"), g, jnp.float32),
+               OneStepEngine(memgen.Isotropic(d=16), memgen.OneStep(samples=3, fresh=32),
+                             memgen.Grid(gamma=[0.5, 2.0], lam=[0.0], seeds=2), jnp.float32),
+               DenoiserEngine(memgen.ImageField(size=(4, 4), alpha=2.0), TINY_CONV,
+                              memgen.Grid(gamma=[0.25], lam=[0.0, 0.01], seeds=1), jnp.float32)]
+    for engine in engines:
+        hlo = _lowered(engine)
+        assert "threefry" not in hlo, type(engine.model).__name__
+
+
 _ALL_KINDS = textwrap.dedent("""
     import sys, jax
     jax.config.update("jax_num_cpu_devices", 2)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import observables
+from ... import observables, threefry
 from ..protocol import point_count
 from ...specs import ConvDenoiser, Grid, ImageField, Images, n_samples
 from ...specs.checks import fail
@@ -318,7 +318,7 @@ class DenoiserEngine:
 
     def shared(self):
         """(root key, pools [S, 2, n_max, H, W], tests [S, T, H, W], pop_u [d, d], pop_s [d], latent [d, k])."""
-        root = jax.random.key(self.grid.seed)
+        root = threefry.key(self.grid.seed)
         draws = [self.source.draw(root, s) for s in range(self.grid.seeds)]
         pools = np.stack([p.reshape(2, self.n_max, *self.data.size) for p, _ in draws])
         tests = np.stack([t for _, t in draws])

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ... import threefry
 from ...run.batching import gather, pad, sharded_map
 from . import model as _model
 from ...specs import ConvDenoiser
@@ -94,8 +95,8 @@ def train(key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *, spec
     """Initialise and train one model for ``spec.steps`` steps (``lax.scan``).
 
     Args:
-        key: the model's key; ``split`` once into init and step keys, step t uses
-            ``fold_in(k_steps, t)``.
+        key: the model's key (any Threefry key: its draws are hashed by ``memgen.threefry``);
+            ``split`` once into init and step keys, step t uses ``fold_in(k_steps, t)``.
         data: training pool [n_max, H, W] (dtype sets the parameter dtype).
         n: training-set size, 1 <= n <= n_max.
         lam: AdamW weight decay >= 0.
@@ -104,7 +105,7 @@ def train(key: jax.Array, data: jax.Array, n: jax.Array, lam: jax.Array, *, spec
     Returns:
         (variables ``(params, stats)``, losses [steps])
     """
-    k_init, k_steps = jax.random.split(key)
+    k_init, k_steps = jax.random.split(threefry.unrolled(key))
     variables = _model.init_params(k_init, spec, data.dtype)
     lam = jnp.asarray(lam, data.dtype)
     with jax.numpy_dtype_promotion("standard"):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ... import data as data_mod
-from ... import observables
+from ... import observables, threefry
 from ...specs import Grid, Isotropic, OneStep, n_samples
 from ..protocol import spec_kernel
 from ...run.plan import buckets_by_load, pad_groups
@@ -169,7 +169,7 @@ class OneStepEngine:
 
     def shared(self):
         """(root key, the fresh set's pair term of every seed [seeds]), computed once per run."""
-        root = jax.random.key(self.grid.seed)
+        root = threefry.key(self.grid.seed)
         fn = jax.jit(lambda seeds: jax.lax.map(
             partial(fresh_pairs, root=root, spec=self.data, model=self.model, dtype=self.dtype), seeds))
         return root, np.asarray(fn(jnp.arange(self.grid.seeds, dtype=jnp.uint32)))

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ... import data as data_mod
-from ... import observables
+from ... import observables, threefry
 from ... import specs as specs_mod
 from ...specs import Grid, Isotropic, Linear, LinearDiffusion, PowerLaw, Spiked, n_samples
 from ...run.plan import buckets_by_load, pad_groups
@@ -403,7 +403,7 @@ class SpectralEngine:
 
     def shared(self):
         """(lam [L], root key)."""
-        return np.asarray(self.grid.lam, self.dtype), jax.random.key(self.grid.seed)
+        return np.asarray(self.grid.lam, self.dtype), threefry.key(self.grid.seed)
 
     def static(self):
         depths = None if self.depths is None else tuple(sorted(self.depth_of.items()))
