@@ -463,9 +463,10 @@ def test_wait_ticks_while_a_chunk_computes():
     assert ticks == []
 
 
-def _logging_runner(log, fail_at=None):
+def _logging_runner(log, fail_at=None, lost=()):
     """A Runner stand-in for ``run_chunks`` that logs compile/dispatch/collect; its chunks finish
-    at once; dispatching chunk ``fail_at`` raises."""
+    at once; dispatching chunk ``fail_at`` raises; the kernels of buckets in ``lost`` are not
+    there after ``compile`` (as if dropped from a cache), so ``dispatch`` compiles them."""
     from types import SimpleNamespace
 
     compiled = set()
@@ -476,8 +477,17 @@ def _logging_runner(log, fail_at=None):
         compile_seconds = compute_seconds = 1.0
         tick = None
 
+        def place(self, chunks):
+            log.append(("place", "".join(c.bucket for c in chunks)))
+
         def ready(self, c):
             return c.bucket in compiled
+
+        def compile(self, c):
+            if c.bucket not in compiled:
+                log.append(("compile", c.bucket))
+                if c.bucket not in lost:
+                    compiled.add(c.bucket)
 
         def dispatch(self, c):
             if int(c.index[0]) == fail_at:
@@ -495,22 +505,54 @@ def _logging_runner(log, fail_at=None):
     return Runner()
 
 
-def test_run_chunks_overlaps_chunks_but_never_a_compile():
-    """Chunk i + 1 is dispatched before chunk i is collected (the devices never idle while the
-    host stores a chunk), except before a chunk that must compile: every finished chunk is
-    yielded (stored) before a compile starts, so Ctrl-C during a compile loses nothing computed."""
+def test_run_chunks_compiles_first_then_overlaps_chunks_but_never_a_compile():
+    """Every bucket's kernel compiles before any chunk runs; then chunk i + 1 is dispatched
+    before chunk i is collected (the devices never idle while the host stores a chunk, and
+    small buckets placed on different devices compute at once). A chunk whose kernel is not
+    there (dropped meanwhile) waits: every finished chunk is yielded (stored) before a compile
+    starts, so Ctrl-C during a compile loses nothing computed."""
     from memgen.run.plan import Chunk
 
-    log = []
     chunks = [Chunk(b, np.array([i]), 1, 1) for i, b in enumerate("aabb")]
-    got = []
-    for c, out in loop.run_chunks(_logging_runner(log), chunks, progress=False):
-        log.append(("yield", int(c.index[0])))
-        got.append(int(out["x"][0]))
-    assert got == [0, 1, 2, 3]
-    assert log == [("compile", "a"), ("dispatch", 0), ("dispatch", 1), ("collect", 0), ("yield", 0),
-                   ("collect", 1), ("yield", 1), ("compile", "b"), ("dispatch", 2), ("dispatch", 3),
-                   ("collect", 2), ("yield", 2), ("collect", 3), ("yield", 3)]
+    for lost, after_first in (((), [("dispatch", 2), ("collect", 1), ("yield", 1)]),
+                              (("b",), [("collect", 1), ("yield", 1), ("compile", "b"), ("dispatch", 2)])):
+        log, got = [], []
+        for c, out in loop.run_chunks(_logging_runner(log, lost=lost), chunks, progress=False):
+            log.append(("yield", int(c.index[0])))
+            got.append(int(out["x"][0]))
+        assert got == [0, 1, 2, 3]
+        assert log == [("place", "aabb"), ("compile", "a"), ("compile", "b"), ("dispatch", 0), ("dispatch", 1),
+                       ("collect", 0), ("yield", 0), *after_first, ("dispatch", 3), ("collect", 2), ("yield", 2),
+                       ("collect", 3), ("yield", 3)], lost
+
+
+def test_small_buckets_run_side_by_side_on_devices_of_their_own(monkeypatch):
+    """One seed: each padding bucket is one unit, so each gets one device of its own, the next
+    bucket the next device (they compute at once, no padding copies); buckets with units for
+    every device keep them all. The numbers equal those of each chunk run on every device.
+    (Compiling priced at 0, so that the planner keeps the loads in buckets of their own.)"""
+    from memgen.run import plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "COMPILE_SECONDS", 0.0)
+    assert jax.local_device_count() >= 2  # the suite runs 4 CPU devices
+    data, model = memgen.Spiked(d=16, beta=2.0), memgen.Linear(samples=4)
+    for seeds in (1, 8):
+        grid = memgen.Grid(gamma=[0.5, 2.0, 4.0], lam=[0.0, 0.1], seeds=seeds)
+        engine = lin_engine.SpectralEngine(data, model, grid, jnp.float32)
+        chunks = plan(engine, itemsize=4, devices=jax.local_device_count(), batch=1)
+        runner = loop.Runner(engine)
+        placed = {int(c.index[0]): out for c, out in loop.run_chunks(runner, chunks, progress=False)}
+        buckets = sorted({c.bucket for c in chunks})
+        assert 2 <= len(buckets) <= jax.local_device_count()
+        if seeds == 1:
+            devs = [runner.placement[b] for b in buckets]
+            assert all(len(d) == 1 for d in devs) and len(set(devs)) == len(devs)
+        else:
+            assert runner.placement == {}
+        everywhere = loop.Runner(engine)
+        for c in chunks:
+            for k, v in everywhere.run(c).items():
+                np.testing.assert_array_equal(placed[int(c.index[0])][k], v, err_msg=f"{k} seeds={seeds}")
 
 
 def test_run_chunks_stores_a_finished_chunk_before_ctrl_c_or_a_failed_dispatch():

@@ -19,7 +19,7 @@ import numpy as np
 from ..schema import VARS
 from .batching import gather, pad, sharded_map
 from .device import blas_threads
-from .plan import Chunk
+from .plan import Chunk, for_devices
 
 
 @functools.lru_cache(maxsize=64)
@@ -160,6 +160,7 @@ class Runner:
     def __init__(self, engine, devices: tuple | None = None):
         self.engine = engine
         self.devices = tuple(jax.local_devices()) if devices is None else tuple(devices)
+        self.placement: dict[Hashable, tuple] = {}  # bucket -> its devices, where not all (``place``)
         self._shared = None
         self.compile_seconds = 0.0
         self.compute_seconds = 0.0
@@ -174,21 +175,53 @@ class Runner:
             self._shared = jax.device_put(self.engine.shared(), everywhere)
         return self._shared
 
+    def place(self, chunks: list[Chunk]) -> None:
+        """Gives a bucket with fewer units than micro-batch slots on the devices (``batch`` per
+        device) only as many devices as it fills, taken round-robin after the previous such
+        bucket's. Such buckets then compute side by side, each on its own devices, instead of
+        one after the other with the other devices computing padding copies (d = 2048 with one
+        seed: a Gram bucket and a covariance bucket of one unit each). Same numbers: a unit's
+        arithmetic does not depend on how many devices share a chunk (``sharded_map``)."""
+        units: dict[Hashable, int] = {}
+        batch: dict[Hashable, int] = {}
+        for c in chunks:
+            units[c.bucket] = units.get(c.bucket, 0) + len(c.units())
+            batch[c.bucket] = c.batch
+        self.placement, free = {}, 0
+        for bucket, u in units.items():
+            k = -(-u // batch[bucket])  # devices its units fill
+            if k < len(self.devices):
+                self.placement[bucket] = tuple(self.devices[(free + j) % len(self.devices)] for j in range(k))
+                free += k
+
+    def _kernel(self, chunk: Chunk) -> tuple[Callable, Chunk]:
+        """``chunk``'s compiled kernel on its bucket's devices, and the chunk padded for them."""
+        e = self.engine
+        devices = self.placement.get(chunk.bucket, self.devices)
+        if len(devices) != len(self.devices):
+            chunk = for_devices(chunk, len(devices))
+        return compiled(type(e), e.static(), chunk.bucket, chunk.batch, devices), chunk
+
     def ready(self, chunk: Chunk) -> bool:
         """Whether ``chunk``'s kernel is compiled already (``dispatch`` then returns at once)."""
-        e = self.engine
-        fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
-        return fn.compiled(e.inputs(pad(chunk.units()[:1], fn.step)), self.shared())
+        fn, chunk = self._kernel(chunk)
+        return fn.compiled(self.engine.inputs(pad(chunk.units()[:1], fn.step)), self.shared())
+
+    def compile(self, chunk: Chunk) -> None:
+        """Compiles ``chunk``'s kernel if need be, timed apart (into ``compile_seconds``), in a
+        thread that Ctrl-C does not wait for."""
+        fn, chunk = self._kernel(chunk)
+        per = self.engine.inputs(pad(chunk.units()[:1], fn.step))
+        if not fn.compiled(per, self.shared()):
+            self.compile_seconds += interruptibly(_at_highest, fn.compile, per, self.shared())
 
     def dispatch(self, chunk: Chunk) -> tuple:
-        """Starts one chunk: compiles its bucket's kernel if need be (timed apart, into
-        ``compile_seconds``), then dispatches every micro-step without waiting for any. Returns
-        what ``collect`` takes. The BLAS setting (``blas_threads``) must hold until then."""
-        e = self.engine
-        fn = compiled(type(e), e.static(), chunk.bucket, chunk.batch, self.devices)
-        per = e.inputs(pad(chunk.units(), chunk.size))
-        if not fn.compiled(per, self.shared()):  # a thread only for what can block for seconds
-            self.compile_seconds += interruptibly(_at_highest, fn.compile, per, self.shared())
+        """Starts one chunk: compiles its bucket's kernel if need be (``compile``), then
+        dispatches every micro-step without waiting for any. Returns what ``collect`` takes.
+        The BLAS setting (``blas_threads``) must hold until then."""
+        self.compile(chunk)
+        fn, padded = self._kernel(chunk)
+        per = self.engine.inputs(pad(chunk.units(), padded.size))
         return chunk, fn(per, self.shared()), time.perf_counter()
 
     def collect(self, flight: tuple) -> dict[str, np.ndarray]:
@@ -260,10 +293,13 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
                desc: str = "memgen scan") -> Iterator[tuple[Chunk, dict]]:
     """Runs chunks in order, yielding results as they complete, with a progress bar.
 
-    Chunk i + 1 is dispatched before chunk i is awaited, so the devices never idle while the
-    host gathers, checks and stores a chunk (about 8 ms a chunk, a tenth of the quick bench);
-    except before a chunk whose kernel must first be compiled: chunk i is then collected
-    first, so that no finished chunk waits through a compile unstored. Neither Ctrl-C nor a
+    Every bucket's kernel is compiled first (``Runner.compile``), and buckets with fewer units
+    than the devices have slots get devices of their own (``Runner.place``). Chunk i + 1 is
+    then dispatched before chunk i is awaited, so the devices never idle while the host
+    gathers, checks and stores a chunk (about 8 ms a chunk, a tenth of the quick bench), and
+    small buckets on different devices compute at the same time; a chunk whose kernel is not
+    compiled (none, unless a kernel was dropped from the cache meanwhile) waits for chunk i to
+    be collected, so that no finished chunk waits through a compile unstored. Neither Ctrl-C nor a
     failed dispatch drops a finished chunk: it is yielded first (a chunk still computing is
     abandoned). Two chunks in flight hold two chunks' inputs and outputs; their temporaries
     do not add up, since a device runs its programs one at a time.
@@ -294,6 +330,12 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
 
     try:
         with blas_threads(runner.devices):  # held while any chunk computes
+            runner.place(chunks)
+            firsts: dict = {}
+            for c in chunks:
+                firsts.setdefault(c.bucket, c)
+            for c in firsts.values():
+                runner.compile(c)
             flight = None  # (index, dispatched chunk) not collected yet
             for i, c in enumerate(chunks):
                 if flight is not None and (_pending() or not runner.ready(c)):
