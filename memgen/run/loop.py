@@ -334,7 +334,10 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
             firsts: dict = {}
             for c in chunks:
                 firsts.setdefault(c.bucket, c)
-            for c in firsts.values():
+            todo = [c for c in firsts.values() if not runner.ready(c)]
+            for j, c in enumerate(todo, 1):
+                if bar is not None:
+                    bar.set_postfix_str(f"compiling kernel {j} of {len(todo)}, {runner.compile_seconds:.0f} s so far")
                 runner.compile(c)
             flight = None  # (index, dispatched chunk) not collected yet
             for i, c in enumerate(chunks):
