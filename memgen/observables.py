@@ -111,7 +111,9 @@ def _nearest(x, xs, X, real):
     # The two smallest squared distances, without a sort or an argmin: XLA's CPU backend does
     # not vectorise an argmin (a two-output reduction), which took as long as the product
     # ``dot`` itself (quick bench grid). The second is the smallest of the others, or the
-    # first again where the first is reached twice (the argmin's tie rule, bit for bit).
+    # first again where the first is reached twice (the argmin's tie rule, bit for bit; with a
+    # NaN distance the second is NaN, but so is the first under either rule, and the sample
+    # counts as not memorised either way).
     first = jnp.min(d2, axis=-1)
     at_first = d2 == first[..., None]
     twice = jnp.sum(at_first.astype(jnp.int32), axis=-1) > 1

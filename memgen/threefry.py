@@ -15,7 +15,8 @@ are made from the bits by ``jax.random`` as for any key. The hash is Threefry-2x
 "Parallel random numbers: as easy as 1, 2, 3", SC 2011), counter ``i`` the element's
 row-major index, as JAX's partitionable Threefry (the default since jax 0.5) counts; a
 process that sets ``jax_threefry_partitionable`` off changes ``jax.random``'s numbers, not
-these.
+these (but for a single draw of 2^32 elements or more, left to JAX's own function). memgen's
+streams are Threefry whatever ``jax_default_prng_impl`` says.
 """
 
 from __future__ import annotations
@@ -95,7 +96,15 @@ UNROLLED = define_prng_impl(
 
 def unrolled(key: jax.Array) -> jax.Array:
     """A Threefry key, any shape, as the same key of ``UNROLLED``: every draw from it gives
-    ``jax.random``'s numbers, computed by straight-line code."""
+    ``jax.random``'s numbers, computed by straight-line code.
+
+    Raises:
+        ValueError: for a key of another PRNG (its words would silently become a Threefry key).
+    """
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(key)  # a name for JAX's own PRNGs, a spec for ours
+        if impl != UNROLLED and impl != "threefry2x32":
+            raise ValueError(f"key: a Threefry key (jax.random.key(seed)), got one of the {impl} PRNG")
     return jax.random.wrap_key_data(jax.random.key_data(key), impl=UNROLLED)
 
 

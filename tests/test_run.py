@@ -347,21 +347,25 @@ def test_memory_too_small_is_refused_before_compute():
 
 
 def test_eta_keeps_compiling_apart():
-    """ETA = measured compute rate x remaining cost + one mean compile per bucket not met yet."""
+    """ETA = measured compute rate x remaining cost + one mean compile per bucket whose kernel is
+    not compiled yet; none once every kernel is (``run_chunks`` compiles them all first: counting
+    their compiles again would overstate the ETA by the whole compile time per bucket)."""
     from types import SimpleNamespace
 
     from memgen.run.plan import Chunk
 
     engine = SimpleNamespace(point_bytes=lambda bucket, itemsize: {"a": 100, "b": 300}[bucket])
-    runner = SimpleNamespace(engine=engine, compute_seconds=2.0, compile_seconds=10.0)
+    runner = SimpleNamespace(engine=engine, compute_seconds=2.0, compile_seconds=10.0, compiled_buckets={"a"})
     idx = np.arange(4)
     done = [Chunk("a", idx, 4, 2)]  # cost 400 in 2 s
-    todo = [Chunk("a", idx, 4, 2), Chunk("b", idx, 4, 2)]  # cost 400 + 1200, one new bucket
+    todo = [Chunk("a", idx, 4, 2), Chunk("b", idx, 4, 2)]  # cost 400 + 1200, one bucket not compiled
     assert loop.eta(runner, done, todo) == pytest.approx(2.0 / 400 * 1600 + 10.0)
+    runner.compiled_buckets = {"a", "b"}
+    assert loop.eta(runner, done, todo) == pytest.approx(2.0 / 400 * 1600)
     assert loop.eta(runner, [], todo) is None
     # negative control: counting the compile as compute would claim over twice the time
-    assert loop.eta(SimpleNamespace(engine=engine, compute_seconds=12.0, compile_seconds=0.0), done, todo) \
-        > 2 * loop.eta(runner, done, todo)
+    assert loop.eta(SimpleNamespace(engine=engine, compute_seconds=12.0, compile_seconds=0.0, compiled_buckets={"a", "b"}),
+                    done, todo) > 2 * loop.eta(runner, done, todo)
 
 
 def test_progress_shows_eta_and_compile_time(capsys):
@@ -547,6 +551,8 @@ def test_small_buckets_run_side_by_side_on_devices_of_their_own(monkeypatch):
         if seeds == 1:
             devs = [runner.placement[b] for b in buckets]
             assert all(len(d) == 1 for d in devs) and len(set(devs)) == len(devs)
+            for b, d in zip(buckets, devs):  # and each ran on its devices' kernel
+                assert loop.compiled(type(engine), engine.static(), b, 1, d).executables
         else:
             assert runner.placement == {}
         everywhere = loop.Runner(engine)

@@ -34,10 +34,10 @@ def test_a_wrong_rotation_is_caught(monkeypatch):
     assert _hash([0, 0], [0, 0]) != (0x6B200159, 0x99BA4EFE)
 
 
-@pytest.mark.parametrize("shape", [(1,), (7,), (32, 256), (3, 5, 2)])
-def test_draws_equal_jax_random(shape):
+@pytest.mark.parametrize("shape", [(1,), (7,), (32, 256), (3, 5, 2), (0,), (4, 0)])
+def test_draws_equal_jax_random(shape, seed):
     """Normals and bits from fresh keys (fold_in, split, vmap, jit) equal jax.random's."""
-    root = jax.random.key(np.random.default_rng().integers(2**31))
+    root = jax.random.key(seed)
     keys = jax.random.split(jax.random.fold_in(root, 3), 4)
     want = jax.vmap(lambda k: jax.random.normal(k, shape, jnp.float32))(keys)
     got = jax.jit(jax.vmap(lambda k: jax.random.normal(threefry.unrolled(k), shape, jnp.float32)))(keys)
@@ -49,10 +49,9 @@ def test_draws_equal_jax_random(shape):
                                   np.asarray(jax.random.normal(k, shape, jnp.float32)))
 
 
-def test_keys_and_every_bit_width_equal_jax_random():
+def test_keys_and_every_bit_width_equal_jax_random(seed):
     """split, fold_in, and bits of 8 to 64 bits (64 and float64 under x64, as the suite runs),
-    from a fresh key and from ``threefry.key``."""
-    seed = int(np.random.default_rng().integers(2**31))
+    from a fresh key and from ``threefry.key``; a key of another PRNG is refused by name."""
     k = jax.random.fold_in(jax.random.key(seed), 5)
     u = threefry.unrolled(k)
     for shape in ((), (3,), (2, 4)):
@@ -69,6 +68,8 @@ def test_keys_and_every_bit_width_equal_jax_random():
     np.testing.assert_array_equal(jax.random.randint(u, (9,), 0, 1000), jax.random.randint(k, (9,), 0, 1000))
     np.testing.assert_array_equal(jax.random.uniform(u, (9,)), jax.random.uniform(k, (9,)))
     np.testing.assert_array_equal(jax.random.normal(u, (9,), float), jax.random.normal(k, (9,), float))
+    with pytest.raises(ValueError, match="philox4x32"):
+        threefry.unrolled(jax.random.key(seed, impl="philox4x32"))
 
 
 def test_memgens_draws_take_the_unrolled_hash():

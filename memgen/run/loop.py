@@ -161,6 +161,7 @@ class Runner:
         self.engine = engine
         self.devices = tuple(jax.local_devices()) if devices is None else tuple(devices)
         self.placement: dict[Hashable, tuple] = {}  # bucket -> its devices, where not all (``place``)
+        self.compiled_buckets: set = set()  # buckets whose kernel ``compile`` has seen ready (``eta``)
         self._shared = None
         self.compile_seconds = 0.0
         self.compute_seconds = 0.0
@@ -210,10 +211,11 @@ class Runner:
     def compile(self, chunk: Chunk) -> None:
         """Compiles ``chunk``'s kernel if need be, timed apart (into ``compile_seconds``), in a
         thread that Ctrl-C does not wait for."""
-        fn, chunk = self._kernel(chunk)
-        per = self.engine.inputs(pad(chunk.units()[:1], fn.step))
+        fn, padded = self._kernel(chunk)
+        per = self.engine.inputs(pad(padded.units()[:1], fn.step))
         if not fn.compiled(per, self.shared()):
             self.compile_seconds += interruptibly(_at_highest, fn.compile, per, self.shared())
+        self.compiled_buckets.add(chunk.bucket)
 
     def dispatch(self, chunk: Chunk) -> tuple:
         """Starts one chunk: compiles its bucket's kernel if need be (``compile``), then
@@ -274,14 +276,16 @@ def _cost(engine, chunk: Chunk) -> float:
 
 def eta(runner: Runner, done: list[Chunk], todo: list[Chunk]) -> float | None:
     """Seconds left: compute at the cost rate measured so far (compiling excluded), plus one
-    compile per bucket not met yet at the mean compile time so far. None before any data."""
+    compile, at the mean compile time so far, per bucket whose kernel is not compiled yet
+    (``Runner.compiled_buckets``: ``run_chunks`` compiles them all first, so normally none).
+    None before any data."""
     if not done or runner.compute_seconds <= 0:
         return None
     e = runner.engine
     rate = runner.compute_seconds / sum(_cost(e, c) for c in done)
-    seen = {c.bucket for c in done}
-    new = {c.bucket for c in todo} - seen
-    return rate * sum(_cost(e, c) for c in todo) + len(new) * runner.compile_seconds / len(seen)
+    known = runner.compiled_buckets
+    new = {c.bucket for c in todo} - known
+    return rate * sum(_cost(e, c) for c in todo) + len(new) * runner.compile_seconds / max(len(known), 1)
 
 
 def _clock(seconds: float) -> str:
@@ -334,7 +338,9 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
             firsts: dict = {}
             for c in chunks:
                 firsts.setdefault(c.bucket, c)
-            todo = [c for c in firsts.values() if not runner.ready(c)]
+            # (no more than the kernel cache holds: a kernel compiled first would be evicted
+            # before its chunks ran; the buckets beyond compile on the way, as they come)
+            todo = [c for c in firsts.values() if not runner.ready(c)][:compiled.cache_info().maxsize]
             for j, c in enumerate(todo, 1):
                 if bar is not None:
                     bar.set_postfix_str(f"compiling kernel {j} of {len(todo)}, {runner.compile_seconds:.0f} s so far")
