@@ -467,10 +467,11 @@ def test_wait_ticks_while_a_chunk_computes():
     assert ticks == []
 
 
-def _logging_runner(log, fail_at=None, lost=()):
+def _logging_runner(log, fail_at=None, lost=(), broken=()):
     """A Runner stand-in for ``run_chunks`` that logs compile/dispatch/collect; its chunks finish
     at once; dispatching chunk ``fail_at`` raises; the kernels of buckets in ``lost`` are not
-    there after ``compile`` (as if dropped from a cache), so ``dispatch`` compiles them."""
+    there after ``compile`` (as if dropped from a cache), so ``dispatch`` compiles them; those
+    of buckets in ``broken`` fail to compile."""
     from types import SimpleNamespace
 
     compiled = set()
@@ -488,6 +489,8 @@ def _logging_runner(log, fail_at=None, lost=()):
             return c.bucket in compiled
 
         def compile(self, c):
+            if c.bucket in broken:
+                raise MemoryError("compiling: out of memory")
             if c.bucket not in compiled:
                 log.append(("compile", c.bucket))
                 if c.bucket not in lost:
@@ -496,6 +499,8 @@ def _logging_runner(log, fail_at=None, lost=()):
         def dispatch(self, c):
             if int(c.index[0]) == fail_at:
                 raise MemoryError("out of memory")
+            if c.bucket in broken:
+                raise MemoryError("compiling: out of memory")
             if c.bucket not in compiled:
                 log.append(("compile", c.bucket))
                 compiled.add(c.bucket)
@@ -580,3 +585,11 @@ def test_run_chunks_stores_a_finished_chunk_before_ctrl_c_or_a_failed_dispatch()
         for c, _ in loop.run_chunks(_logging_runner(log, fail_at=1), chunks, progress=False):
             got.append(int(c.index[0]))
     assert got == [0]
+    # a kernel that fails to compile before any chunk runs fails again when its chunk comes,
+    # after the chunks of the buckets before it are stored
+    chunks = [Chunk(b, np.array([i]), 1, 1) for i, b in enumerate("aab")]
+    log, got = [], []
+    with pytest.raises(MemoryError, match="compiling"):
+        for c, _ in loop.run_chunks(_logging_runner(log, broken=("b",)), chunks, progress=False):
+            got.append(int(c.index[0]))
+    assert got == [0, 1]

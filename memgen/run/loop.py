@@ -302,8 +302,10 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
     then dispatched before chunk i is awaited, so the devices never idle while the host
     gathers, checks and stores a chunk (about 8 ms a chunk, a tenth of the quick bench), and
     small buckets on different devices compute at the same time; a chunk whose kernel is not
-    compiled (none, unless a kernel was dropped from the cache meanwhile) waits for chunk i to
-    be collected, so that no finished chunk waits through a compile unstored. Neither Ctrl-C nor a
+    compiled (none, unless a kernel was dropped from the cache meanwhile, or failed to
+    compile: it is tried again when its chunk comes, after the chunks before it are stored)
+    waits for chunk i to be collected, so that no finished chunk waits through a compile
+    unstored. Neither Ctrl-C nor a
     failed dispatch drops a finished chunk: it is yielded first (a chunk still computing is
     abandoned). Two chunks in flight hold two chunks' inputs and outputs; their temporaries
     do not add up, since a device runs its programs one at a time.
@@ -344,7 +346,10 @@ def run_chunks(runner: Runner, chunks: list[Chunk], progress: bool = True,
             for j, c in enumerate(todo, 1):
                 if bar is not None:
                     bar.set_postfix_str(f"compiling kernel {j} of {len(todo)}, {runner.compile_seconds:.0f} s so far")
-                runner.compile(c)
+                try:
+                    runner.compile(c)
+                except Exception:  # noqa: BLE001  raised again when its chunk comes, the chunks before it stored
+                    break
             flight = None  # (index, dispatched chunk) not collected yet
             for i, c in enumerate(chunks):
                 if flight is not None and (_pending() or not runner.ready(c)):
