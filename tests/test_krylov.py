@@ -70,7 +70,9 @@ def test_depth_refuses_the_branch_point():
 
 def test_exhausted_space_keeps_ritz_values_inside_the_spectrum(rng):
     """Rank 24 < blocks x b: the noise directions past exhaustion must not break Rayleigh-Ritz
-    (before ``linalg.ritz`` the top value came out 58 for a true 9.7, in float32)."""
+    (before ``linalg.ritz`` the top value came out 58 for a true 9.7, in float32). Held to 1e-3
+    relative: over 151 seeds the float32 error had median 9e-7 but reached 1.4e-4 on 3 (the
+    1e-4 held before failed CI about once in 50 runs; seed 776633825, also at 9234e93)."""
     n, d = 24, 96
     X = _spiked_rows(rng, n, d).astype(np.float32)
     top = np.linalg.eigvalsh(X.T.astype(np.float64) @ X / n)[::-1][:2]
@@ -78,7 +80,7 @@ def test_exhausted_space_keeps_ritz_values_inside_the_spectrum(rng):
         s, U = linalg.top_eigh_matfree(krylov.operator(jnp.asarray(X), n),
                                        jnp.asarray(rng.standard_normal((6, d)), jnp.float32), 2, blocks)
         if blocks > 4:
-            np.testing.assert_allclose(np.asarray(s), top, rtol=1e-4)
+            np.testing.assert_allclose(np.asarray(s), top, rtol=1e-3)
         assert np.all(np.asarray(s) <= top[0] * (1 + 1e-5))
         np.testing.assert_allclose(np.asarray(U).T @ np.asarray(U), np.eye(2), atol=1e-4)
 
