@@ -65,13 +65,18 @@ def _counters(shape: tuple[int, ...]) -> jax.Array:
     return jax.lax.iota(np.uint32, size).reshape(shape)
 
 
+def _hash(key: jax.Array, lo: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The hash under one key (key data [2] uint32) of counters (0, lo): what bits, split and
+    fold_in are all made of."""
+    return hash2x32(key[0], key[1], jnp.zeros_like(lo), lo)
+
+
 def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     """``jax.random``'s Threefry bits of ``bit_width`` (8, 16, 32 or 64) for one key (key data
     [2] uint32): the hash of each element's counter, its two words XORed (64 bits: joined)."""
     if math.prod(shape) >= 2**32:  # the counter's high word is not 0: JAX's own function
         return threefry_prng_impl.random_bits(key, bit_width, shape)
-    lo = _counters(shape)
-    b1, b2 = hash2x32(key[0], key[1], jnp.zeros_like(lo), lo)
+    b1, b2 = _hash(key, _counters(shape))
     if bit_width == 64:
         return (b1.astype(np.uint64) << np.uint64(32)) | b2.astype(np.uint64)
     return (b1 ^ b2).astype(f"uint{bit_width}")
@@ -79,14 +84,12 @@ def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.
 
 def _split(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """``jax.random.split``'s keys [*shape, 2]: the hash's two words of counter i are key i."""
-    lo = _counters(shape)
-    return jnp.stack(hash2x32(key[0], key[1], jnp.zeros_like(lo), lo), axis=-1)
+    return jnp.stack(_hash(key, _counters(shape)), axis=-1)
 
 
 def _fold_in(key: jax.Array, data) -> jax.Array:
     """``jax.random.fold_in``'s key [2]: the hash of counter (0, data)."""
-    data = jnp.asarray(data, np.uint32)
-    return jnp.stack(hash2x32(key[0], key[1], jnp.zeros_like(data), data))
+    return jnp.stack(_hash(key, jnp.asarray(data, np.uint32)))
 
 
 UNROLLED = define_prng_impl(
