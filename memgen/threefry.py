@@ -84,12 +84,24 @@ def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.
 
 def _split(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """``jax.random.split``'s keys [*shape, 2]: the hash's two words of counter i are key i."""
-    return jnp.stack(_hash(key, _counters(shape)), axis=-1)
+    return _derived(jnp.stack(_hash(key, _counters(shape)), axis=-1))
 
 
 def _fold_in(key: jax.Array, data) -> jax.Array:
     """``jax.random.fold_in``'s key [2]: the hash of counter (0, data)."""
-    return jnp.stack(_hash(key, jnp.asarray(data, np.uint32)))
+    return _derived(jnp.stack(_hash(key, jnp.asarray(data, np.uint32))))
+
+
+def _derived(words: jax.Array) -> jax.Array:
+    """A derived key's words, computed once where they are made (an optimisation barrier).
+
+    Straight-line hashes of hashes (a key split, folded with a traced step, split again, its
+    bits drawn: the denoisers' training step) left XLA to fuse each chain into its consumers,
+    and the XLA of jaxlib 0.11.2 and 0.12.0.1 then compiled the denoiser training program
+    for over 5 minutes without end, where 0.10.2 took 2 s (and JAX's own rolled hash 1.2 s). A key is
+    two words: keeping it is free. The barrier changes no bit (tests/test_threefry.py).
+    """
+    return jax.lax.optimization_barrier(words)
 
 
 UNROLLED = define_prng_impl(

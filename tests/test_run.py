@@ -424,6 +424,35 @@ def test_one_compile_per_shape_whatever_the_host_dtype():
         np.testing.assert_array_equal(gather(out), 2 * np.arange(3 * f.step) + 1)
 
 
+def test_inputs_of_size_zero_never_enter_the_program():
+    """jaxlib 0.11.2's SPMD partitioner crashes the process (SIGSEGV) on a program with a
+    sharded or replicated input of size 0 (PowerLaw data without spikes pass [points, 0]
+    spike strengths): sharded_map makes such leaves inside the program instead. Checked on the
+    lowered program's parameters (the crash itself needs that jaxlib), and on the results."""
+    import re
+
+    from memgen.run.batching import gather, sharded_map
+
+    def fn(per, shared):
+        a, empty = per
+        return a * 2 + empty.sum() + shared["b"] + shared["none"].sum().astype(a.dtype), empty.shape, shared["none"].dtype
+
+    devices = tuple(jax.devices())
+    f = sharded_map(lambda per, shared: fn(per, shared)[0], batch=2, devices=devices)
+    per = (np.arange(2 * f.step, dtype=np.float32), np.zeros((2 * f.step, 0), np.float32))
+    shared = {"b": np.float32(1), "none": np.zeros((0, 3), np.int32)}
+    params = re.findall(r"func\.func public @main\((.*?)\)\s*->", f.lower(per, shared).as_text(), re.S)[0]
+    assert "tensor<" in params and not re.search(r"tensor<(\d+x)*0x|tensor<0x|x0x", params), params
+    # the negative control: jax's own lowering of the same inputs has them
+    plain = jax.jit(lambda per, shared: fn(per, shared)[0]).lower(per, shared).as_text()
+    assert re.search(r"tensor<\d+x0xf32>", plain)
+    np.testing.assert_array_equal(gather(f(per, shared)), 2 * np.arange(2 * f.step) + 1)
+    seen = []  # shapes and dtypes inside are those of the leaves given (batch points per device)
+    g = sharded_map(lambda per, shared: seen.append(fn(per, shared)[1:]) or per[0], batch=2, devices=devices)
+    g(per, shared)
+    assert seen == [((0,), np.dtype(np.int32))]
+
+
 def test_kernels_compile_at_highest_precision():
     """The runner compiles in a thread (so that Ctrl-C stays live), and JAX's matmul precision
     setting is thread-local: set in the calling thread, it missed the compile and every kernel

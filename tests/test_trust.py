@@ -112,7 +112,7 @@ def _lowered(engine, bucket=None) -> str:
                        runner.devices)
     rows = c.units()
     per = jax.tree.map(jnp.asarray, engine.inputs(rows[np.resize(np.arange(len(rows)), fn.step)]))
-    return fn.jitted.lower(per, runner.shared()).as_text()
+    return fn.lower(per, runner.shared()).as_text()
 
 
 def test_denoiser_kernel_has_no_batched_lapack():

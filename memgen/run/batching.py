@@ -11,10 +11,12 @@ micro-batch.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -35,6 +37,48 @@ def _batched(fn: Callable, batch: int) -> Callable:
     return one
 
 
+def _hollowed(per_point, shared, placed_dtype):
+    """``(per_point, shared)`` with each leaf of size 0 replaced by None, and ``hollow``: a
+    static note of what they were (tree position, shape without the points axis for
+    ``per_point``, dtype as placed) from which :func:`_filled` makes them inside the program.
+
+    An input of size 0 carries nothing, and XLA's SPMD partitioner in jaxlib 0.11.2 crashes
+    the process (SIGSEGV, CPU) on a program with a sharded or replicated input of size 0:
+    PowerLaw data without spikes pass a [points, 0] spike strength. A size-0 array built
+    inside the program is fine there.
+    """
+    def note(tree, per: bool):
+        leaves, treedef = jax.tree.flatten(tree)
+        empty = tuple((i, tuple(np.shape(x)[1:] if per else np.shape(x)), placed_dtype(x))
+                      for i, x in enumerate(leaves) if np.size(x) == 0)
+        if not empty:
+            return tree, None
+        gone = {i for i, _, _ in empty}
+        return jax.tree.unflatten(treedef, [None if i in gone else x for i, x in enumerate(leaves)]), (treedef, empty)
+
+    per_point, per_note = note(per_point, True)
+    shared, shared_note = note(shared, False)
+    return per_point, shared, (per_note, shared_note)
+
+
+def _filled(per, shared, hollow, batch: int):
+    """The inverse of :func:`_hollowed` inside one device's program (``batch`` points there)."""
+    def fill(tree, note, lead):
+        if note is None:
+            return tree
+        treedef, empty = note
+        # a leaf replaced by None is absent from the flattened leaves: put each back at its index
+        leaves = jax.tree.leaves(tree)
+        made = {i: jnp.zeros(lead + shape, dtype) for i, shape, dtype in empty}
+        full, it = [], iter(leaves)
+        for i in range(treedef.num_leaves):
+            full.append(made[i] if i in made else next(it))
+        return jax.tree.unflatten(treedef, full)
+
+    per_note, shared_note = hollow
+    return fill(per, per_note, (batch,)), fill(shared, shared_note, ())
+
+
 def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     """``fn(per_point, shared) -> pytree`` for ONE point -> the same over a leading points axis.
 
@@ -48,10 +92,16 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     P = jax.sharding.PartitionSpec
     mesh = jax.sharding.Mesh(np.array(devices), ("points",))
     step = batch * len(devices)
+    batched = _batched(fn, batch)
+
+    def local(per, shared, hollow):  # one device's part: the empty leaves made here
+        return batched(*_filled(per, shared, hollow, batch))
+
     # Points never communicate: varying-manual-axis checks only get in the way of kernels that
     # build constants (e.g. zero-initialised parameters) inside lax.scan carries.
-    kernel = jax.jit(jax.shard_map(_batched(fn, batch), mesh=mesh, in_specs=(P("points"), P()),
-                                   out_specs=P("points"), check_vma=False))
+    kernel = jax.jit(lambda per, shared, hollow: jax.shard_map(
+        functools.partial(local, hollow=hollow), mesh=mesh, in_specs=(P("points"), P()), out_specs=P("points"),
+        check_vma=False)(per, shared), static_argnums=2)
     split, everywhere = (jax.sharding.NamedSharding(mesh, p) for p in (P("points"), P()))
     executables: dict = {}  # input shapes of one step -> compiled executable (ahead of time, timed apart)
 
@@ -71,40 +121,50 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
             return str(dtype)
         return str(jax.dtypes.canonicalize_dtype(dtype))
 
-    def key_of(per_step, shared):  # keyed by the inputs as placed, computed without placing them
+    def key_of(per_step, shared, hollow):  # keyed by the inputs as placed, computed without placing them
         key = jax.tree.map(lambda x: (np.shape(x), placed_dtype(x)), (per_step, shared))
-        return jax.tree.structure((per_step, shared)), tuple(jax.tree.leaves(key))
+        return jax.tree.structure((per_step, shared)), tuple(jax.tree.leaves(key)), hollow
 
-    def executable(per_step, shared):
-        key = key_of(per_step, shared)
+    def executable(per_step, shared, hollow):
+        key = key_of(per_step, shared, hollow)
         if key not in executables:
-            executables[key] = kernel.lower(per_step, shared).compile()
+            executables[key] = kernel.lower(per_step, shared, hollow).compile()
         return executables[key]
 
     def compiled(per_point, shared) -> bool:
         """Whether these inputs' shapes are compiled already (then ``compile`` is a no-op)."""
         starts(per_point)
-        return key_of(jax.tree.map(lambda x: x[:step], per_point), shared) in executables
+        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
+        return key_of(jax.tree.map(lambda x: x[:step], per_point), shared, hollow) in executables
 
     def compile(per_point, shared) -> float:
         """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
         t0 = time.perf_counter()
         starts(per_point)  # refuses a partial step before compiling
-        executable(placed_step(per_point, 0), jax.device_put(shared, everywhere))
+        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
+        executable(placed_step(per_point, 0), jax.device_put(shared, everywhere), hollow)
         return time.perf_counter() - t0
 
     def call(per_point, shared):
+        starts(per_point)
+        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
         shared = jax.device_put(shared, everywhere)  # inputs committed elsewhere are moved, not refused
         outs = []
         for i in starts(per_point):  # every step dispatched before any is awaited
             per = placed_step(per_point, i)
-            outs.append(executable(per, shared)(per, shared))
+            outs.append(executable(per, shared, hollow)(per, shared))
         return outs
+
+    def lower(per_point, shared):
+        """One step's program for these inputs, lowered (for inspection: the LAPACK check of
+        tests/test_trust.py)."""
+        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
+        return kernel.lower(placed_step(per_point, 0), jax.device_put(shared, everywhere), hollow)
 
     call.compile = compile
     call.compiled = compiled
     call.executables = executables  # one per step shape: what has been compiled
-    call.jitted = kernel  # for inspection (lowering, the LAPACK check of tests/test_trust.py)
+    call.lower = lower
     call.step = step
     return call
 
