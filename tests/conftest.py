@@ -57,5 +57,25 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order kept
 
 
+def pytest_configure(config):
+    """Refuse to run when ``--dist loadgroup`` would have no effect: the files marked
+    ``xdist_group`` (test_readme's commands build on each other's output) would split across
+    workers and fail at random. pytest-xdist (3.8) groups a test by setting its
+    ``item._nodeid`` to ``<id>@<group>``, which pytest 9.2.0 no longer reads (its ``nodeid``
+    is ``str(self._id)``); pyproject.toml's test extra keeps pytest below 9.2."""
+    if getattr(config.option, "dist", None) != "loadgroup" or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import inspect
+
+    import _pytest.nodes
+    import xdist.remote
+
+    if ("._nodeid =" in inspect.getsource(xdist.remote)
+            and "_nodeid" not in inspect.getsource(_pytest.nodes.Node.nodeid.fget)):
+        raise pytest.UsageError(f"pytest-xdist's --dist loadgroup does not work with pytest {pytest.__version__} "
+                                "(grouped tests would split across workers): pip install 'pytest<9.2' "
+                                "(pip install -e '.[test]' does)")
+
+
 def pytest_report_header(config):
     return f"jax {jax.__version__}, backend {_BACKEND}, devices {jax.device_count()}"
