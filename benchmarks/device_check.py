@@ -163,6 +163,8 @@ def run_stage(stage: dict, limit: float, env: dict) -> tuple[dict, str]:
         entry["result"] = last_json(log)
     elif stage["name"] == "tests":
         entry["result"] = tests_result(log)
+    elif stage["name"] == "bench":  # stopped before its record: the items it printed
+        entry["result"] = dict(partial=re.findall(r"^memgen bench: (.+)$", log, re.MULTILINE))
     if rc != 0:
         entry["log_tail"] = log[-3000:]
     return entry, log
@@ -175,6 +177,8 @@ def summary(record: dict) -> list[str]:
         res = e.get("result") or {}
         if e.get("skipped"):
             what = f"skipped: {e['skipped']}"
+        elif name == "bench" and "partial" in res:
+            what = f"{len(res['partial'])} items printed before the limit (in the record)"
         elif name == "bench" and res:
             fr = {k: v.get("floor_fraction") for k, v in res.get("results", {}).items() if k.startswith("linear_d")}
             what = "floor fraction " + ", ".join(f"{k[8:]}: {v:.2f}" if v is not None else f"{k[8:]}: -"

@@ -54,6 +54,11 @@ def test_a_stage_past_its_limit_is_recorded_and_stopped(tmp_path):
     assert entry["timed_out"] and entry["rc"] is None and entry["seconds"] < 30
     assert "begun" in log and "begun" in entry["log_tail"]
     assert "TIMEOUT" in dc.summary(dict(stages={"bench": entry}))[0]
+    stage["argv"] = [sys.executable, "-c", "import sys, time; print('memgen bench: linear_d128: 9 points/s', "
+                     "file=sys.stderr, flush=True); time.sleep(60)"]
+    entry, _ = dc.run_stage(stage, 3.0, dict(os.environ))  # the bench's items printed before its limit are kept
+    assert entry["result"] == {"partial": ["linear_d128: 9 points/s"]}
+    assert "1 items printed" in dc.summary(dict(stages={"bench": entry}))[0]
 
 
 @pytest.mark.parametrize("args,words", [(["--budget", "0"], "--budget must be > 0"),
