@@ -88,15 +88,16 @@ def packages() -> dict:
     return out
 
 
-def accelerator() -> dict:
-    """What JAX sees (in a child, so that this process holds no device memory) and nvidia-smi."""
+def accelerator(env: dict) -> dict:
+    """What JAX sees (in a child with ``env``, so that this process holds no device memory) and
+    nvidia-smi."""
     probe = ("import json; from memgen.run.device import use_every_core; use_every_core(); "
              "import jax; d = jax.devices(); print(json.dumps(dict(backend=jax.default_backend(), "
              "devices=[f'{x.platform}:{x.device_kind}' for x in d], device_count=len(d), jax=jax.__version__)))")
     out: dict = {}
     try:
-        r = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120, cwd=ROOT,
-                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))))
+        r = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120,
+                           cwd=ROOT, env=env)
         out.update(json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else
                    dict(jax_error=(r.stderr.strip().splitlines() or ["?"])[-1][:300]))
     except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as e:
@@ -217,22 +218,22 @@ def main(argv=None) -> int:
     out_dir = os.environ.get("OUT")  # the device tool's folder of files that come back
     work = Path(out_dir) if out_dir else Path(a.out).resolve().parent if a.out else ROOT / "benchmarks" / "results"
     work = work / "device-check-parts"
-    work.mkdir(parents=True, exist_ok=True)
-    for f in work.glob("*.json"):  # never a stale result of an earlier call
-        f.unlink()
     todo = stages(a.tiny, work)
     names = [s["name"] for s in todo]
     only = names if a.only is None else [v.strip() for v in a.only.split(",") if v.strip()]
     if unknown := sorted(set(only) - set(names)):
         p.error(f"--only: unknown stage(s) {', '.join(unknown)}; stages are {','.join(names)}")
-    acc = accelerator()
+    work.mkdir(parents=True, exist_ok=True)  # after every option error: a refused call leaves nothing
+    for f in work.glob("*.json"):  # never a stale result of an earlier call
+        f.unlink()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", XLA_PYTHON_CLIENT_PREALLOCATE="false")  # test workers share the GPU
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))  # memgen from here
+    acc = accelerator(env)
     record = dict(check="device_check", version=VERSION, tiny=a.tiny, budget_s=a.budget, commit=commit(),
                   timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   accelerator=acc, packages=packages(), python=sys.version.split()[0], stages={})
     print(f"device check: {acc.get('devices', acc.get('jax_error'))}; jax {acc.get('jax')}; "
           f"budget {a.budget:g} s", flush=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", XLA_PYTHON_CLIENT_PREALLOCATE="false")  # test workers share the GPU
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     logs = []
     chosen = [s for s in todo if s["name"] in only]
     for i, stage in enumerate(chosen):

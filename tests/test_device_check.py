@@ -67,6 +67,7 @@ def test_bad_options_are_one_line_errors(args, words):
     r = subprocess.run([sys.executable, "benchmarks/device_check.py", *args], check=False, cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+    assert not (ROOT / "benchmarks" / "results" / "device-check-parts").exists()  # refused before any file
 
 
 def test_pytest_outcomes_are_read_from_its_verbose_output():

@@ -131,26 +131,29 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
             executables[key] = kernel.lower(per_step, shared, hollow).compile()
         return executables[key]
 
+    def prepared(per_point, shared):
+        """The steps' starts (a partial step refused first), and the inputs without their
+        leaves of size 0 with the note that makes them inside the program (``_hollowed``)."""
+        steps = starts(per_point)
+        return (steps, *_hollowed(per_point, shared, placed_dtype))
+
     def compiled(per_point, shared) -> bool:
         """Whether these inputs' shapes are compiled already (then ``compile`` is a no-op)."""
-        starts(per_point)
-        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
+        _, per_point, shared, hollow = prepared(per_point, shared)
         return key_of(jax.tree.map(lambda x: x[:step], per_point), shared, hollow) in executables
 
     def compile(per_point, shared) -> float:
         """Compiles for these inputs' shapes (a no-op when done); returns the seconds it took."""
         t0 = time.perf_counter()
-        starts(per_point)  # refuses a partial step before compiling
-        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
+        _, per_point, shared, hollow = prepared(per_point, shared)
         executable(placed_step(per_point, 0), jax.device_put(shared, everywhere), hollow)
         return time.perf_counter() - t0
 
     def call(per_point, shared):
-        starts(per_point)
-        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
+        steps, per_point, shared, hollow = prepared(per_point, shared)
         shared = jax.device_put(shared, everywhere)  # inputs committed elsewhere are moved, not refused
         outs = []
-        for i in starts(per_point):  # every step dispatched before any is awaited
+        for i in steps:  # every step dispatched before any is awaited
             per = placed_step(per_point, i)
             outs.append(executable(per, shared, hollow)(per, shared))
         return outs
@@ -158,7 +161,7 @@ def sharded_map(fn: Callable, *, batch: int, devices: tuple) -> Callable:
     def lower(per_point, shared):
         """One step's program for these inputs, lowered (for inspection: the LAPACK check of
         tests/test_trust.py)."""
-        per_point, shared, hollow = _hollowed(per_point, shared, placed_dtype)
+        _, per_point, shared, hollow = prepared(per_point, shared)
         return kernel.lower(placed_step(per_point, 0), jax.device_put(shared, everywhere), hollow)
 
     call.compile = compile
